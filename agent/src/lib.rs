@@ -1,1 +1,144 @@
-//! todo
+//! The fleet agent.
+//!
+//! - [`backoff`]: sans-IO reconnect backoff and inbound watchdog.
+//! - [`install`]: what enrollment leaves on the agent's disk (`agent.json`, certificates).
+//! - [`enroll`]: the HTTPS enrollment client (hyper on rustls).
+//! - [`tunnel`]: the QUIC + mTLS tunnel client, shared by the service and `up`'s probe.
+//! - [`channel`]: the WebSocket command channel client.
+//! - [`service`]: `agent up` and the long-running agent service.
+
+pub mod backoff;
+pub mod channel;
+pub mod enroll;
+pub mod install;
+pub mod service;
+pub mod tunnel;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+
+/// Behaviour switches of the agent (DESIGN.md, "Legacy and fixed behaviour").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AgentSwitches {
+    /// `agent up` probes the tunnel after enrolling and fails when it cannot connect.
+    pub up_probe: bool,
+    /// Enrollment files are written atomically, `agent.json` last.
+    pub transactional_enroll_write: bool,
+}
+
+impl AgentSwitches {
+    /// The behaviour that produced the field incidents.
+    pub const LEGACY: AgentSwitches = AgentSwitches {
+        up_probe: false,
+        transactional_enroll_write: false,
+    };
+    /// The fixed behaviour (the shipped default).
+    pub const FIXED: AgentSwitches = AgentSwitches {
+        up_probe: true,
+        transactional_enroll_write: true,
+    };
+}
+
+/// Agent settings.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The agent's name (its host name, and what `hostname` prints).
+    pub name: String,
+    /// The running version.
+    pub version: String,
+    /// Where to enroll.
+    pub server_host: String,
+    /// Enrollment port.
+    pub enroll_port: u16,
+    /// Enrollment bearer token.
+    pub token: String,
+    /// The gateway CA the installer ships (trust for enrollment).
+    pub ca_pem: String,
+    /// Behaviour switches.
+    pub switches: AgentSwitches,
+    /// Bound on `up`'s tunnel probe handshake.
+    pub probe_timeout_ms: u64,
+    /// Bound on the probe's drain (close + wait idle).
+    pub probe_drain_ms: u64,
+    /// Heartbeat interval until the server's `ConfigUpdate` says otherwise.
+    pub heartbeat_interval_ms: u64,
+    /// Reconnect after this long with no inbound traffic, until `ConfigUpdate`.
+    pub inbound_timeout_ms: u64,
+    /// Reconnect backoff start.
+    pub backoff_base_ms: u64,
+    /// Reconnect backoff cap.
+    pub backoff_cap_ms: u64,
+}
+
+impl AgentConfig {
+    /// Defaults for an agent named `name` enrolling at `server_host`.
+    pub fn new(name: &str, server_host: &str, token: &str, ca_pem: &str) -> Self {
+        AgentConfig {
+            name: name.into(),
+            version: "1.0.0".into(),
+            server_host: server_host.into(),
+            enroll_port: proto::msg::ENROLL_PORT,
+            token: token.into(),
+            ca_pem: ca_pem.into(),
+            switches: AgentSwitches::FIXED,
+            probe_timeout_ms: 20_000,
+            probe_drain_ms: 3_000,
+            heartbeat_interval_ms: 30_000,
+            inbound_timeout_ms: 90_000,
+            backoff_base_ms: 1_000,
+            backoff_cap_ms: 60_000,
+        }
+    }
+}
+
+/// What the agent reports about itself (for the outcome document).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AgentStatus {
+    /// The enrolled identity.
+    pub agent_id: Option<String>,
+    /// Enrollment requests sent.
+    pub enroll_requests: u64,
+    /// The tunnel is up.
+    pub tunnel_connected: bool,
+    /// Tunnel connections established.
+    pub tunnel_connects: u64,
+    /// The command channel is authenticated.
+    pub ws_connected: bool,
+    /// Command-channel connections authenticated.
+    pub ws_connects: u64,
+    /// Commands executed.
+    pub commands_completed: u64,
+    /// Last connection error.
+    pub last_error: Option<String>,
+}
+
+/// Shared, lockable [`AgentStatus`].
+#[derive(Clone, Debug, Default)]
+pub struct StatusCell(Arc<Mutex<AgentStatus>>);
+
+impl StatusCell {
+    /// Locks the status for reading or update.
+    pub fn lock(&self) -> MutexGuard<'_, AgentStatus> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the current status.
+    pub fn get(&self) -> AgentStatus {
+        self.lock().clone()
+    }
+}
+
+/// Runs a command the way the agent's executor does: a few built-ins.
+pub fn execute(cfg: &AgentConfig, command: &str) -> (i32, String) {
+    let mut words = command.split_whitespace();
+    match words.next() {
+        Some("hostname") => (0, cfg.name.clone()),
+        Some("version") => (0, cfg.version.clone()),
+        Some("echo") => (0, words.collect::<Vec<_>>().join(" ")),
+        Some("true") => (0, String::new()),
+        Some("false") => (1, String::new()),
+        Some(other) => (127, format!("{other}: command not found")),
+        None => (127, "empty command".into()),
+    }
+}

@@ -1,1 +1,121 @@
-fn main() {}
+//! `fleet-agent`: the agent on real sockets.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agent::{AgentConfig, AgentSwitches, StatusCell};
+use clap::{Parser, Subcommand};
+use proto::real::{jsonl_file, JsonlObserver};
+
+/// The fleet agent.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Examples:\n  fleet-agent --data ./agent --ca ./srv/ca.pem up --token s3cret\n  fleet-agent --data ./agent --ca ./srv/ca.pem run"
+)]
+struct Args {
+    /// Agent data directory (agent.json, certificates).
+    #[arg(long, default_value = "fleet-agent-data", global = true)]
+    data: PathBuf,
+    /// Gateway CA shipped with the installer (PEM).
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    /// Server host name.
+    #[arg(long, default_value = "localhost", global = true)]
+    server: String,
+    /// Enrollment port.
+    #[arg(long, default_value_t = proto::msg::ENROLL_PORT, global = true)]
+    enroll_port: u16,
+    /// Agent name (defaults to the host name).
+    #[arg(long, global = true)]
+    name: Option<String>,
+    /// Behaviour preset: `fixed` or `legacy`.
+    #[arg(long, default_value = "fixed", value_parser = ["fixed", "legacy"], global = true)]
+    behavior: String,
+    /// Write the agent's frame log (JSON Lines) here.
+    #[arg(long, global = true)]
+    frame_log: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Enroll (and, fixed behaviour, probe the tunnel). Exit 0 only when it works.
+    Up {
+        /// Enrollment token.
+        #[arg(long)]
+        token: String,
+    },
+    /// Run the agent service (tunnel + command channel).
+    Run,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    std::process::exit(match run(args).await {
+        Ok(()) => 0,
+        Err((code, msg)) => {
+            eprintln!("fleet-agent: {msg}");
+            code
+        }
+    });
+}
+
+async fn run(args: Args) -> Result<(), (i32, String)> {
+    let ca_pem = match &args.ca {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| {
+            (
+                2,
+                format!("cannot read the gateway CA {}: {e}", p.display()),
+            )
+        })?,
+        None => String::new(),
+    };
+    let frames = args
+        .frame_log
+        .as_deref()
+        .map(jsonl_file)
+        .transpose()
+        .map_err(|e| (2, e.to_string()))?;
+    let observer = Arc::new(JsonlObserver::new(frames, None));
+    let name = args.name.clone().unwrap_or_else(|| "agent".into());
+    let env = proto::real::env(&format!("agent:{name}"), &args.data, observer)
+        .map_err(|e| (2, e.to_string()))?;
+    let token = match &args.command {
+        Cmd::Up { token } => token.clone(),
+        Cmd::Run => String::new(),
+    };
+    let mut cfg = AgentConfig::new(&name, &args.server, &token, &ca_pem);
+    cfg.enroll_port = args.enroll_port;
+    cfg.switches = if args.behavior == "legacy" {
+        AgentSwitches::LEGACY
+    } else {
+        AgentSwitches::FIXED
+    };
+    let status = StatusCell::default();
+    match args.command {
+        Cmd::Up { .. } => {
+            if ca_pem.is_empty() {
+                return Err((
+                    2,
+                    "`up` needs --ca <gateway CA PEM> from the installer".into(),
+                ));
+            }
+            let id = agent::service::up(&env, &cfg, &status)
+                .await
+                .map_err(|e| (e.exit_code(), e.to_string()))?;
+            println!("enrolled as {id}");
+            Ok(())
+        }
+        Cmd::Run => {
+            agent::service::run(env, cfg, status).await;
+            Ok(())
+        }
+    }
+}

@@ -44,10 +44,8 @@ pub trait Network: Send + Sync + Debug + 'static {
     /// Listens on TCP `port` on all of this host's addresses (0 = any free port).
     fn listen_tcp(&self, port: u16) -> BoxFuture<'static, io::Result<Box<dyn Listener>>>;
     /// Binds a UDP socket for a QUIC endpoint on `port` (0 = any free port).
-    fn bind_udp(
-        &self,
-        port: u16,
-    ) -> BoxFuture<'static, io::Result<Arc<dyn quinn::AsyncUdpSocket>>>;
+    fn bind_udp(&self, port: u16)
+        -> BoxFuture<'static, io::Result<Arc<dyn quinn::AsyncUdpSocket>>>;
     /// The runtime quinn drives its endpoint with (timers, clock, task spawning).
     fn quic_runtime(&self) -> Arc<dyn quinn::Runtime>;
     /// Resolves a host name to an address (QUIC needs an address, not a name).

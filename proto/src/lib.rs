@@ -13,8 +13,10 @@
 pub mod env;
 pub mod files;
 pub mod frame;
+pub mod fsdisk;
 pub mod msg;
 pub mod pki;
 pub mod quic;
 pub mod real;
 pub mod tls;
+pub mod ws;

@@ -1,1 +1,535 @@
-//! todo
+//! The fleet gateway/server.
+//!
+//! - [`store`]: the crash-safe store (redb on the env's disk): CA, agents, commands.
+//! - [`commands`]: the reaper, a sans-IO brain for offers, attempts and timeouts.
+//! - [`registry`]: agent -> live connection, with the generation check switch.
+//! - [`enroll`]: `POST /jet/tunnel/enroll` over HTTPS (hyper on rustls), TCP 7171.
+//! - [`tunnel`]: the QUIC + mTLS tunnel gateway, UDP 4433.
+//! - [`channel`]: the WebSocket command channel (TLS with client certificates).
+//!
+//! [`start`] brings all of it up on an [`proto::env::Env`] and returns a
+//! [`ServerHandle`] through which the operator (the `fleet-server` binary or
+//! the simulator) dispatches commands and reads the server's view.
+
+pub mod channel;
+pub mod commands;
+pub mod enroll;
+pub mod registry;
+pub mod store;
+pub mod tunnel;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use proto::env::Env;
+use proto::fields;
+use proto::pki::Ca;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::commands::ReaperPolicy;
+use crate::registry::Registry;
+use crate::store::{AgentRecord, CommandRecord, CommandStatus, Store, StoreError};
+
+/// Behaviour switches of the server (DESIGN.md, "Legacy and fixed behaviour").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ServerSwitches {
+    /// Unregister a tunnel connection only if it is the registered one.
+    pub registry_generation_check: bool,
+}
+
+impl ServerSwitches {
+    /// The behaviour that produced the field incidents.
+    pub const LEGACY: ServerSwitches = ServerSwitches {
+        registry_generation_check: false,
+    };
+    /// The fixed behaviour (the shipped default).
+    pub const FIXED: ServerSwitches = ServerSwitches {
+        registry_generation_check: true,
+    };
+}
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Name agents connect to; the TLS certificate's DNS name.
+    pub hostname: String,
+    /// Enrollment bearer tokens accepted.
+    pub enroll_tokens: Vec<String>,
+    /// Behaviour switches.
+    pub switches: ServerSwitches,
+    /// Heartbeat interval pushed to agents in `ConfigUpdate`.
+    pub heartbeat_interval_ms: u64,
+    /// Agents reconnect after this long with no inbound traffic (pushed in `ConfigUpdate`).
+    pub inbound_timeout_ms: u64,
+    /// Interval of server Pings on the command channel.
+    pub ping_interval_ms: u64,
+    /// Reaper policy.
+    pub reaper: ReaperPolicy,
+    /// Path of the store on the env's disk.
+    pub store_path: String,
+    /// Ports (0 = any free port, for tests on a real network).
+    pub enroll_port: u16,
+    /// QUIC tunnel port.
+    pub tunnel_port: u16,
+    /// WebSocket port.
+    pub ws_port: u16,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            hostname: "server".into(),
+            enroll_tokens: vec!["enroll-token".into()],
+            switches: ServerSwitches::FIXED,
+            heartbeat_interval_ms: 30_000,
+            inbound_timeout_ms: 90_000,
+            ping_interval_ms: 30_000,
+            reaper: ReaperPolicy::default(),
+            store_path: "server.redb".into(),
+            enroll_port: proto::msg::ENROLL_PORT,
+            tunnel_port: proto::msg::TUNNEL_PORT,
+            ws_port: proto::msg::WS_PORT,
+        }
+    }
+}
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Key or certificate generation failed.
+    #[error(transparent)]
+    Pki(#[from] proto::pki::PkiError),
+    /// A TLS configuration was rejected.
+    #[error(transparent)]
+    Tls(#[from] proto::tls::TlsConfigError),
+    /// A socket could not be bound.
+    #[error("cannot listen on {what} port {port}: {source}; is another server running?")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The port.
+        port: u16,
+        /// The OS (or simulator) error.
+        source: std::io::Error,
+    },
+}
+
+/// What the send task of a command-channel session writes.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A Text frame carrying this JSON.
+    Text(String),
+    /// Close the connection (eviction).
+    Close,
+}
+
+/// A live command-channel session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Where the session's send task reads from.
+    pub tx: mpsc::UnboundedSender<Outbound>,
+}
+
+/// A registered tunnel connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TunnelEntry {
+    /// `service` or `probe`.
+    pub role: String,
+}
+
+/// Server state shared by its tasks.
+#[derive(Debug)]
+pub struct Shared {
+    env: Env,
+    cfg: ServerConfig,
+    store: Store,
+    ca: CaMaterial,
+    sessions: Mutex<Registry<Session>>,
+    tunnels: Mutex<Registry<TunnelEntry>>,
+    ports: Mutex<Ports>,
+}
+
+/// The ports the server actually listens on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Ports {
+    /// HTTPS enrollment (TCP).
+    pub enroll: u16,
+    /// QUIC tunnel (UDP).
+    pub tunnel: u16,
+    /// WebSocket command channel (TCP).
+    pub ws: u16,
+}
+
+#[derive(Debug)]
+struct CaMaterial {
+    ca: Ca,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Operator requests, executed inside the server's runtime.
+#[derive(Debug)]
+enum Control {
+    Dispatch { agent: String, command: String },
+    Evict { agent: String },
+}
+
+/// The operator's handle on a running server.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+/// The server's view of one agent, for reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    /// Stored record.
+    #[serde(flatten)]
+    pub record: AgentRecord,
+    /// `online` (live command channel and tunnel), `offline`.
+    pub status: String,
+    /// The registered tunnel connection, if any.
+    pub tunnel_conn: Option<String>,
+    /// The registered command-channel connection, if any.
+    pub ws_conn: Option<String>,
+}
+
+impl ServerHandle {
+    /// The CA agents must trust (an installer ships it).
+    pub fn ca_pem(&self) -> String {
+        self.shared.ca.ca.cert_pem.clone()
+    }
+
+    /// Queues a command for the agent named `agent` (ids `cmd-0001`, ... in order).
+    pub fn dispatch(&self, agent: &str, command: &str) {
+        let _ = self.control.send(Control::Dispatch {
+            agent: agent.into(),
+            command: command.into(),
+        });
+    }
+
+    /// Closes the agent's command-channel session from the server side.
+    pub fn evict(&self, agent: &str) {
+        let _ = self.control.send(Control::Evict {
+            agent: agent.into(),
+        });
+    }
+
+    /// Every agent as the server sees it, by agent id.
+    pub fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
+        let sessions = lock(&self.shared.sessions);
+        let tunnels = lock(&self.shared.tunnels);
+        Ok(self
+            .shared
+            .store
+            .agents()?
+            .into_iter()
+            .map(|record| {
+                let ws_conn = sessions.get(&record.agent_id).map(|e| e.conn.clone());
+                let tunnel_conn = tunnels.get(&record.agent_id).map(|e| e.conn.clone());
+                let status = if ws_conn.is_some() && tunnel_conn.is_some() {
+                    "online"
+                } else {
+                    "offline"
+                };
+                AgentView {
+                    record,
+                    status: status.into(),
+                    tunnel_conn,
+                    ws_conn,
+                }
+            })
+            .collect())
+    }
+
+    /// The ports actually bound.
+    pub fn ports(&self) -> Ports {
+        *lock(&self.shared.ports)
+    }
+
+    /// Every command, by id.
+    pub fn commands(&self) -> Result<Vec<CommandRecord>, StoreError> {
+        self.shared.store.commands()
+    }
+
+    /// Registered tunnel connections: (agent id, connection id, role).
+    pub fn tunnels(&self) -> Vec<(String, String, String)> {
+        lock(&self.shared.tunnels)
+            .iter()
+            .map(|(a, e)| (a.clone(), e.conn.clone(), e.value.role.clone()))
+            .collect()
+    }
+}
+
+/// Starts the server's listeners and workers on the current tokio runtime.
+pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
+    let store = Store::open(env.disk.as_ref(), &cfg.store_path)?;
+    let ca = match store.ca()? {
+        Some(rec) => Ca::load(&rec.cert_pem, &rec.key_pem)?,
+        None => {
+            let ca = Ca::generate(env.random_seed(), env.clock.system_time())?;
+            store.put_ca(&store::CaRecord {
+                cert_pem: ca.cert_pem.clone(),
+                key_pem: ca.key_pem.clone(),
+            })?;
+            env.event("server.ca_created", fields! {});
+            ca
+        }
+    };
+    let gen_check = cfg.switches.registry_generation_check;
+    let shared = Arc::new(Shared {
+        env: env.clone(),
+        cfg,
+        store,
+        ca: CaMaterial { ca },
+        sessions: Mutex::new(Registry::new(true)),
+        tunnels: Mutex::new(Registry::new(gen_check)),
+        ports: Mutex::new(Ports::default()),
+    });
+    let tls_identity = shared.ca.ca.issue(
+        &shared.cfg.hostname,
+        std::slice::from_ref(&shared.cfg.hostname),
+        false,
+        env.random_seed(),
+        env.clock.system_time(),
+    )?;
+    enroll::spawn(shared.clone(), &tls_identity).await?;
+    tunnel::spawn(shared.clone(), &tls_identity).await?;
+    channel::spawn(shared.clone(), &tls_identity).await?;
+    let (control, rx) = mpsc::unbounded_channel();
+    tokio::spawn(control_loop(shared.clone(), rx));
+    tokio::spawn(timeout_loop(shared.clone()));
+    env.event("server.started", fields! {});
+    Ok(ServerHandle { shared, control })
+}
+
+async fn control_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Control>) {
+    while let Some(c) = rx.recv().await {
+        match c {
+            Control::Dispatch { agent, command } => shared.dispatch(&agent, &command),
+            Control::Evict { agent } => shared.evict(&agent),
+        }
+    }
+}
+
+// Checks offer timeouts once a second of (simulated) time.
+async fn timeout_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        shared.reap_timeouts();
+    }
+}
+
+impl Shared {
+    fn agent_by_name(&self, name: &str) -> Option<AgentRecord> {
+        let agents = self.store.agents().ok()?;
+        agents
+            .into_iter()
+            .filter(|a| a.name == name && !a.revoked)
+            .max_by_key(|a| a.enrolled_at_us)
+    }
+
+    fn persist(&self, c: &CommandRecord) {
+        if let Err(e) = self.store.put_command(c) {
+            tracing::error!(error = %e, command_id = %c.command_id, "store write failed");
+        }
+    }
+
+    fn dispatch(&self, agent: &str, command: &str) {
+        let now = self.env.now_us();
+        let seq = match self.store.next_command_seq() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot allocate a command id");
+                return;
+            }
+        };
+        let command_id = format!("cmd-{seq:04}");
+        let Some(rec) = self.agent_by_name(agent) else {
+            self.env.event(
+                "command.rejected",
+                fields! {"command_id" => command_id, "agent" => agent, "reason" => "unknown agent"},
+            );
+            return;
+        };
+        let mut c = CommandRecord {
+            command_id: command_id.clone(),
+            agent_id: rec.agent_id.clone(),
+            agent_name: rec.name.clone(),
+            command: command.into(),
+            status: CommandStatus::Pending,
+            attempts: 0,
+            created_us: now,
+            last_offer_us: None,
+            acked_us: None,
+            completed_us: None,
+            exit_code: None,
+            output: None,
+        };
+        self.env.event(
+            "command.dispatched",
+            fields! {"command_id" => command_id, "agent" => rec.name, "command" => command},
+        );
+        self.offer(&mut c);
+        self.persist(&c);
+    }
+
+    /// Hands a command to the agent's session; like the field's `send_to`,
+    /// success means the in-memory channel accepted it.
+    fn offer(&self, c: &mut CommandRecord) -> bool {
+        let msg = proto::msg::ServerMsg::Command {
+            command_id: c.command_id.clone(),
+            command: c.command.clone(),
+        };
+        let sent = self.send_to(&c.agent_id, &c.agent_name, &msg);
+        if sent {
+            self.cfg.reaper.handle_offered(c, self.env.now_us());
+        }
+        sent
+    }
+
+    /// Queues a message on the agent's live session; true when the channel accepted it.
+    fn send_to(&self, agent_id: &str, peer: &str, msg: &proto::msg::ServerMsg) -> bool {
+        let sessions = lock(&self.sessions);
+        let Some(entry) = sessions.get(agent_id) else {
+            return false;
+        };
+        let json = serde_json::to_string(msg).expect("server messages serialize");
+        let m = tungstenite::Message::text(json.clone());
+        if entry.value.tx.send(Outbound::Text(json)).is_err() {
+            return false;
+        }
+        proto::ws::log(
+            &self.env,
+            &entry.conn,
+            peer,
+            proto::frame::Dir::Tx,
+            proto::frame::Stage::Enqueued,
+            &m,
+        );
+        true
+    }
+
+    fn evict(&self, agent: &str) {
+        let Some(rec) = self.agent_by_name(agent) else {
+            return;
+        };
+        if let Some(e) = lock(&self.sessions).remove(&rec.agent_id) {
+            let _ = e.value.tx.send(Outbound::Close);
+            self.env.event(
+                "registry.evicted",
+                fields! {"agent" => rec.name, "conn" => e.conn},
+            );
+        }
+    }
+
+    fn pending_for(&self, agent_id: &str) -> Vec<CommandRecord> {
+        match self.store.commands() {
+            Ok(all) => all
+                .into_iter()
+                .filter(|c| c.agent_id == agent_id && c.status == CommandStatus::Pending)
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "store read failed");
+                Vec::new()
+            }
+        }
+    }
+
+    fn handle_heartbeat(&self, agent_id: &str) {
+        let now = self.env.now_us();
+        if let Ok(Some(mut a)) = self.store.agent(agent_id) {
+            a.last_seen_us = Some(now);
+            let _ = self.store.put_agent(&a);
+        }
+        for mut c in self.pending_for(agent_id) {
+            match self.cfg.reaper.handle_heartbeat(&mut c, now) {
+                commands::Verdict::Offer => {
+                    if self.offer(&mut c) {
+                        self.persist(&c);
+                    }
+                }
+                commands::Verdict::Changed => {
+                    self.env.event(
+                        "command.undeliverable",
+                        fields! {"command_id" => c.command_id, "attempts" => c.attempts},
+                    );
+                    self.persist(&c);
+                }
+                commands::Verdict::Keep => {}
+            }
+        }
+    }
+
+    fn handle_ack(&self, agent_id: &str, command_id: &str) {
+        self.update_command(agent_id, command_id, |p, c, now| p.handle_ack(c, now));
+    }
+
+    fn handle_result(&self, agent_id: &str, command_id: &str, exit_code: i32, output: &str) {
+        self.update_command(agent_id, command_id, |p, c, now| {
+            p.handle_result(c, now, exit_code, output)
+        });
+    }
+
+    fn update_command(
+        &self,
+        agent_id: &str,
+        command_id: &str,
+        f: impl FnOnce(&ReaperPolicy, &mut CommandRecord, u64) -> commands::Verdict,
+    ) {
+        let Ok(Some(mut c)) = self.store.command(command_id) else {
+            self.env.event(
+                "command.unknown",
+                fields! {"command_id" => command_id, "agent_id" => agent_id},
+            );
+            return;
+        };
+        if c.agent_id != agent_id {
+            self.env.event(
+                "command.wrong_agent",
+                fields! {"command_id" => command_id, "agent_id" => agent_id},
+            );
+            return;
+        }
+        if f(&self.cfg.reaper, &mut c, self.env.now_us()) == commands::Verdict::Changed {
+            self.env.event(
+                "command.status",
+                fields! {"command_id" => command_id, "status" => c.status},
+            );
+            self.persist(&c);
+        }
+    }
+
+    fn reap_timeouts(&self) {
+        let now = self.env.now_us();
+        let Ok(all) = self.store.commands() else {
+            return;
+        };
+        for mut c in all {
+            if self.cfg.reaper.handle_timeout(&mut c, now) == commands::Verdict::Changed {
+                self.env.event(
+                    "command.timed_out",
+                    fields! {"command_id" => c.command_id, "attempts" => c.attempts},
+                );
+                self.persist(&c);
+            }
+        }
+    }
+
+    /// The agent whose certificate this is, if the server issued it and it is not revoked.
+    fn agent_for_cert(&self, cert: &rustls_pki_types::CertificateDer<'_>) -> Option<AgentRecord> {
+        let fp = proto::pki::fingerprint(cert);
+        match self.store.agent_by_cert(&fp) {
+            Ok(Some(a)) if !a.revoked => Some(a),
+            _ => None,
+        }
+    }
+}

@@ -1,1 +1,8 @@
 //! todo
+pub mod clock;
+pub mod crypto;
+pub mod disk;
+pub mod net;
+pub mod observe;
+pub mod quic;
+pub mod run;

@@ -1,0 +1,220 @@
+//! The WebSocket command channel client.
+//!
+//! Auth -> AuthAck -> ConfigUpdate, then Heartbeats out, Commands in (each
+//! acked on receipt, before execution, then answered with its result), Pings
+//! answered with Pongs. Nothing inbound for the watchdog's timeout (90 s in
+//! the field) means the connection is dead: return and let the service
+//! reconnect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use proto::env::Env;
+use proto::fields;
+use proto::frame::{Dir, FrameKind, FrameRecord, Stage};
+use proto::msg::{AgentMsg, ServerMsg};
+use rustls_pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tungstenite::Message;
+
+use crate::backoff::Watchdog;
+use crate::install::Credentials;
+use crate::{execute, AgentConfig, StatusCell};
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// Could not connect or upgrade.
+    #[error("command channel connect: {0}")]
+    Connect(String),
+    /// The server did not accept the agent.
+    #[error("command channel auth: {0}")]
+    Auth(String),
+    /// Nothing arrived for the watchdog's timeout.
+    #[error("no inbound traffic for {0} ms")]
+    InboundTimeout(u64),
+    /// The connection broke or was closed.
+    #[error("command channel closed: {0}")]
+    Closed(String),
+}
+
+fn tls_event(env: &Env, conn: &str, kind: &str, error: Option<String>) {
+    env.observer.frame(FrameRecord {
+        kind: Some(kind.into()),
+        error,
+        ..FrameRecord::new(
+            env.now_us(),
+            &env.point,
+            conn,
+            "server",
+            Dir::Tx,
+            Stage::Event,
+            FrameKind::Tls,
+        )
+    });
+}
+
+/// Runs one command-channel session until it ends.
+pub async fn run_session(
+    env: &Env,
+    cfg: &AgentConfig,
+    creds: &Credentials,
+    status: &StatusCell,
+) -> Result<(), ChannelError> {
+    let host = creds.file.tunnel.host.clone();
+    let port = creds.file.tunnel.ws_port;
+    let conn = env.observer.next_conn_id();
+    let peer = "server";
+    let tcp = env
+        .net
+        .connect_tcp(&host, port)
+        .await
+        .map_err(|e| ChannelError::Connect(format!("TCP {host}:{port}: {e}")))?;
+    let tls_cfg = proto::tls::client_config(
+        env,
+        &creds.ca_pem,
+        Some((&creds.cert_pem, &creds.key_pem)),
+        &[b"http/1.1"],
+    )
+    .map_err(|e| ChannelError::Connect(e.to_string()))?;
+    let name =
+        ServerName::try_from(host.clone()).map_err(|e| ChannelError::Connect(e.to_string()))?;
+    let tls = match TlsConnector::from(Arc::new(tls_cfg))
+        .connect(name, tcp)
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tls_event(env, &conn, "handshake_failed", Some(e.to_string()));
+            return Err(ChannelError::Connect(format!("TLS: {e}")));
+        }
+    };
+    tls_event(env, &conn, "handshake_ok", None);
+    let mut req = format!("wss://{host}:{port}/agent")
+        .into_client_request()
+        .map_err(|e| ChannelError::Connect(e.to_string()))?;
+    req.headers_mut().insert(
+        "Sec-WebSocket-Key",
+        proto::ws::handshake_key(env).parse().map_err(
+            |e: tungstenite::http::header::InvalidHeaderValue| ChannelError::Connect(e.to_string()),
+        )?,
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tls)
+        .await
+        .map_err(|e| ChannelError::Connect(format!("WebSocket upgrade: {e}")))?;
+
+    let send =
+        |m: AgentMsg| Message::text(serde_json::to_string(&m).expect("agent messages serialize"));
+    macro_rules! write {
+        ($m:expr) => {{
+            let m = $m;
+            match ws.send(m.clone()).await {
+                Ok(()) => proto::ws::log(env, &conn, peer, Dir::Tx, Stage::Written, &m),
+                Err(e) => {
+                    proto::ws::log_error(env, &conn, peer, &m, &e.to_string());
+                    return Err(ChannelError::Closed(e.to_string()));
+                }
+            }
+        }};
+    }
+    write!(send(AgentMsg::Auth {
+        agent_id: creds.file.agent_id.clone(),
+        agent_version: cfg.version.clone(),
+    }));
+
+    let mut watchdog = Watchdog::new(cfg.inbound_timeout_ms * 1000, env.now_us());
+    let mut hb_period = Duration::from_millis(cfg.heartbeat_interval_ms);
+    let mut heartbeats =
+        tokio::time::interval_at(tokio::time::Instant::now() + hb_period, hb_period);
+    heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hb_seq = 0u64;
+    let mut authed = false;
+    loop {
+        let until_deadline = watchdog.poll_deadline().saturating_sub(env.now_us());
+        let inbound = tokio::select! {
+            biased;
+            m = ws.next() => m,
+            _ = heartbeats.tick(), if authed => {
+                hb_seq += 1;
+                write!(send(AgentMsg::Heartbeat { seq: hb_seq, agent_version: cfg.version.clone() }));
+                continue;
+            }
+            _ = tokio::time::sleep(Duration::from_micros(until_deadline)) => {
+                env.event("channel.inbound_timeout", fields! {"conn" => conn, "timeout_ms" => cfg.inbound_timeout_ms});
+                return Err(ChannelError::InboundTimeout(cfg.inbound_timeout_ms));
+            }
+        };
+        let m = match inbound {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(ChannelError::Closed(e.to_string())),
+            None => return Err(ChannelError::Closed("end of stream".into())),
+        };
+        watchdog.handle_inbound(env.now_us());
+        proto::ws::log(env, &conn, peer, Dir::Rx, Stage::Read, &m);
+        match m {
+            Message::Text(t) => match serde_json::from_str::<ServerMsg>(t.as_str()) {
+                Ok(ServerMsg::AuthAck { conn: server_conn }) => {
+                    authed = true;
+                    {
+                        let mut s = status.lock();
+                        s.ws_connected = true;
+                        s.ws_connects += 1;
+                    }
+                    env.event(
+                        "channel.connected",
+                        fields! {"conn" => conn, "server_conn" => server_conn},
+                    );
+                }
+                Ok(ServerMsg::ConfigUpdate {
+                    heartbeat_interval_ms,
+                    inbound_timeout_ms,
+                }) => {
+                    watchdog.set_timeout(inbound_timeout_ms * 1000);
+                    let p = Duration::from_millis(heartbeat_interval_ms);
+                    if p != hb_period {
+                        hb_period = p;
+                        heartbeats = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+                        heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
+                }
+                Ok(ServerMsg::Command {
+                    command_id,
+                    command,
+                }) => {
+                    write!(send(AgentMsg::CommandAck {
+                        command_id: command_id.clone()
+                    }));
+                    let (exit_code, output) = execute(cfg, &command);
+                    write!(send(AgentMsg::CommandResult {
+                        command_id,
+                        exit_code,
+                        output
+                    }));
+                    status.lock().commands_completed += 1;
+                }
+                Err(e) => env.event(
+                    "channel.bad_message",
+                    fields! {"conn" => conn, "error" => e.to_string()},
+                ),
+            },
+            Message::Ping(p) => {
+                // tungstenite queued the Pong; flush it now and log it as written.
+                if let Err(e) = ws.flush().await {
+                    return Err(ChannelError::Closed(e.to_string()));
+                }
+                proto::ws::log(env, &conn, peer, Dir::Tx, Stage::Written, &Message::Pong(p));
+            }
+            Message::Close(_) => {
+                // Keep polling so tungstenite flushes the Close reply.
+                while let Some(Ok(_)) = ws.next().await {}
+                return Err(ChannelError::Closed("closed by server".into()));
+            }
+            _ => {}
+        }
+        if !authed {
+            return Err(ChannelError::Auth("first message was not AuthAck".into()));
+        }
+    }
+}

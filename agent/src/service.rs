@@ -1,0 +1,188 @@
+//! `agent up` (enroll, then in the fixed behaviour probe the tunnel) and the
+//! long-running agent service (tunnel + command channel, reconnecting).
+
+use std::time::Duration;
+
+use proto::env::Env;
+use proto::fields;
+
+use crate::backoff::Backoff;
+use crate::enroll::{enroll_once, EnrollError};
+use crate::install::{self, Credentials};
+use crate::tunnel::{TunnelClient, TunnelError};
+use crate::{channel, AgentConfig, StatusCell};
+
+/// Why `agent up` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    /// Enrollment failed.
+    #[error(transparent)]
+    Enroll(#[from] EnrollError),
+    /// Writing the enrollment to disk failed.
+    #[error("cannot write the enrollment to disk: {0}")]
+    Write(std::io::Error),
+    /// The tunnel probe failed.
+    #[error("enrolled, but the tunnel probe failed ({0}); check that UDP {port} to {host} is open (firewall/NAT)", port = .1, host = .2)]
+    Probe(TunnelError, u16, String),
+    /// The tunnel probe did not finish in time.
+    #[error("enrolled, but the tunnel probe timed out after {0} ms; check that UDP {port} to {host} is open (firewall/NAT)", port = .1, host = .2)]
+    ProbeTimeout(u64, u16, String),
+}
+
+impl UpError {
+    /// The process exit code `agent up` reports.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            UpError::Enroll(_) => 2,
+            UpError::Write(_) => 3,
+            UpError::Probe(..) | UpError::ProbeTimeout(..) => 4,
+        }
+    }
+}
+
+/// `agent up`: enroll, persist, and (switch `up_probe`) prove the tunnel works
+/// with one handshake on the service's own connect path, then drain.
+pub async fn up(env: &Env, cfg: &AgentConfig, status: &StatusCell) -> Result<String, UpError> {
+    status.lock().enroll_requests += 1;
+    let resp = enroll_once(env, cfg).await?;
+    let file = install::write_enrollment(
+        env.disk.as_ref(),
+        &resp,
+        cfg.switches.transactional_enroll_write,
+    )
+    .map_err(UpError::Write)?;
+    status.lock().agent_id = Some(file.agent_id.clone());
+    env.event("up.enrolled", fields! {"agent_id" => file.agent_id});
+    if !cfg.switches.up_probe {
+        return Ok(file.agent_id);
+    }
+    let creds = install::load(env.disk.as_ref())
+        .map_err(UpError::Write)?
+        .ok_or_else(|| UpError::Write(std::io::Error::other("agent.json missing after write")))?;
+    let host = creds.file.tunnel.host.clone();
+    let port = creds.file.tunnel.quic_port;
+    let client = TunnelClient::new(env)
+        .await
+        .map_err(|e| UpError::Probe(e, port, host.clone()))?;
+    let probe = tokio::time::timeout(
+        Duration::from_millis(cfg.probe_timeout_ms),
+        client.connect(env, &creds, "probe"),
+    )
+    .await;
+    let result = match probe {
+        Ok(Ok(tunnel)) => {
+            tunnel.close(env, "probe done");
+            Ok(file.agent_id)
+        }
+        Ok(Err(e)) => Err(UpError::Probe(e, port, host)),
+        Err(_) => Err(UpError::ProbeTimeout(cfg.probe_timeout_ms, port, host)),
+    };
+    // Drain so the gateway sees the probe's close promptly, but bounded.
+    let _ = tokio::time::timeout(
+        Duration::from_millis(cfg.probe_drain_ms),
+        client.wait_idle(),
+    )
+    .await;
+    env.event(
+        "up.probe",
+        fields! {"ok" => result.is_ok(), "error" => result.as_ref().err().map(|e| e.to_string())},
+    );
+    result
+}
+
+fn jitter(env: &Env) -> u32 {
+    let mut b = [0u8; 4];
+    env.fill_random(&mut b);
+    u32::from_le_bytes(b)
+}
+
+/// The agent service: waits for an enrollment on disk, then keeps the tunnel
+/// and the command channel up, reconnecting with backoff. Never returns.
+pub async fn run(env: Env, cfg: AgentConfig, status: StatusCell) {
+    let creds = loop {
+        match install::load(env.disk.as_ref()) {
+            Ok(Some(c)) => break c,
+            Ok(None) => {}
+            Err(e) => env.event("service.bad_install", fields! {"error" => e.to_string()}),
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    status.lock().agent_id = Some(creds.file.agent_id.clone());
+    let tunnel = tokio::spawn(run_tunnel(
+        env.clone(),
+        cfg.clone(),
+        creds.clone(),
+        status.clone(),
+    ));
+    run_channel(env, cfg, creds, status).await;
+    tunnel.abort();
+}
+
+async fn run_tunnel(env: Env, cfg: AgentConfig, creds: Credentials, status: StatusCell) {
+    let mut backoff = Backoff::new(cfg.backoff_base_ms, cfg.backoff_cap_ms);
+    let client = loop {
+        match TunnelClient::new(&env).await {
+            Ok(c) => break c,
+            Err(e) => {
+                env.event("tunnel.setup_failed", fields! {"error" => e.to_string()});
+                tokio::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(&env))))
+                    .await;
+            }
+        }
+    };
+    loop {
+        match client.connect(&env, &creds, "service").await {
+            Ok(mut t) => {
+                backoff.handle_success();
+                {
+                    let mut s = status.lock();
+                    s.tunnel_connected = true;
+                    s.tunnel_connects += 1;
+                }
+                env.event("tunnel.connected", fields! {"conn" => t.conn_id});
+                let period = Duration::from_millis(cfg.heartbeat_interval_ms);
+                let mut tick =
+                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                let reason = loop {
+                    tokio::select! {
+                        biased;
+                        r = t.closed() => break r,
+                        _ = tick.tick() => {
+                            if let Err(e) = t.heartbeat(&env).await {
+                                break e.to_string();
+                            }
+                        }
+                    }
+                };
+                status.lock().tunnel_connected = false;
+                env.event(
+                    "tunnel.lost",
+                    fields! {"conn" => t.conn_id, "reason" => reason},
+                );
+            }
+            Err(e) => {
+                status.lock().last_error = Some(e.to_string());
+                env.event("tunnel.connect_failed", fields! {"error" => e.to_string()});
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(&env)))).await;
+    }
+}
+
+async fn run_channel(env: Env, cfg: AgentConfig, creds: Credentials, status: StatusCell) {
+    let mut backoff = Backoff::new(cfg.backoff_base_ms, cfg.backoff_cap_ms);
+    loop {
+        let connects = status.lock().ws_connects;
+        let result = channel::run_session(&env, &cfg, &creds, &status).await;
+        let was_up = status.lock().ws_connects > connects;
+        status.lock().ws_connected = false;
+        if was_up {
+            backoff.handle_success();
+        }
+        if let Err(e) = result {
+            status.lock().last_error = Some(e.to_string());
+            env.event("channel.lost", fields! {"error" => e.to_string()});
+        }
+        tokio::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(&env)))).await;
+    }
+}

@@ -1,0 +1,249 @@
+//! The WebSocket command channel: TLS with client certificates, one session
+//! per agent.
+//!
+//! As in the field: `send_to` (see [`Shared::send_to`]) succeeds when the
+//! session's unbounded in-memory channel accepts a message, not when bytes
+//! reach the socket; one send task loops over queued Text frames and Pings.
+//! The frame log says which is which: `enqueued` at the channel, `written`
+//! when the socket write completed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use proto::env::{BoxStream, Listener};
+use proto::fields;
+use proto::frame::{Dir, FrameKind, FrameRecord, Stage};
+use proto::msg::{ping_payload, AgentMsg, ServerMsg};
+use proto::pki::Issued;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tungstenite::Message;
+
+use crate::{lock, Outbound, ServerError, Session, Shared};
+
+pub(crate) async fn spawn(shared: Arc<Shared>, identity: &Issued) -> Result<(), ServerError> {
+    let ca_pem = shared.ca.ca.cert_pem.clone();
+    let tls = proto::tls::server_config(
+        &shared.env,
+        &identity.cert_pem,
+        &identity.key_pem,
+        Some(&ca_pem),
+        &[b"http/1.1"],
+    )?;
+    let port = shared.cfg.ws_port;
+    let bind_err = |source| ServerError::Bind {
+        what: "command channel",
+        port,
+        source,
+    };
+    let listener = shared.env.net.listen_tcp(port).await.map_err(bind_err)?;
+    lock(&shared.ports).ws = listener.local_addr().map_err(bind_err)?.port();
+    tokio::spawn(accept_loop(
+        shared,
+        listener,
+        TlsAcceptor::from(Arc::new(tls)),
+    ));
+    Ok(())
+}
+
+async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>, acceptor: TlsAcceptor) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let shared = shared.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move { serve(shared, stream, acceptor).await });
+            }
+            Err(e) => tracing::warn!(error = %e, "command channel accept failed"),
+        }
+    }
+}
+
+fn tls_event(shared: &Shared, conn: &str, peer: &str, kind: &str, error: Option<String>) {
+    shared.env.observer.frame(FrameRecord {
+        kind: Some(kind.into()),
+        error,
+        ..FrameRecord::new(
+            shared.env.now_us(),
+            &shared.env.point,
+            conn,
+            peer,
+            Dir::Rx,
+            Stage::Event,
+            FrameKind::Tls,
+        )
+    });
+}
+
+async fn serve(shared: Arc<Shared>, stream: BoxStream, acceptor: TlsAcceptor) {
+    let conn = shared.env.observer.next_conn_id();
+    let tls = match acceptor.accept(stream).await {
+        Ok(t) => t,
+        Err(e) => {
+            tls_event(&shared, &conn, "?", "handshake_failed", Some(e.to_string()));
+            return;
+        }
+    };
+    let agent = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| shared.agent_for_cert(c));
+    let Some(agent) = agent else {
+        tls_event(&shared, &conn, "?", "rejected_unknown_certificate", None);
+        return;
+    };
+    let peer = agent.name.clone();
+    tls_event(&shared, &conn, &peer, "handshake_ok", None);
+    let ws = match tokio_tungstenite::accept_async(tls).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            shared.env.event(
+                "channel.upgrade_failed",
+                fields! {"conn" => conn, "agent" => peer, "error" => e.to_string()},
+            );
+            return;
+        }
+    };
+    let (mut sink, mut stream) = ws.split();
+
+    // The first frame must be Auth naming the certificate's agent.
+    let authed = match stream.next().await {
+        Some(Ok(m)) => {
+            proto::ws::log(&shared.env, &conn, &peer, Dir::Rx, Stage::Read, &m);
+            match m {
+                Message::Text(t) => matches!(
+                    serde_json::from_str::<AgentMsg>(t.as_str()),
+                    Ok(AgentMsg::Auth { ref agent_id, .. }) if *agent_id == agent.agent_id
+                ),
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    if !authed {
+        shared.env.event(
+            "channel.auth_failed",
+            fields! {"conn" => conn, "agent" => peer},
+        );
+        let _ = sink.close().await;
+        return;
+    }
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (generation, old) =
+        lock(&shared.sessions).handle_register(&agent.agent_id, &conn, Session { tx });
+    if let Some(old) = old {
+        // The replaced session's sender is dropped with `old`: its send task ends.
+        shared.env.event(
+            "registry.replaced",
+            fields! {"agent" => peer, "old_conn" => old.conn, "conn" => conn},
+        );
+    }
+    shared.env.event(
+        "registry.registered",
+        fields! {"agent" => peer, "conn" => conn, "generation" => generation},
+    );
+    shared.send_to(
+        &agent.agent_id,
+        &peer,
+        &ServerMsg::AuthAck { conn: conn.clone() },
+    );
+    shared.send_to(
+        &agent.agent_id,
+        &peer,
+        &ServerMsg::ConfigUpdate {
+            heartbeat_interval_ms: shared.cfg.heartbeat_interval_ms,
+            inbound_timeout_ms: shared.cfg.inbound_timeout_ms,
+        },
+    );
+    let writer = tokio::spawn(send_loop(
+        shared.clone(),
+        conn.clone(),
+        peer.clone(),
+        sink,
+        rx,
+    ));
+
+    while let Some(m) = stream.next().await {
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                shared.env.event(
+                    "channel.read_error",
+                    fields! {"conn" => conn, "agent" => peer, "error" => e.to_string()},
+                );
+                break;
+            }
+        };
+        proto::ws::log(&shared.env, &conn, &peer, Dir::Rx, Stage::Read, &m);
+        match m {
+            Message::Text(t) => match serde_json::from_str::<AgentMsg>(t.as_str()) {
+                Ok(AgentMsg::Heartbeat { .. }) => shared.handle_heartbeat(&agent.agent_id),
+                Ok(AgentMsg::CommandAck { command_id }) => {
+                    shared.handle_ack(&agent.agent_id, &command_id)
+                }
+                Ok(AgentMsg::CommandResult {
+                    command_id,
+                    exit_code,
+                    output,
+                }) => shared.handle_result(&agent.agent_id, &command_id, exit_code, &output),
+                Ok(AgentMsg::Auth { .. }) => {}
+                Err(e) => shared.env.event(
+                    "channel.bad_message",
+                    fields! {"conn" => conn, "agent" => peer, "error" => e.to_string()},
+                ),
+            },
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    writer.abort();
+    let removed = lock(&shared.sessions).handle_close(&agent.agent_id, generation);
+    shared.env.event(
+        "registry.closed",
+        fields! {"agent" => peer, "conn" => conn, "unregistered" => removed == crate::registry::Unregistered::Own},
+    );
+}
+
+async fn send_loop<S>(
+    shared: Arc<Shared>,
+    conn: String,
+    peer: String,
+    mut sink: S,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+) where
+    S: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin,
+{
+    let period = Duration::from_millis(shared.cfg.ping_interval_ms);
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping_seq = 0u64;
+    loop {
+        let m = tokio::select! {
+            biased;
+            out = rx.recv() => match out {
+                Some(Outbound::Text(json)) => Message::text(json),
+                Some(Outbound::Close) | None => {
+                    let _ = sink.close().await;
+                    return;
+                }
+            },
+            _ = pings.tick() => {
+                ping_seq += 1;
+                let m = Message::Ping(ping_payload(ping_seq).into());
+                proto::ws::log(&shared.env, &conn, &peer, Dir::Tx, Stage::Enqueued, &m);
+                m
+            }
+        };
+        match sink.send(m.clone()).await {
+            Ok(()) => proto::ws::log(&shared.env, &conn, &peer, Dir::Tx, Stage::Written, &m),
+            Err(e) => {
+                proto::ws::log_error(&shared.env, &conn, &peer, &m, &e.to_string());
+                return;
+            }
+        }
+    }
+}

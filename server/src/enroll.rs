@@ -1,0 +1,223 @@
+//! `POST /jet/tunnel/enroll` over HTTPS on TCP 7171 (hyper on rustls).
+//!
+//! A valid bearer token gets a fresh `agent_id`, a client certificate issued
+//! by the server's CA for it, the CA itself and where the tunnel is.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use proto::env::Listener;
+use proto::fields;
+use proto::msg::{EnrollRequest, EnrollResponse, ErrorBody, TunnelInfo, ENROLL_PATH};
+use proto::pki::{uuid_from_bytes, Issued};
+use tokio_rustls::TlsAcceptor;
+
+use crate::store::AgentRecord;
+use crate::{lock, ServerError, Shared};
+
+const MAX_BODY: usize = 16 * 1024;
+
+pub(crate) async fn spawn(shared: Arc<Shared>, identity: &Issued) -> Result<(), ServerError> {
+    let tls = proto::tls::server_config(
+        &shared.env,
+        &identity.cert_pem,
+        &identity.key_pem,
+        None,
+        &[b"http/1.1"],
+    )?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let port = shared.cfg.enroll_port;
+    let listener = shared
+        .env
+        .net
+        .listen_tcp(port)
+        .await
+        .map_err(|source| ServerError::Bind {
+            what: "enrollment",
+            port,
+            source,
+        })?;
+    lock(&shared.ports).enroll = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind {
+            what: "enrollment",
+            port,
+            source,
+        })?
+        .port();
+    tokio::spawn(accept_loop(shared, listener, acceptor));
+    Ok(())
+}
+
+async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>, acceptor: TlsAcceptor) {
+    loop {
+        let (stream, _peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "enrollment accept failed");
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(stream).await {
+                Ok(t) => t,
+                Err(e) => {
+                    shared
+                        .env
+                        .event("enroll.tls_failed", fields! {"error" => e.to_string()});
+                    return;
+                }
+            };
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                // hyper's timeouts read the wall clock; keep them off so the
+                // simulation stays on simulated time.
+                .header_read_timeout(None)
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(body).expect("bodies serialize"),
+    )));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    json(
+        status,
+        &ErrorBody {
+            code: code.into(),
+            message: message.into(),
+        },
+    )
+}
+
+async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() != ENROLL_PATH {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "unknown path; enroll at POST /jet/tunnel/enroll",
+        );
+    }
+    if req.method() != hyper::Method::POST {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use POST",
+        );
+    }
+    let token = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "enrollment body over 16 KiB",
+            )
+        }
+    };
+    let parsed: Result<EnrollRequest, _> = serde_json::from_slice(&body);
+    let name = parsed.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+    let valid_token = token
+        .as_deref()
+        .is_some_and(|t| shared.cfg.enroll_tokens.iter().any(|ok| ok == t));
+    if !valid_token {
+        shared
+            .env
+            .event("enroll.rejected", fields! {"name" => name, "status" => 401});
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the enrollment token is not valid; get a new token from the operator",
+        );
+    }
+    let req = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("enrollment body must be JSON {{\"name\",\"version\"}}: {e}"),
+            )
+        }
+    };
+    match issue(shared, &req) {
+        Ok(resp) => {
+            shared.env.event(
+                "enroll.accepted",
+                fields! {"name" => req.name, "agent_id" => resp.agent_id},
+            );
+            json(StatusCode::OK, &resp)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "enrollment failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "enrollment failed on the server; retry later",
+            )
+        }
+    }
+}
+
+fn issue(
+    shared: &Shared,
+    req: &EnrollRequest,
+) -> Result<EnrollResponse, Box<dyn std::error::Error>> {
+    let mut id = [0u8; 16];
+    shared.env.fill_random(&mut id);
+    let agent_id = uuid_from_bytes(id);
+    let issued = shared.ca.ca.issue(
+        &agent_id,
+        &[],
+        true,
+        shared.env.random_seed(),
+        shared.env.clock.system_time(),
+    )?;
+    shared.store.put_agent(&AgentRecord {
+        agent_id: agent_id.clone(),
+        name: req.name.clone(),
+        version: req.version.clone(),
+        cert_fingerprint: issued.fingerprint.clone(),
+        enrolled_at_us: shared.env.now_us(),
+        last_seen_us: None,
+        revoked: false,
+    })?;
+    let ports = *lock(&shared.ports);
+    Ok(EnrollResponse {
+        agent_id,
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
+        ca_pem: shared.ca.ca.cert_pem.clone(),
+        tunnel: TunnelInfo {
+            host: shared.cfg.hostname.clone(),
+            quic_port: ports.tunnel,
+            ws_port: ports.ws,
+        },
+    })
+}

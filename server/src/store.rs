@@ -1,0 +1,707 @@
+//! The server's crash-safe store: redb on the environment's [`Disk`].
+//!
+//! The real server hands it a file of an [`proto::fsdisk::FsDisk`]; the
+//! simulator a file of its in-memory disk with power-loss semantics. redb
+//! reaches either through [`DiskBackend`], its [`redb::StorageBackend`] over a
+//! [`proto::env::File`].
+//!
+//! Values are JSON documents in redb tables. Every write is its own
+//! transaction, committed with [`redb::Durability::Immediate`]: when a `put_*`
+//! returns `Ok`, the record survives a crash. After a crash redb rolls back to
+//! the last complete commit when the store is opened again.
+//!
+//! Lists come sorted by id in natural order: digit runs compare as numbers,
+//! so `cmd-9999` comes before `cmd-10000`.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::io;
+
+use proto::env::{Disk, File};
+use redb::{
+    Builder, Database, Durability, ReadableTable, StorageBackend, TableDefinition, WriteTransaction,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Schema version this code writes and understands.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// redb's page cache for the store (read and write caches together).
+const CACHE_BYTES: usize = 8 << 20;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+const AGENTS_BY_CERT: TableDefinition<&str, &str> = TableDefinition::new("agents_by_cert");
+const COMMANDS: TableDefinition<&str, &[u8]> = TableDefinition::new("commands");
+
+const KEY_CA: &str = "ca";
+const KEY_SCHEMA: &str = "schema_version";
+const KEY_COMMAND_SEQ: &str = "command_seq";
+
+/// The server's CA: its certificate and private key, PEM encoded.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRecord {
+    /// The CA certificate agents trust.
+    pub cert_pem: String,
+    /// The CA's private key.
+    pub key_pem: String,
+}
+
+impl fmt::Debug for CaRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaRecord")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An enrolled agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// Identity assigned at enrollment; the key of the record.
+    pub agent_id: String,
+    /// Name the agent enrolled with.
+    pub name: String,
+    /// Agent version it last reported.
+    pub version: String,
+    /// Hex SHA-256 of the client certificate issued to it.
+    pub cert_fingerprint: String,
+    /// When it enrolled (sim or process microseconds).
+    pub enrolled_at_us: u64,
+    /// When the server last heard from it.
+    pub last_seen_us: Option<u64>,
+    /// Whether its certificate is no longer accepted.
+    pub revoked: bool,
+}
+
+/// Where a command is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommandStatus {
+    /// Waiting to be offered or acknowledged.
+    Pending,
+    /// The agent acknowledged it.
+    Acked,
+    /// The agent reported its result.
+    Completed,
+    /// Offered too often without an ack.
+    Undeliverable,
+    /// Offered and never acknowledged in time.
+    TimedOut,
+}
+
+/// A dispatched command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    /// `cmd-0001`, `cmd-0002`, ... in dispatch order; the key of the record.
+    pub command_id: String,
+    /// Agent it is addressed to.
+    pub agent_id: String,
+    /// That agent's name, for reports.
+    pub agent_name: String,
+    /// The command line.
+    pub command: String,
+    /// Current status.
+    pub status: CommandStatus,
+    /// How often it was offered.
+    pub attempts: u32,
+    /// When it was dispatched.
+    pub created_us: u64,
+    /// When it was last offered.
+    pub last_offer_us: Option<u64>,
+    /// When the agent acknowledged it.
+    pub acked_us: Option<u64>,
+    /// When the agent reported its result.
+    pub completed_us: Option<u64>,
+    /// The result's exit code.
+    pub exit_code: Option<i32>,
+    /// The result's output.
+    pub output: Option<String>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store's file could not be opened or created on the disk.
+    #[error(
+        "cannot open store file {path}: {source}; check that the data directory exists and is writable"
+    )]
+    File {
+        /// Path of the store on the disk.
+        path: String,
+        /// The disk's error.
+        source: io::Error,
+    },
+    /// redb refused the file.
+    #[error(
+        "cannot open store {path}: {source}; if it is not a store written by this server, \
+         move it away and restart to begin with an empty store"
+    )]
+    Open {
+        /// Path of the store on the disk.
+        path: String,
+        /// redb's error.
+        source: redb::DatabaseError,
+    },
+    /// The store was written by a newer server.
+    #[error(
+        "store schema version {found} is newer than this server understands ({SCHEMA_VERSION}); \
+         run a newer server or restore an older store"
+    )]
+    Schema {
+        /// Version found in the store.
+        found: u64,
+    },
+    /// A read, write or commit failed.
+    #[error(
+        "store operation failed: {0}; check the disk (space, permissions, I/O errors) and restart the server"
+    )]
+    Db(#[from] redb::Error),
+    /// A stored record does not decode.
+    #[error(
+        "store record {table}/{key} is unreadable: {source}; it was written by an incompatible server, \
+         restore a backup or move the store file away"
+    )]
+    Corrupt {
+        /// Table of the record.
+        table: &'static str,
+        /// Key of the record.
+        key: String,
+        /// The decoding error.
+        source: serde_json::Error,
+    },
+    /// A record could not be encoded.
+    #[error("cannot encode a {table} record: {source}; this is a bug, please report it")]
+    Encode {
+        /// Table the record was for.
+        table: &'static str,
+        /// The encoding error.
+        source: serde_json::Error,
+    },
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// redb's [`StorageBackend`] over a file of a [`Disk`].
+///
+/// `sync_data` maps to [`File::sync`] whether or not redb asks for an
+/// eventual sync: the disk has no cheaper write barrier.
+#[derive(Debug)]
+pub struct DiskBackend {
+    file: Box<dyn File>,
+}
+
+impl DiskBackend {
+    /// A backend storing the database in `file`.
+    pub fn new(file: Box<dyn File>) -> DiskBackend {
+        DiskBackend { file }
+    }
+}
+
+impl StorageBackend for DiskBackend {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.file.len()
+    }
+
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, io::Error> {
+        let mut buf = vec![0; len];
+        self.file.read_at(offset, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.file.set_len(len)
+    }
+
+    fn sync_data(&self, _eventual: bool) -> Result<(), io::Error> {
+        self.file.sync()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.file.write_at(offset, data)
+    }
+}
+
+/// The server's store: CA material, enrolled agents, the command queue.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens the store at `path` on `disk`, creating an empty one if the file
+    /// does not exist, and recovering the last complete commit after a crash.
+    pub fn open(disk: &dyn Disk, path: &str) -> Result<Store, StoreError> {
+        let file_error = |source| StoreError::File {
+            path: path.to_string(),
+            source,
+        };
+        let file = disk.open(path, true).map_err(file_error)?;
+        // The file's name must be durable before any commit in it is.
+        disk.sync_dir().map_err(file_error)?;
+        let db = Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_file_format_v3(true)
+            .set_repair_callback(|session| {
+                tracing::info!(
+                    progress = session.progress(),
+                    "repairing the store after an unclean shutdown"
+                );
+            })
+            .create_with_backend(DiskBackend::new(file))
+            .map_err(|source| StoreError::Open {
+                path: path.to_string(),
+                source,
+            })?;
+        let store = Store { db };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// Creates the tables and checks (or writes) the schema version.
+    fn init(&self) -> Result<(), StoreError> {
+        self.write(|txn| {
+            let mut counters = txn.open_table(COUNTERS)?;
+            let found = counters.get(KEY_SCHEMA)?.map(|v| v.value());
+            match found {
+                Some(found) if found > SCHEMA_VERSION => return Err(StoreError::Schema { found }),
+                Some(_) => {}
+                None => {
+                    counters.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
+                }
+            }
+            txn.open_table(META)?;
+            txn.open_table(AGENTS)?;
+            txn.open_table(AGENTS_BY_CERT)?;
+            txn.open_table(COMMANDS)?;
+            Ok(())
+        })
+    }
+
+    /// The CA material, if it was created.
+    pub fn ca(&self) -> Result<Option<CaRecord>, StoreError> {
+        self.get(META, "meta", KEY_CA)
+    }
+
+    /// Stores the CA material (replacing any).
+    pub fn put_ca(&self, ca: &CaRecord) -> Result<(), StoreError> {
+        let json = encode("meta", ca)?;
+        self.write(|txn| {
+            txn.open_table(META)?.insert(KEY_CA, json.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Stores an agent (replacing the record with the same `agent_id`).
+    pub fn put_agent(&self, a: &AgentRecord) -> Result<(), StoreError> {
+        let json = encode("agents", a)?;
+        let fingerprint = a.cert_fingerprint.to_ascii_lowercase();
+        self.write(|txn| {
+            let mut agents = txn.open_table(AGENTS)?;
+            let mut by_cert = txn.open_table(AGENTS_BY_CERT)?;
+            // A previous record that does not decode is replaced; its index
+            // entry, if stale, is ignored by `agent_by_cert`.
+            let old_fingerprint = agents
+                .get(a.agent_id.as_str())?
+                .and_then(|v| serde_json::from_slice::<AgentRecord>(v.value()).ok())
+                .map(|old| old.cert_fingerprint.to_ascii_lowercase());
+            if let Some(old) = old_fingerprint.filter(|old| *old != fingerprint) {
+                let points_here = by_cert
+                    .get(old.as_str())?
+                    .is_some_and(|id| id.value() == a.agent_id);
+                if points_here {
+                    by_cert.remove(old.as_str())?;
+                }
+            }
+            agents.insert(a.agent_id.as_str(), json.as_slice())?;
+            if !fingerprint.is_empty() {
+                by_cert.insert(fingerprint.as_str(), a.agent_id.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The agent with this id.
+    pub fn agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        self.get(AGENTS, "agents", agent_id)
+    }
+
+    /// Every agent, sorted by `agent_id` (natural order).
+    pub fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let mut all: Vec<AgentRecord> = self.all(AGENTS, "agents")?;
+        all.sort_by(|a, b| natural_cmp(&a.agent_id, &b.agent_id));
+        Ok(all)
+    }
+
+    /// The agent whose current certificate has this hex SHA-256 fingerprint
+    /// (any case), revoked or not.
+    pub fn agent_by_cert(&self, fingerprint_hex: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let fingerprint = fingerprint_hex.to_ascii_lowercase();
+        if fingerprint.is_empty() {
+            return Ok(None);
+        }
+        let txn = self.db.begin_read()?;
+        let agent_id = match txn.open_table(AGENTS_BY_CERT)?.get(fingerprint.as_str())? {
+            Some(id) => id.value().to_string(),
+            None => return Ok(None),
+        };
+        let agent: Option<AgentRecord> = read_one(&txn, AGENTS, "agents", &agent_id)?;
+        Ok(agent.filter(|a| a.cert_fingerprint.eq_ignore_ascii_case(&fingerprint)))
+    }
+
+    /// Stores a command (replacing the record with the same `command_id`).
+    pub fn put_command(&self, c: &CommandRecord) -> Result<(), StoreError> {
+        let json = encode("commands", c)?;
+        self.write(|txn| {
+            txn.open_table(COMMANDS)?
+                .insert(c.command_id.as_str(), json.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// The command with this id.
+    pub fn command(&self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
+        self.get(COMMANDS, "commands", id)
+    }
+
+    /// Every command, sorted by `command_id` (natural order: `cmd-9999` before `cmd-10000`).
+    pub fn commands(&self) -> Result<Vec<CommandRecord>, StoreError> {
+        let mut all: Vec<CommandRecord> = self.all(COMMANDS, "commands")?;
+        all.sort_by(|a, b| natural_cmp(&a.command_id, &b.command_id));
+        Ok(all)
+    }
+
+    /// The next command sequence number, 1, 2, ...; durable before it is returned,
+    /// so a number is never handed out twice, even across crashes.
+    pub fn next_command_seq(&self) -> Result<u64, StoreError> {
+        self.write(|txn| {
+            let mut counters = txn.open_table(COUNTERS)?;
+            let next = counters.get(KEY_COMMAND_SEQ)?.map_or(0, |v| v.value()) + 1;
+            counters.insert(KEY_COMMAND_SEQ, next)?;
+            Ok(next)
+        })
+    }
+
+    /// Runs `f` in a write transaction and commits it durably; aborts it if `f` fails.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        let out = f(&txn)?;
+        txn.commit()?;
+        Ok(out)
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        name: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        read_one(&self.db.begin_read()?, table, name, key)
+    }
+
+    fn all<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        name: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(table)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            out.push(decode(name, key.value(), value.value())?);
+        }
+        Ok(out)
+    }
+}
+
+fn read_one<T: DeserializeOwned>(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    name: &'static str,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    match txn.open_table(table)?.get(key)? {
+        Some(value) => decode(name, key, value.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn encode<T: Serialize>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|source| StoreError::Encode { table, source })
+}
+
+fn decode<T: DeserializeOwned>(
+    table: &'static str,
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        table,
+        key: key.to_string(),
+        source,
+    })
+}
+
+/// Compares ids so that runs of digits compare as numbers (`a-9` < `a-10`);
+/// ties (`a-01` and `a-1`) are broken by plain byte order, keeping the order total.
+fn natural_cmp(a: &str, b: &str) -> Ordering {
+    fn digits(s: &[u8]) -> usize {
+        s.iter().take_while(|c| c.is_ascii_digit()).count()
+    }
+    fn trim_zeros(s: &[u8]) -> &[u8] {
+        let zeros = s.iter().take_while(|&&c| c == b'0').count();
+        &s[zeros..]
+    }
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(p), Some(q)) if p.is_ascii_digit() && q.is_ascii_digit() => {
+                let (nx, ny) = (digits(x), digits(y));
+                let (vx, vy) = (trim_zeros(&x[..nx]), trim_zeros(&y[..ny]));
+                let ord = vx.len().cmp(&vy.len()).then_with(|| vx.cmp(vy));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                x = &x[nx..];
+                y = &y[ny..];
+            }
+            (Some(p), Some(q)) => {
+                if p != q {
+                    return p.cmp(q);
+                }
+                x = &x[1..];
+                y = &y[1..];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::fsdisk::FsDisk;
+    use std::path::PathBuf;
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir =
+                std::env::temp_dir().join(format!("simbench-store-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            TempDir(dir)
+        }
+
+        fn disk(&self) -> FsDisk {
+            FsDisk::new(&self.0).unwrap()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn agent(id: &str, fp: &str) -> AgentRecord {
+        AgentRecord {
+            agent_id: id.into(),
+            name: format!("name-{id}"),
+            version: "0.6.63".into(),
+            cert_fingerprint: fp.into(),
+            enrolled_at_us: 1_000,
+            last_seen_us: None,
+            revoked: false,
+        }
+    }
+
+    fn command(id: &str, agent_id: &str) -> CommandRecord {
+        CommandRecord {
+            command_id: id.into(),
+            agent_id: agent_id.into(),
+            agent_name: format!("name-{agent_id}"),
+            command: "hostname".into(),
+            status: CommandStatus::Pending,
+            attempts: 0,
+            created_us: 5,
+            last_offer_us: None,
+            acked_us: None,
+            completed_us: None,
+            exit_code: None,
+            output: None,
+        }
+    }
+
+    #[test]
+    fn ca_round_trip_and_debug_hides_the_key() {
+        let tmp = TempDir::new("ca");
+        let store = Store::open(&tmp.disk(), "server.redb").unwrap();
+        assert_eq!(store.ca().unwrap(), None);
+        let ca = CaRecord {
+            cert_pem: "-----BEGIN CERTIFICATE-----".into(),
+            key_pem: "-----BEGIN PRIVATE KEY----- secret".into(),
+        };
+        store.put_ca(&ca).unwrap();
+        assert_eq!(store.ca().unwrap(), Some(ca.clone()));
+        let debug = format!("{ca:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        assert!(debug.contains("BEGIN CERTIFICATE"), "{debug}");
+    }
+
+    #[test]
+    fn agents_round_trip_sorted_and_found_by_cert() {
+        let tmp = TempDir::new("agents");
+        let store = Store::open(&tmp.disk(), "server.redb").unwrap();
+        assert_eq!(store.agents().unwrap(), vec![]);
+        for (id, fp) in [
+            ("agent-10", "aa10"),
+            ("agent-2", "AA02"),
+            ("agent-1", "aa01"),
+        ] {
+            store.put_agent(&agent(id, fp)).unwrap();
+        }
+        let ids: Vec<String> = store
+            .agents()
+            .unwrap()
+            .into_iter()
+            .map(|a| a.agent_id)
+            .collect();
+        assert_eq!(ids, ["agent-1", "agent-2", "agent-10"]);
+        assert_eq!(
+            store.agent("agent-2").unwrap(),
+            Some(agent("agent-2", "AA02"))
+        );
+        assert_eq!(store.agent("agent-3").unwrap(), None);
+        // Fingerprints match in any case.
+        assert_eq!(
+            store.agent_by_cert("aa02").unwrap().map(|a| a.agent_id),
+            Some("agent-2".into())
+        );
+        assert_eq!(store.agent_by_cert("ffff").unwrap(), None);
+        assert_eq!(store.agent_by_cert("").unwrap(), None);
+
+        // Re-enrollment with a new certificate: the old one no longer maps.
+        let mut updated = agent("agent-1", "bb01");
+        updated.last_seen_us = Some(99);
+        updated.revoked = true;
+        store.put_agent(&updated).unwrap();
+        assert_eq!(store.agent_by_cert("aa01").unwrap(), None);
+        assert_eq!(store.agent_by_cert("bb01").unwrap(), Some(updated.clone()));
+        assert_eq!(store.agent("agent-1").unwrap(), Some(updated));
+        assert_eq!(store.agents().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn commands_round_trip_in_natural_order() {
+        let tmp = TempDir::new("commands");
+        let store = Store::open(&tmp.disk(), "server.redb").unwrap();
+        for id in ["cmd-10000", "cmd-0002", "cmd-9999", "cmd-0001"] {
+            store.put_command(&command(id, "agent-1")).unwrap();
+        }
+        let ids: Vec<String> = store
+            .commands()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.command_id)
+            .collect();
+        assert_eq!(ids, ["cmd-0001", "cmd-0002", "cmd-9999", "cmd-10000"]);
+        let mut c = command("cmd-0002", "agent-1");
+        c.status = CommandStatus::Completed;
+        c.attempts = 3;
+        c.exit_code = Some(0);
+        c.output = Some("pst-server\n".into());
+        store.put_command(&c).unwrap();
+        assert_eq!(store.command("cmd-0002").unwrap(), Some(c));
+        assert_eq!(store.command("cmd-0003").unwrap(), None);
+        assert_eq!(store.commands().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn command_seq_counts_from_one() {
+        let tmp = TempDir::new("seq");
+        let store = Store::open(&tmp.disk(), "server.redb").unwrap();
+        let seqs: Vec<u64> = (0..3).map(|_| store.next_command_seq().unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    #[test]
+    fn everything_persists_across_reopen() {
+        let tmp = TempDir::new("reopen");
+        let ca = CaRecord {
+            cert_pem: "cert".into(),
+            key_pem: "key".into(),
+        };
+        {
+            let store = Store::open(&tmp.disk(), "data/server.redb").unwrap();
+            store.put_ca(&ca).unwrap();
+            store.put_agent(&agent("a1", "f1")).unwrap();
+            store.put_command(&command("cmd-0001", "a1")).unwrap();
+            assert_eq!(store.next_command_seq().unwrap(), 1);
+        }
+        assert!(tmp.0.join("data/server.redb").is_file());
+        let store = Store::open(&tmp.disk(), "data/server.redb").unwrap();
+        assert_eq!(store.ca().unwrap(), Some(ca));
+        assert_eq!(store.agents().unwrap(), vec![agent("a1", "f1")]);
+        assert_eq!(
+            store.agent_by_cert("f1").unwrap().map(|a| a.agent_id),
+            Some("a1".into())
+        );
+        assert_eq!(store.commands().unwrap(), vec![command("cmd-0001", "a1")]);
+        assert_eq!(store.next_command_seq().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_store_is_refused_with_advice() {
+        let tmp = TempDir::new("garbage");
+        let disk = tmp.disk();
+        proto::files::write(&disk, "server.redb", &[0x5a; 9000]).unwrap();
+        let err = Store::open(&disk, "server.redb").unwrap_err();
+        assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("cannot open store server.redb"), "{msg}");
+        assert!(msg.contains("move it away"), "{msg}");
+    }
+
+    #[test]
+    fn a_bad_path_is_a_file_error() {
+        let tmp = TempDir::new("badpath");
+        let err = Store::open(&tmp.disk(), "../server.redb").unwrap_err();
+        assert!(matches!(err, StoreError::File { .. }), "{err:?}");
+        assert!(err.to_string().contains("writable"), "{err}");
+    }
+
+    #[test]
+    fn natural_order() {
+        let mut ids = vec!["b", "a-10", "a-9", "a-09", "a", "a-1x", "a-1", "10", "9"];
+        ids.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            ids,
+            ["9", "10", "a", "a-1", "a-1x", "a-09", "a-9", "a-10", "b"]
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The network seam on turmoil's simulated sockets.
+//!
+//! A [`TurmoilNetwork`] is what the harness puts in an agent's or the server's
+//! [`proto::env::Env`]: TCP streams and listeners are turmoil's, UDP sockets
+//! are wrapped for quinn by [`crate::quic`]. Every network carries the label
+//! of the component that owns it (`server`, or the agent's name), because one
+//! turmoil host is a whole site of agents and faults must act per agent.
+//!
+//! Everything here must run inside a turmoil host (a `sim.host` or
+//! `sim.client` future): turmoil's sockets find their host through a
+//! thread-local. Called from anywhere else, the methods return an error
+//! instead of letting turmoil panic.
+
+use std::fmt::Debug;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use proto::env::{BoxFuture, BoxStream, Listener, Network};
+use proto::frame::Dir;
+
+use crate::quic::{TurmoilRuntime, TurmoilUdpSocket};
+
+/// Sees every UDP datagram a [`TurmoilNetwork`]'s sockets send or receive.
+///
+/// Used for capture (pcap, digests) and, later, per-agent fault decisions.
+/// Called on the host's thread in the order the datagrams pass the socket,
+/// which turmoil makes deterministic for a given seed.
+pub trait DatagramTap: Send + Sync + Debug + 'static {
+    /// One datagram: `owner` is the network's label, `local` the socket's
+    /// bound address (`0.0.0.0:port`: turmoil fills in the host's address
+    /// only on the wire), `remote` the peer.
+    fn datagram(
+        &self,
+        owner: &str,
+        dir: Dir,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: &[u8],
+    );
+}
+
+/// [`Network`] on turmoil's simulated TCP, UDP and DNS, for one component.
+#[derive(Clone, Debug)]
+pub struct TurmoilNetwork {
+    owner: String,
+    tap: Option<Arc<dyn DatagramTap>>,
+}
+
+impl TurmoilNetwork {
+    /// The network of the component labelled `owner` (`server`, `pst-1`, ...).
+    pub fn new(owner: impl Into<String>) -> Self {
+        TurmoilNetwork {
+            owner: owner.into(),
+            tap: None,
+        }
+    }
+
+    /// The same network, reporting every UDP datagram of sockets bound
+    /// from now on to `tap`.
+    pub fn with_tap(mut self, tap: Arc<dyn DatagramTap>) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
+    /// The label of the component that owns this network's sockets.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
+/// Fails unless called on a turmoil host, where turmoil's sockets work.
+fn require_host(what: &str) -> io::Result<()> {
+    // `sim_elapsed` is the one turmoil query that answers `None` instead of
+    // panicking when there is no current host.
+    match turmoil::sim_elapsed() {
+        Some(_) => Ok(()),
+        None => Err(io::Error::other(format!(
+            "{what} must run inside a turmoil host (a sim.host or sim.client future)"
+        ))),
+    }
+}
+
+/// All of this host's addresses, as the seam promises for listeners.
+fn any_addr(port: u16) -> SocketAddr {
+    // turmoil accepts only the unspecified address (or loopback) in binds;
+    // it panics on a family mismatch, so simulations must stay IPv4.
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+}
+
+impl Network for TurmoilNetwork {
+    fn connect_tcp(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<BoxStream>> {
+        let host = host.to_string();
+        Box::pin(async move {
+            require_host("connect_tcp")?;
+            // A `(name, port)` pair resolves without side effects (unknown
+            // names fail with NotFound), unlike `turmoil::lookup`.
+            let stream = turmoil::net::TcpStream::connect((host.as_str(), port)).await?;
+            Ok(Box::new(stream) as BoxStream)
+        })
+    }
+
+    fn listen_tcp(&self, port: u16) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            require_host("listen_tcp")?;
+            // turmoil assigns port 0 from the host's ephemeral range in
+            // order, so the chosen port is deterministic.
+            let inner = turmoil::net::TcpListener::bind(any_addr(port)).await?;
+            Ok(Box::new(TurmoilListener { inner }) as Box<dyn Listener>)
+        })
+    }
+
+    fn bind_udp(
+        &self,
+        port: u16,
+    ) -> BoxFuture<'static, io::Result<Arc<dyn quinn::AsyncUdpSocket>>> {
+        let owner = self.owner.clone();
+        let tap = self.tap.clone();
+        Box::pin(async move {
+            require_host("bind_udp")?;
+            let socket = turmoil::net::UdpSocket::bind(any_addr(port)).await?;
+            Ok(Arc::new(TurmoilUdpSocket::new(socket, owner, tap))
+                as Arc<dyn quinn::AsyncUdpSocket>)
+        })
+    }
+
+    fn quic_runtime(&self) -> Arc<dyn quinn::Runtime> {
+        Arc::new(TurmoilRuntime)
+    }
+
+    fn resolve(&self, host: &str) -> io::Result<IpAddr> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(ip);
+        }
+        require_host("resolve")?;
+        // Beware: turmoil's lookup never fails. A name no host carries gets a
+        // fresh address registered for it, and datagrams sent there are lost
+        // (see `TurmoilUdpSocket::try_send`): a black hole, not NXDOMAIN.
+        Ok(turmoil::lookup(host))
+    }
+}
+
+/// A turmoil TCP listener behind the [`Listener`] seam.
+struct TurmoilListener {
+    inner: turmoil::net::TcpListener,
+}
+
+impl Listener for TurmoilListener {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.inner.accept().await?;
+            Ok((Box::new(stream) as BoxStream, peer))
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}

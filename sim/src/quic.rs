@@ -1,0 +1,240 @@
+//! quinn on turmoil: a [`quinn::Runtime`] on simulated time and a
+//! [`quinn::AsyncUdpSocket`] on turmoil's UDP socket.
+//!
+//! Build an endpoint with `quinn::Endpoint::new_with_abstract_socket`, passing
+//! `TurmoilNetwork::bind_udp` and `TurmoilNetwork::quic_runtime` (see
+//! [`crate::net`]); the endpoint's seeded configuration comes from
+//! `proto::quic`.
+//!
+//! turmoil's `UdpSocket` has no `poll_*` methods, only `readable()`,
+//! `try_recv_from` and `try_send_to`, so receiving keeps one boxed
+//! `readable()` future between polls. That future holds turmoil's receive
+//! lock while it is pending, and `try_recv_from` only `try_lock`s, so the
+//! future is always dropped before reading.
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use proto::frame::Dir;
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncTimer, AsyncUdpSocket, Runtime, UdpPoller};
+
+use crate::net::DatagramTap;
+
+/// quinn's runtime inside a turmoil host: tasks on the host's tokio runtime,
+/// time from its paused tokio clock.
+///
+/// quinn's trait default for `now()` is the wall clock; with it, timers would
+/// fire at simulated instants while quinn measured real ones (a blocked
+/// handshake then takes 30 s of real time to give up).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TurmoilRuntime;
+
+impl Runtime for TurmoilRuntime {
+    fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn AsyncTimer>> {
+        Box::pin(SimTimer(Box::pin(tokio::time::sleep_until(
+            tokio::time::Instant::from_std(deadline),
+        ))))
+    }
+
+    fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) {
+        // The endpoint and connection drivers must run on the host that made
+        // the endpoint: turmoil finds the current host through the runtime.
+        tokio::spawn(future);
+    }
+
+    fn wrap_udp_socket(&self, _socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a turmoil host has no OS sockets: bind with TurmoilNetwork::bind_udp and \
+             build the endpoint with quinn::Endpoint::new_with_abstract_socket",
+        ))
+    }
+
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+/// A tokio `Sleep` on the host's simulated clock, as a quinn timer.
+///
+/// A newtype because both `AsyncTimer` and `Sleep` are foreign; boxed so the
+/// timer is `Unpin` and needs no pin projection.
+#[derive(Debug)]
+struct SimTimer(Pin<Box<tokio::time::Sleep>>);
+
+impl AsyncTimer for SimTimer {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        self.0
+            .as_mut()
+            .reset(tokio::time::Instant::from_std(deadline));
+    }
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Future::poll(self.0.as_mut(), cx)
+    }
+}
+
+type Readable = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// turmoil's UDP socket as quinn's [`AsyncUdpSocket`], labelled with its owner.
+pub struct TurmoilUdpSocket {
+    inner: Arc<turmoil::net::UdpSocket>,
+    local: SocketAddr,
+    owner: String,
+    tap: Option<Arc<dyn DatagramTap>>,
+    /// A pending `readable()` wait, kept across `poll_recv` calls.
+    readable: Mutex<Option<Readable>>,
+}
+
+impl fmt::Debug for TurmoilUdpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TurmoilUdpSocket")
+            .field("local", &self.local)
+            .field("owner", &self.owner)
+            .field("tap", &self.tap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TurmoilUdpSocket {
+    /// Wraps a bound turmoil socket for `owner`, reporting datagrams to `tap`.
+    pub fn new(
+        socket: turmoil::net::UdpSocket,
+        owner: String,
+        tap: Option<Arc<dyn DatagramTap>>,
+    ) -> Self {
+        // A bound turmoil socket always knows its address; the unspecified
+        // fallback only keeps the constructor infallible.
+        let local = socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        TurmoilUdpSocket {
+            inner: Arc::new(socket),
+            local,
+            owner,
+            tap,
+            readable: Mutex::new(None),
+        }
+    }
+
+    /// The label of the component that owns this socket.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn observe(&self, dir: Dir, remote: SocketAddr, payload: &[u8]) {
+        if let Some(tap) = &self.tap {
+            tap.datagram(&self.owner, dir, self.local, remote, payload);
+        }
+    }
+
+    /// Reads as many waiting datagrams as fit in `bufs`; 0 when none waits.
+    fn drain(&self, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> io::Result<usize> {
+        let mut count = 0;
+        for (buf, meta) in bufs.iter_mut().zip(meta.iter_mut()) {
+            match self.inner.try_recv_from(buf) {
+                Ok((len, from)) => {
+                    self.observe(Dir::Rx, from, &buf[..len]);
+                    *meta = RecvMeta {
+                        addr: from,
+                        len,
+                        stride: len,
+                        ecn: None,
+                        dst_ip: None,
+                    };
+                    count += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(count)
+    }
+}
+
+impl AsyncUdpSocket for TurmoilUdpSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        Box::pin(AlwaysWritable)
+    }
+
+    fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        // quinn asks for one datagram per transmit (max_transmit_segments is
+        // 1), but honour a segment size anyway rather than glue datagrams.
+        let segment = transmit
+            .segment_size
+            .unwrap_or(transmit.contents.len())
+            .max(1);
+        for datagram in transmit.contents.chunks(segment) {
+            self.observe(Dir::Tx, transmit.destination, datagram);
+            match self.inner.try_send_to(datagram, transmit.destination) {
+                Ok(_) => {}
+                // turmoil refuses a send when no link leads to the address
+                // (no host there). A real UDP socket would not know; quinn-udp
+                // logs and swallows such errors too, so the datagram is lost
+                // and QUIC's own timers decide. Returning the error instead
+                // would tear the whole endpoint down.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    tracing::trace!(owner = %self.owner, to = %transmit.destination, "udp datagram to no host, lost");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        // Only this socket's endpoint driver polls here, so the lock is never
+        // contended; a poisoned one still holds a valid Option.
+        let mut readable = self.readable.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if readable.is_none() {
+                // No wait pending, so turmoil's receive lock is free.
+                let count = self.drain(bufs, meta)?;
+                if count > 0 {
+                    return Poll::Ready(Ok(count));
+                }
+                let socket = Arc::clone(&self.inner);
+                *readable = Some(Box::pin(async move { socket.readable().await }));
+            }
+            let Some(wait) = readable.as_mut() else {
+                continue;
+            };
+            match wait.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(result) => {
+                    // Drop the finished wait, releasing turmoil's receive
+                    // lock before `drain` try-locks it.
+                    *readable = None;
+                    result?;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// turmoil applies no send back-pressure on UDP, so the socket is always
+/// writable.
+#[derive(Debug)]
+struct AlwaysWritable;
+
+impl UdpPoller for AlwaysWritable {
+    fn poll_writable(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,507 @@
+//! The harness: builds a turmoil world from a [`RunSpec`], runs the real
+//! server and agents in it, applies the scenario's actions on time, and
+//! collects the frame log, the event log and the outcome document.
+//!
+//! Topology (DESIGN.md, "Topology and scale"): one turmoil host for the
+//! server and one per site; every agent of a site runs as its own tasks in
+//! the site's host with its own sockets, identity, disk, clock and random
+//! stream.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use agent::{AgentConfig, AgentSwitches, StatusCell};
+use proto::env::Env;
+use proto::fields;
+use proto::frame::{EventRecord, FrameRecord};
+use serde_json::{json, Value};
+use server::{ServerConfig, ServerHandle, ServerSwitches};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::clock::SimClock;
+use crate::crypto::{derive_seed, seeded_provider};
+use crate::disk::SimDisk;
+use crate::net::TurmoilNetwork;
+use crate::observe::{to_jsonl, RunObserver};
+
+/// Calendar time at the start of every run (2026-01-01T00:00:00Z): fixed so
+/// certificates and digests do not depend on when a run happens.
+pub const EPOCH_UNIX_S: u64 = 1_767_225_600;
+/// The token the simulated installer uses.
+pub const ENROLL_TOKEN: &str = "enroll-token";
+/// The server's host name in the simulation.
+pub const SERVER_HOST: &str = "server";
+
+/// One agent of a run.
+#[derive(Clone, Debug)]
+pub struct AgentSpec {
+    /// Unique name.
+    pub name: String,
+    /// Site (turmoil host `site-<site>`).
+    pub site: String,
+    /// Running version.
+    pub version: String,
+    /// Behaviour switches.
+    pub switches: AgentSwitches,
+    /// Installed at the start of the run (false when an `install` action does it).
+    pub install_at_start: bool,
+}
+
+/// What an action does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ActionKind {
+    /// Run the installer (`agent up`, then the service on success).
+    Install {
+        /// Which agent.
+        agent: String,
+    },
+    /// Queue a command on the server for an agent.
+    Dispatch {
+        /// Which agent.
+        agent: String,
+        /// What to run.
+        command: String,
+    },
+    /// Close the agent's command-channel session from the server side.
+    Evict {
+        /// Which agent.
+        agent: String,
+    },
+}
+
+/// An action at a time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionSpec {
+    /// When, from the start of the run.
+    pub at: Duration,
+    /// What.
+    pub kind: ActionKind,
+}
+
+/// Everything a run needs, resolved from a scenario.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    /// Scenario name.
+    pub name: String,
+    /// The one seed.
+    pub seed: u64,
+    /// Simulated duration.
+    pub duration: Duration,
+    /// turmoil's tick (the network quantum).
+    pub tick: Duration,
+    /// Server behaviour.
+    pub server_switches: ServerSwitches,
+    /// The fleet.
+    pub agents: Vec<AgentSpec>,
+    /// Actions, in any order.
+    pub actions: Vec<ActionSpec>,
+}
+
+/// Why a run could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// turmoil reported a host failure.
+    #[error("simulation failed at {at_us} us: {message}")]
+    Sim {
+        /// When.
+        at_us: u64,
+        /// turmoil's message.
+        message: String,
+    },
+    /// The server never came up.
+    #[error("the server did not start: {0}")]
+    ServerStart(String),
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The outcome document (report.json), with `digest`.
+    pub outcome: Value,
+    /// frames.jsonl.
+    pub frames: Vec<FrameRecord>,
+    /// events.jsonl.
+    pub events: Vec<EventRecord>,
+    /// SHA-256 of frames.jsonl, events.jsonl and the outcome without the digest.
+    pub digest: String,
+}
+
+impl RunOutput {
+    /// frames.jsonl contents.
+    pub fn frames_jsonl(&self) -> String {
+        to_jsonl(&self.frames)
+    }
+
+    /// events.jsonl contents.
+    pub fn events_jsonl(&self) -> String {
+        to_jsonl(&self.events)
+    }
+}
+
+/// Install requests and the results the harness reads back.
+#[derive(Debug, Default)]
+struct AgentSlot {
+    status: StatusCell,
+    disk: SimDisk,
+    install: Mutex<Option<InstallResult>>,
+}
+
+/// What the installer reported.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+struct InstallResult {
+    exit_code: i32,
+    result: &'static str,
+    error: Option<String>,
+    at_us: u64,
+}
+
+type ServerSlot = Arc<Mutex<Option<ServerHandle>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs a spec to its end.
+pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
+    let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_S);
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(spec.seed)
+        .epoch(epoch)
+        .tick_duration(spec.tick)
+        .simulation_duration(spec.duration + Duration::from_secs(60))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(20))
+        .tcp_capacity(4096)
+        .udp_capacity(4096)
+        .build();
+    let observer = Arc::new(RunObserver::default());
+    let clock = Arc::new(SimClock::new(epoch));
+
+    // The server host. Its disk outlives the host closure, so a restart finds its store.
+    let server_slot: ServerSlot = Arc::default();
+    let server_disk = SimDisk::new();
+    {
+        let slot = server_slot.clone();
+        let observer = observer.clone();
+        let clock = clock.clone();
+        let disk = server_disk.clone();
+        let switches = spec.server_switches;
+        let seed = spec.seed;
+        let boots = Arc::new(Mutex::new(0u64));
+        sim.host(SERVER_HOST, move || {
+            let slot = slot.clone();
+            let env = Env {
+                net: Arc::new(TurmoilNetwork::new("server")),
+                clock: clock.clone(),
+                crypto: seeded_provider(derive_seed(
+                    seed,
+                    &format!("server/boot-{}", {
+                        let mut b = lock(&boots);
+                        *b += 1;
+                        *b
+                    }),
+                )),
+                disk: Arc::new(disk.clone()),
+                observer: observer.clone(),
+                point: "server".into(),
+            };
+            let cfg = ServerConfig {
+                hostname: SERVER_HOST.into(),
+                enroll_tokens: vec![ENROLL_TOKEN.into()],
+                switches,
+                ..ServerConfig::default()
+            };
+            async move {
+                let handle = server::start(env, cfg).await?;
+                *lock(&slot) = Some(handle);
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+
+    // One host per site, every agent its own tasks inside it.
+    let mut slots: BTreeMap<String, Arc<AgentSlot>> = BTreeMap::new();
+    let mut installers: BTreeMap<String, mpsc::UnboundedSender<()>> = BTreeMap::new();
+    let mut sites: BTreeMap<
+        String,
+        Vec<(
+            AgentSpec,
+            Arc<AgentSlot>,
+            Arc<Mutex<mpsc::UnboundedReceiver<()>>>,
+        )>,
+    > = BTreeMap::new();
+    for a in &spec.agents {
+        let slot = Arc::new(AgentSlot::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        if a.install_at_start {
+            let _ = tx.send(());
+        }
+        installers.insert(a.name.clone(), tx);
+        slots.insert(a.name.clone(), slot.clone());
+        sites
+            .entry(a.site.clone())
+            .or_default()
+            .push((a.clone(), slot, Arc::new(Mutex::new(rx))));
+    }
+    for (site, agents) in sites {
+        let observer = observer.clone();
+        let clock = clock.clone();
+        let server_slot = server_slot.clone();
+        let seed = spec.seed;
+        sim.host(format!("site-{site}"), move || {
+            for (a, slot, rx) in &agents {
+                let env = Env {
+                    net: Arc::new(TurmoilNetwork::new(a.name.clone())),
+                    clock: clock.clone(),
+                    crypto: seeded_provider(derive_seed(seed, &format!("agent:{}", a.name))),
+                    disk: Arc::new(slot.disk.clone()),
+                    observer: observer.clone(),
+                    point: format!("agent:{}", a.name),
+                };
+                tokio::spawn(agent_main(
+                    env,
+                    a.clone(),
+                    slot.clone(),
+                    rx.clone(),
+                    server_slot.clone(),
+                ));
+            }
+            async { std::future::pending::<Result<(), Box<dyn std::error::Error>>>().await }
+        });
+    }
+
+    // Drive: actions on time, one tick at a time.
+    let mut actions = spec.actions.clone();
+    actions.sort_by_key(|a| a.at);
+    let mut next = 0;
+    loop {
+        let now = sim.elapsed();
+        while next < actions.len() && actions[next].at <= now {
+            apply(
+                &actions[next].kind,
+                &server_slot,
+                &installers,
+                &observer,
+                now,
+            );
+            next += 1;
+        }
+        if now >= spec.duration {
+            break;
+        }
+        if let Err(e) = sim.step() {
+            return Err(RunError::Sim {
+                at_us: sim.elapsed().as_micros() as u64,
+                message: e.to_string(),
+            });
+        }
+    }
+    let sim_time_us = sim.elapsed().as_micros() as u64;
+    let handle = lock(&server_slot)
+        .clone()
+        .ok_or_else(|| RunError::ServerStart("no server handle at the end of the run".into()))?;
+    let outcome = outcome(spec, sim_time_us, &handle, &slots);
+    drop(sim);
+    let (frames, events) = observer.take();
+    Ok(finish(outcome, frames, events))
+}
+
+fn apply(
+    kind: &ActionKind,
+    server: &ServerSlot,
+    installers: &BTreeMap<String, mpsc::UnboundedSender<()>>,
+    observer: &RunObserver,
+    now: Duration,
+) {
+    use proto::env::Observer;
+    let handle = lock(server).clone();
+    let (event, agent) = match kind {
+        ActionKind::Install { agent } => {
+            if let Some(tx) = installers.get(agent) {
+                let _ = tx.send(());
+            }
+            ("bench.install", agent)
+        }
+        ActionKind::Dispatch { agent, command } => {
+            if let Some(h) = &handle {
+                h.dispatch(agent, command);
+            }
+            ("bench.dispatch", agent)
+        }
+        ActionKind::Evict { agent } => {
+            if let Some(h) = &handle {
+                h.evict(agent);
+            }
+            ("bench.evict", agent)
+        }
+    };
+    observer.event(EventRecord {
+        t_us: now.as_micros() as u64,
+        host: "bench".into(),
+        event: event.into(),
+        fields: fields! {"agent" => agent, "server_up" => handle.is_some()},
+    });
+}
+
+// An agent's life in its site: wait for the installer, run `up`, then the
+// service when the install succeeded.
+async fn agent_main(
+    env: Env,
+    spec: AgentSpec,
+    slot: Arc<AgentSlot>,
+    install: Arc<Mutex<mpsc::UnboundedReceiver<()>>>,
+    server: ServerSlot,
+) {
+    loop {
+        let got = std::future::poll_fn(|cx| lock(&install).poll_recv(cx)).await;
+        if got.is_none() {
+            return;
+        }
+        // The installer ships the gateway CA; wait for the server to have one.
+        let ca_pem = loop {
+            if let Some(h) = lock(&server).as_ref() {
+                break h.ca_pem();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut cfg = AgentConfig::new(&spec.name, SERVER_HOST, ENROLL_TOKEN, &ca_pem);
+        cfg.version = spec.version.clone();
+        cfg.switches = spec.switches;
+        let result = tokio::time::timeout(
+            Duration::from_secs(60),
+            agent::service::up(&env, &cfg, &slot.status),
+        )
+        .await;
+        let r = match &result {
+            Ok(Ok(_)) => InstallResult {
+                exit_code: 0,
+                result: "success",
+                error: None,
+                at_us: env.now_us(),
+            },
+            Ok(Err(e)) => InstallResult {
+                exit_code: e.exit_code(),
+                result: "failed",
+                error: Some(e.to_string()),
+                at_us: env.now_us(),
+            },
+            Err(_) => InstallResult {
+                exit_code: 124,
+                result: "failed",
+                error: Some("installer timeout (60 s)".into()),
+                at_us: env.now_us(),
+            },
+        };
+        env.event(
+            "install.result",
+            fields! {"exit_code" => r.exit_code, "result" => r.result, "error" => r.error},
+        );
+        let ok = r.exit_code == 0;
+        *lock(&slot.install) = Some(r);
+        if ok {
+            agent::service::run(env.clone(), cfg, slot.status.clone()).await;
+        }
+    }
+}
+
+fn outcome(
+    spec: &RunSpec,
+    sim_time_us: u64,
+    server: &ServerHandle,
+    slots: &BTreeMap<String, Arc<AgentSlot>>,
+) -> Value {
+    let views = server.agents().unwrap_or_default();
+    let mut agents = serde_json::Map::new();
+    for a in &spec.agents {
+        let slot = &slots[&a.name];
+        let st = slot.status.get();
+        let view = st
+            .agent_id
+            .as_ref()
+            .and_then(|id| views.iter().find(|v| &v.record.agent_id == id));
+        let install = lock(&slot.install).clone();
+        let certs_after: Vec<String> = slot
+            .disk
+            .snapshot()
+            .keys()
+            .filter(|p| p.starts_with("certs/") || p.as_str() == agent::install::GATEWAY_CA)
+            .cloned()
+            .collect();
+        let status = view
+            .map(|v| v.status.clone())
+            .unwrap_or_else(|| "unknown".into());
+        agents.insert(
+            a.name.clone(),
+            json!({
+                "agent_id": st.agent_id,
+                "site": a.site,
+                "version": a.version,
+                "online": status == "online" && st.ws_connected && st.tunnel_connected,
+                "status": status,
+                "install": {
+                    "exit_code": install.as_ref().map(|i| i.exit_code),
+                    "result": install.as_ref().map(|i| i.result),
+                    "error": install.as_ref().and_then(|i| i.error.clone()),
+                    "certs_after": certs_after,
+                },
+                "enroll": { "requests": st.enroll_requests },
+                "tunnel": { "connected": st.tunnel_connected, "connects": st.tunnel_connects },
+                "ws": { "connected": st.ws_connected, "connects": st.ws_connects },
+                "commands": { "completed": st.commands_completed },
+                "last_error": st.last_error,
+            }),
+        );
+    }
+    let mut commands = serde_json::Map::new();
+    for c in server.commands().unwrap_or_default() {
+        commands.insert(
+            c.command_id.clone(),
+            json!({
+                "agent": c.agent_name,
+                "command": c.command,
+                "status": c.status,
+                "attempts": c.attempts,
+                "exit_code": c.exit_code,
+                "output": c.output,
+            }),
+        );
+    }
+    let tunnels: Vec<Value> = server
+        .tunnels()
+        .into_iter()
+        .map(|(agent_id, conn, role)| json!({"agent_id": agent_id, "conn": conn, "role": role}))
+        .collect();
+    json!({
+        "scenario": spec.name,
+        "seed": spec.seed,
+        "sim_time_us": sim_time_us,
+        "agents": agents,
+        "commands": commands,
+        "server": { "registry": { "tunnels": tunnels } },
+    })
+}
+
+fn finish(mut outcome: Value, frames: Vec<FrameRecord>, events: Vec<EventRecord>) -> RunOutput {
+    let frames_jsonl = to_jsonl(&frames);
+    let events_jsonl = to_jsonl(&events);
+    outcome["counts"] = json!({
+        "frames": frames.len(),
+        "events": events.len(),
+        "commands_completed": outcome["commands"].as_object().map(|m| m.values().filter(|c| c["status"] == "completed").count()).unwrap_or(0),
+    });
+    let mut h = Sha256::new();
+    h.update(frames_jsonl.as_bytes());
+    h.update(events_jsonl.as_bytes());
+    h.update(serde_json::to_vec(&outcome).expect("outcome serializes"));
+    let digest = hex::encode(h.finalize());
+    outcome["digest"] = Value::String(digest.clone());
+    RunOutput {
+        outcome,
+        frames,
+        events,
+        digest,
+    }
+}
