@@ -50,11 +50,20 @@ fn three_agents_enroll_connect_and_complete_five_commands() {
     for (id, c) in cmds {
         assert_eq!(c["status"], "completed", "{id}: {c}");
     }
-    std::fs::write("/tmp/smoke-frames.jsonl", out.frames_jsonl()).unwrap();
-    std::fs::write("/tmp/smoke-events.jsonl", out.events_jsonl()).unwrap();
-    std::fs::write(
-        "/tmp/smoke-report.json",
-        serde_json::to_string_pretty(o).unwrap(),
-    )
-    .unwrap();
+    let frames = out.frames_jsonl();
+    assert!(frames.contains(r#""stage":"written","frame":"text""#));
+    assert!(frames.contains(r#""frame":"pong","len":8,"ping_seq":1"#));
+    assert!(frames.contains(r#""frame":"quic","kind":"handshake_ok""#));
+}
+
+#[test]
+fn same_seed_same_digest_and_bytes_other_seed_differs_but_passes() {
+    let a = run(&smoke(7)).unwrap();
+    let b = run(&smoke(7)).unwrap();
+    assert_eq!(a.digest, b.digest);
+    assert_eq!(a.frames_jsonl(), b.frames_jsonl());
+    assert_eq!(a.events_jsonl(), b.events_jsonl());
+    let c = run(&smoke(8)).unwrap();
+    assert_ne!(a.digest, c.digest, "the seed must reach the run");
+    assert_eq!(c.outcome["counts"]["commands_completed"], 5);
 }
