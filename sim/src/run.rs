@@ -45,7 +45,8 @@ pub struct AgentSpec {
     pub version: String,
     /// Behaviour switches.
     pub switches: AgentSwitches,
-    /// Installed at the start of the run (false when an `install` action does it).
+    /// Installed at the start of the run with the default 60 s installer
+    /// timeout (false when an `install` action does it).
     pub install_at_start: bool,
 }
 
@@ -56,6 +57,8 @@ pub enum ActionKind {
     Install {
         /// Which agent.
         agent: String,
+        /// The installer's timeout.
+        timeout: Duration,
     },
     /// Queue a command on the server for an agent.
     Dispatch {
@@ -158,6 +161,10 @@ struct InstallResult {
 }
 
 type ServerSlot = Arc<Mutex<Option<ServerHandle>>>;
+type InstallRx = mpsc::UnboundedReceiver<Duration>;
+
+/// The installer's timeout when nothing else is said (INCIDENTS.md, incident 1).
+pub const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -224,20 +231,20 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
 
     // One host per site, every agent its own tasks inside it.
     let mut slots: BTreeMap<String, Arc<AgentSlot>> = BTreeMap::new();
-    let mut installers: BTreeMap<String, mpsc::UnboundedSender<()>> = BTreeMap::new();
+    let mut installers: BTreeMap<String, mpsc::UnboundedSender<Duration>> = BTreeMap::new();
     let mut sites: BTreeMap<
         String,
         Vec<(
             AgentSpec,
             Arc<AgentSlot>,
-            Arc<Mutex<mpsc::UnboundedReceiver<()>>>,
+            Arc<Mutex<InstallRx>>,
         )>,
     > = BTreeMap::new();
     for a in &spec.agents {
         let slot = Arc::new(AgentSlot::default());
         let (tx, rx) = mpsc::unbounded_channel();
         if a.install_at_start {
-            let _ = tx.send(());
+            let _ = tx.send(DEFAULT_INSTALL_TIMEOUT);
         }
         installers.insert(a.name.clone(), tx);
         slots.insert(a.name.clone(), slot.clone());
@@ -312,16 +319,16 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
 fn apply(
     kind: &ActionKind,
     server: &ServerSlot,
-    installers: &BTreeMap<String, mpsc::UnboundedSender<()>>,
+    installers: &BTreeMap<String, mpsc::UnboundedSender<Duration>>,
     observer: &RunObserver,
     now: Duration,
 ) {
     use proto::env::Observer;
     let handle = lock(server).clone();
     let (event, agent) = match kind {
-        ActionKind::Install { agent } => {
+        ActionKind::Install { agent, timeout } => {
             if let Some(tx) = installers.get(agent) {
-                let _ = tx.send(());
+                let _ = tx.send(*timeout);
             }
             ("bench.install", agent)
         }
@@ -352,14 +359,13 @@ async fn agent_main(
     env: Env,
     spec: AgentSpec,
     slot: Arc<AgentSlot>,
-    install: Arc<Mutex<mpsc::UnboundedReceiver<()>>>,
+    install: Arc<Mutex<InstallRx>>,
     server: ServerSlot,
 ) {
     loop {
-        let got = std::future::poll_fn(|cx| lock(&install).poll_recv(cx)).await;
-        if got.is_none() {
+        let Some(timeout) = std::future::poll_fn(|cx| lock(&install).poll_recv(cx)).await else {
             return;
-        }
+        };
         // The installer ships the gateway CA; wait for the server to have one.
         let ca_pem = loop {
             if let Some(h) = lock(&server).as_ref() {
@@ -371,7 +377,7 @@ async fn agent_main(
         cfg.version = spec.version.clone();
         cfg.switches = spec.switches;
         let result = tokio::time::timeout(
-            Duration::from_secs(60),
+            timeout,
             agent::service::up(&env, &cfg, &slot.status),
         )
         .await;
@@ -391,7 +397,7 @@ async fn agent_main(
             Err(_) => InstallResult {
                 exit_code: 124,
                 result: "failed",
-                error: Some("installer timeout (60 s)".into()),
+                error: Some(format!("installer timeout ({} s)", timeout.as_secs())),
                 at_us: env.now_us(),
             },
         };

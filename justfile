@@ -1,0 +1,22 @@
+# simbench recipes (https://github.com/casey/just). Each is one cargo command.
+
+# Run a shipped scenario: `just run smoke`
+run scenario="smoke" *args="":
+    cargo run --release -p sim --bin simbench -- run {{scenario}} {{args}}
+
+# The test suite (what CI runs)
+test:
+    cargo test --workspace --locked
+
+# Formatting and lints, as required before a commit
+check:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# The catalogue as a regression suite, each scenario twice
+sweep scenario seeds="1..50":
+    cargo run --release -p sim --bin simbench -- sweep {{scenario}} --seeds {{seeds}}
+
+# Catalogue wall time
+bench:
+    cargo run --release -p sim --bin simbench -- check

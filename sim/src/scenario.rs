@@ -1,0 +1,110 @@
+//! From a parsed scenario file ([`format::scenario::Scenario`]) to a
+//! [`RunSpec`] the harness runs, and from a finished run back to the
+//! scenario's expectations.
+//!
+//! A scenario may name faults and actions this build of the bench does not
+//! simulate yet; resolving it then fails with a message naming them, rather
+//! than running a scenario that would silently mean something else.
+
+use std::collections::BTreeSet;
+
+use agent::AgentSwitches;
+use format::scenario::{ActionKind as FileAction, Scenario};
+use server::ServerSwitches;
+
+use crate::run::{ActionKind, ActionSpec, AgentSpec, RunSpec};
+
+/// A scenario uses something the bench cannot simulate yet.
+#[derive(Debug, thiserror::Error)]
+#[error("scenario `{scenario}` uses {what}, which this simbench does not simulate yet (supported: {supported})")]
+pub struct Unsupported {
+    /// Scenario name.
+    pub scenario: String,
+    /// What is missing.
+    pub what: String,
+    /// What works today.
+    pub supported: &'static str,
+}
+
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict; no faults";
+
+fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
+    AgentSwitches {
+        up_probe: b.is_on("up_probe"),
+        transactional_enroll_write: b.is_on("transactional_enroll_write"),
+    }
+}
+
+fn server_switches(b: &format::scenario::Behavior) -> ServerSwitches {
+    ServerSwitches {
+        registry_generation_check: b.is_on("registry_generation_check"),
+    }
+}
+
+/// Resolves a scenario into a run; `seed` overrides the file's seed.
+pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported> {
+    let unsupported = |what: String| Unsupported {
+        scenario: sc.name.clone(),
+        what,
+        supported: SUPPORTED_ACTIONS,
+    };
+    if let Some(f) = sc.faults.first() {
+        return Err(unsupported(format!("fault `{}`", f.kind.name())));
+    }
+    let instances = sc.agent_instances();
+    let all: Vec<String> = instances.iter().map(|a| a.name.clone()).collect();
+    let mut installed_by_action = BTreeSet::new();
+    let mut actions = Vec::new();
+    for a in sc.actions_in_order() {
+        match &a.kind {
+            FileAction::Install { agent, timeout } => {
+                let targets = match agent {
+                    Some(one) => vec![one.clone()],
+                    None => all.clone(),
+                };
+                for agent in targets {
+                    installed_by_action.insert(agent.clone());
+                    actions.push(ActionSpec {
+                        at: a.at,
+                        kind: ActionKind::Install {
+                            agent,
+                            timeout: *timeout,
+                        },
+                    });
+                }
+            }
+            FileAction::Dispatch { agent, command } => actions.push(ActionSpec {
+                at: a.at,
+                kind: ActionKind::Dispatch {
+                    agent: agent.clone(),
+                    command: command.clone(),
+                },
+            }),
+            FileAction::Evict { agent } => actions.push(ActionSpec {
+                at: a.at,
+                kind: ActionKind::Evict {
+                    agent: agent.clone(),
+                },
+            }),
+            other => return Err(unsupported(format!("action `{}`", other.name()))),
+        }
+    }
+    Ok(RunSpec {
+        name: sc.name.clone(),
+        seed: seed.unwrap_or(sc.seed),
+        duration: sc.duration,
+        tick: sc.tick,
+        server_switches: server_switches(&sc.server.behavior),
+        agents: instances
+            .iter()
+            .map(|i| AgentSpec {
+                name: i.name.clone(),
+                site: i.site.clone(),
+                version: i.version.clone(),
+                switches: agent_switches(&i.behavior),
+                install_at_start: !installed_by_action.contains(&i.name),
+            })
+            .collect(),
+        actions,
+    })
+}
