@@ -211,6 +211,7 @@ pub fn key_from_pem(what: &'static str, pem: &str) -> Result<PrivateKeyDer<'stat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::client::danger::ServerCertVerifier;
 
     fn now() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600) // 2026-01-01

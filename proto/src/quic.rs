@@ -10,6 +10,9 @@
 //!   ([`quinn::ClientConfig::initial_dst_cid_provider`]);
 //! - the server's handshake-token key (`ServerConfig::with_crypto` draws one).
 //!
+//! (The BBR congestion controller also seeds itself from the OS; keep the
+//! default, Cubic, in simulations.)
+//!
 //! The builders here derive each from one 32-byte seed, which the component
 //! draws from its own crypto provider (`Env::random_seed`): the simulator's
 //! provider is seeded, so a run replays byte for byte; the real binaries'

@@ -144,7 +144,7 @@ pub enum StoreError {
         /// Path of the store on the disk.
         path: String,
         /// redb's error.
-        source: redb::DatabaseError,
+        source: Box<redb::DatabaseError>,
     },
     /// The store was written by a newer server.
     #[error(
@@ -159,7 +159,7 @@ pub enum StoreError {
     #[error(
         "store operation failed: {0}; check the disk (space, permissions, I/O errors) and restart the server"
     )]
-    Db(#[from] redb::Error),
+    Db(#[source] Box<redb::Error>),
     /// A stored record does not decode.
     #[error(
         "store record {table}/{key} is unreadable: {source}; it was written by an incompatible server, \
@@ -187,12 +187,13 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Db(e.into())
+                StoreError::Db(Box::new(e.into()))
             }
         }
     )*};
 }
 from_redb!(
+    redb::Error,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
@@ -247,16 +248,62 @@ pub struct Store {
 
 impl Store {
     /// Opens the store at `path` on `disk`, creating an empty one if the file
-    /// does not exist, and recovering the last complete commit after a crash.
+    /// does not exist (or is empty), and recovering the last complete commit
+    /// after a crash.
+    ///
+    /// A new store is built in `<path>.new` and renamed into place once it is
+    /// complete and durable: redb sizes a new file before it writes its magic
+    /// number, and refuses a non-empty file without one, so a crash while it
+    /// initialized `path` itself would leave a store that never opens again.
     pub fn open(disk: &dyn Disk, path: &str) -> Result<Store, StoreError> {
         let file_error = |source| StoreError::File {
             path: path.to_string(),
             source,
         };
-        let file = disk.open(path, true).map_err(file_error)?;
-        // The file's name must be durable before any commit in it is.
+        let missing = match disk.open(path, false) {
+            Ok(file) => file.is_empty().map_err(file_error)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Err(e) => return Err(file_error(e)),
+        };
+        if missing {
+            Self::create(disk, path)?;
+        }
+        let file = disk.open(path, false).map_err(file_error)?;
+        // Whoever put the file there may not have made its name durable.
         disk.sync_dir().map_err(file_error)?;
-        let db = Builder::new()
+        let store = Store {
+            db: Self::database(path, file)?,
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// Builds an empty store in `<path>.new`, makes it durable, renames it to `path`.
+    fn create(disk: &dyn Disk, path: &str) -> Result<(), StoreError> {
+        let tmp = format!("{path}.new");
+        let file_error = |source| StoreError::File {
+            path: tmp.clone(),
+            source,
+        };
+        // A leftover of a crash during an earlier creation is started over.
+        let file = disk.open(&tmp, true).map_err(file_error)?;
+        file.set_len(0).map_err(file_error)?;
+        let store = Store {
+            db: Self::database(&tmp, file)?,
+        };
+        store.init()?;
+        drop(store);
+        // redb syncs on a clean close but cannot report a failure there: sync again.
+        disk.open(&tmp, false)
+            .and_then(|file| file.sync())
+            .map_err(file_error)?;
+        disk.rename(&tmp, path).map_err(file_error)?;
+        disk.sync_dir().map_err(file_error)
+    }
+
+    /// Opens (or initializes, when `file` is empty) the redb database in `file`.
+    fn database(path: &str, file: Box<dyn File>) -> Result<Database, StoreError> {
+        Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create_with_file_format_v3(true)
             .set_repair_callback(|session| {
@@ -268,11 +315,8 @@ impl Store {
             .create_with_backend(DiskBackend::new(file))
             .map_err(|source| StoreError::Open {
                 path: path.to_string(),
-                source,
-            })?;
-        let store = Store { db };
-        store.init()?;
-        Ok(store)
+                source: Box::new(source),
+            })
     }
 
     /// Creates the tables and checks (or writes) the schema version.
@@ -673,6 +717,23 @@ mod tests {
         );
         assert_eq!(store.commands().unwrap(), vec![command("cmd-0001", "a1")]);
         assert_eq!(store.next_command_seq().unwrap(), 2);
+    }
+
+    #[test]
+    fn creation_goes_through_a_side_file_and_replaces_leftovers() {
+        let tmp = TempDir::new("create");
+        let disk = tmp.disk();
+        // A leftover of a crash during an earlier creation, and an empty store file.
+        proto::files::write(&disk, "server.redb.new", b"half-built").unwrap();
+        proto::files::write(&disk, "server.redb", b"").unwrap();
+        let store = Store::open(&disk, "server.redb").unwrap();
+        assert_eq!(disk.list().unwrap(), ["server.redb"]);
+        assert_eq!(store.next_command_seq().unwrap(), 1);
+        drop(store);
+        // Opening an existing store does not create it again.
+        let store = Store::open(&disk, "server.redb").unwrap();
+        assert_eq!(store.next_command_seq().unwrap(), 2);
+        assert_eq!(disk.list().unwrap(), ["server.redb"]);
     }
 
     #[test]

@@ -162,6 +162,36 @@ impl SimDisk {
         lock(&self.state).crashes
     }
 
+    /// An independent disk with the same current and durable contents and
+    /// none of the open files: a run can be branched at this point, e.g. to
+    /// crash it at every later operation. Counters start from zero, nothing is armed.
+    pub fn fork(&self) -> SimDisk {
+        let state = lock(&self.state);
+        let mut copy = State {
+            inodes: state
+                .inodes
+                .iter()
+                .map(|(&id, inode)| {
+                    let copy = Inode {
+                        current: inode.current.clone(),
+                        durable: inode.durable.clone(),
+                        dirty: inode.dirty.clone(),
+                        open: 0,
+                    };
+                    (id, copy)
+                })
+                .collect(),
+            names: state.names.clone(),
+            durable_names: state.durable_names.clone(),
+            next_inode: state.next_inode,
+            ..State::default()
+        };
+        copy.collect_garbage();
+        SimDisk {
+            state: Arc::new(Mutex::new(copy)),
+        }
+    }
+
     /// Every file's current contents, by path.
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         let state = lock(&self.state);
@@ -331,14 +361,26 @@ impl Inode {
     }
 
     fn lose_unsynced(&mut self) {
-        self.current.clone_from(&self.durable);
+        let (old_len, len) = (self.current.len(), self.durable.len());
+        self.current.resize(len, 0);
+        if old_len < len {
+            self.current[old_len..].copy_from_slice(&self.durable[old_len..]);
+        }
+        for &page in &self.dirty {
+            let start = (page * PAGE_SIZE) as usize;
+            if start >= len {
+                break;
+            }
+            let end = (start + PAGE_SIZE as usize).min(len);
+            self.current[start..end].copy_from_slice(&self.durable[start..end]);
+        }
         self.dirty.clear();
     }
 
-    /// Lets a random subset of the dirty pages, and maybe the new length, persist.
+    /// Lets a random subset of the dirty pages, and maybe the new length,
+    /// become durable, then drops the rest.
     fn tear(&mut self, rng: &mut ChaCha8Rng) {
         if self.dirty.is_empty() && self.current.len() == self.durable.len() {
-            self.lose_unsynced();
             return;
         }
         let len = if rng.next_u32() & 1 == 0 {
@@ -346,23 +388,19 @@ impl Inode {
         } else {
             self.durable.len()
         };
-        let mut kept = self.durable.clone();
-        kept.resize(len, 0);
+        // Bytes past the old durable end are all in dirty pages, so the
+        // dirty set still covers every difference after this.
+        self.durable.resize(len, 0);
         let limit = len.min(self.current.len());
         for &page in &self.dirty {
             let keep = rng.next_u32() & 1 == 0;
             let start = (page * PAGE_SIZE) as usize;
-            if start >= limit {
-                continue;
-            }
-            if keep {
+            if keep && start < limit {
                 let end = (start + PAGE_SIZE as usize).min(limit);
-                kept[start..end].copy_from_slice(&self.current[start..end]);
+                self.durable[start..end].copy_from_slice(&self.current[start..end]);
             }
         }
-        self.current.clone_from(&kept);
-        self.durable = kept;
-        self.dirty.clear();
+        self.lose_unsynced();
     }
 }
 
@@ -666,6 +704,24 @@ mod tests {
     }
 
     #[test]
+    fn fork_is_independent() {
+        let disk = SimDisk::new();
+        files::write(&disk, "a", b"durable").unwrap();
+        let f = disk.open("a", false).unwrap();
+        f.write_at(0, b"VOLATILE").unwrap();
+        let fork = disk.fork();
+        assert_eq!(fork.snapshot(), disk.snapshot());
+        assert_eq!(fork.durable_snapshot(), disk.durable_snapshot());
+        files::write(&fork, "b", b"only in the fork").unwrap();
+        assert!(!disk.exists("b"));
+        fork.crash();
+        assert_eq!(read(&fork, "a"), b"durable");
+        assert_eq!(read(&disk, "a"), b"VOLATILE");
+        f.write_at(0, b"still usable").unwrap(); // the original's handle is unaffected
+        assert_eq!(disk.crashes(), 0);
+    }
+
+    #[test]
     fn reads_past_the_end_fail_and_gaps_are_zero() {
         let disk = SimDisk::new();
         let f = disk.open("a", true).unwrap();
@@ -769,18 +825,18 @@ mod tests {
     }
 
     #[test]
-    fn sync_makes_current_durable_exactly() {
-        // The page-tracking sync against a whole-copy model, on random operations.
+    fn sync_and_crash_match_a_whole_copy_model() {
+        // Page tracking against copying whole files, on random operations.
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for _ in 0..200 {
             let disk = SimDisk::new();
-            let f = disk.open("f", true).unwrap();
+            let mut f = disk.open("f", true).unwrap();
             disk.sync_dir().unwrap();
             let mut model_current: Vec<u8> = Vec::new();
             let mut model_durable: Vec<u8> = Vec::new();
             for _ in 0..30 {
                 let max = 5 * PAGE_SIZE as u32;
-                match rng.next_u32() % 5 {
+                match rng.next_u32() % 7 {
                     0 | 1 => {
                         let offset = (rng.next_u32() % max) as usize;
                         let len = (rng.next_u32() % (PAGE_SIZE as u32 * 2)) as usize;
@@ -802,6 +858,26 @@ mod tests {
                     3 => {
                         f.sync().unwrap();
                         model_durable.clone_from(&model_current);
+                    }
+                    4 => {
+                        disk.crash();
+                        model_current.clone_from(&model_durable);
+                        f = disk.open("f", false).unwrap();
+                    }
+                    5 => {
+                        disk.crash_with(CrashMode::Torn(rng.next_u64()));
+                        let got = read(&disk, "f");
+                        let len = got.len();
+                        assert!(len == model_current.len() || len == model_durable.len());
+                        let (mut cur, mut dur) = (model_current.clone(), model_durable.clone());
+                        cur.resize(len, 0);
+                        dur.resize(len, 0);
+                        for i in 0..len {
+                            assert!(got[i] == cur[i] || got[i] == dur[i], "byte {i}");
+                        }
+                        model_current.clone_from(&got);
+                        model_durable = got;
+                        f = disk.open("f", false).unwrap();
                     }
                     _ => {
                         assert_eq!(disk.snapshot()["f"], model_current);

@@ -119,7 +119,7 @@ impl Network for TurmoilNetwork {
         Box::pin(async move {
             require_host("bind_udp")?;
             let socket = turmoil::net::UdpSocket::bind(any_addr(port)).await?;
-            Ok(Arc::new(TurmoilUdpSocket::new(socket, owner, tap))
+            Ok(Arc::new(TurmoilUdpSocket::new(socket, owner, tap)?)
                 as Arc<dyn quinn::AsyncUdpSocket>)
         })
     }

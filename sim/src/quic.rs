@@ -44,8 +44,9 @@ impl Runtime for TurmoilRuntime {
     }
 
     fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) {
-        // The endpoint and connection drivers must run on the host that made
-        // the endpoint: turmoil finds the current host through the runtime.
+        // The endpoint and connection drivers must run on the runtime of the
+        // host that made the endpoint: turmoil polls a host's tasks only while
+        // it steps that host, which is how its sockets know where they are.
         tokio::spawn(future);
     }
 
@@ -109,19 +110,14 @@ impl TurmoilUdpSocket {
         socket: turmoil::net::UdpSocket,
         owner: String,
         tap: Option<Arc<dyn DatagramTap>>,
-    ) -> Self {
-        // A bound turmoil socket always knows its address; the unspecified
-        // fallback only keeps the constructor infallible.
-        let local = socket
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        TurmoilUdpSocket {
+    ) -> io::Result<Self> {
+        Ok(TurmoilUdpSocket {
+            local: socket.local_addr()?,
             inner: Arc::new(socket),
-            local,
             owner,
             tap,
             readable: Mutex::new(None),
-        }
+        })
     }
 
     /// The label of the component that owns this socket.
@@ -205,12 +201,11 @@ impl AsyncUdpSocket for TurmoilUdpSocket {
                 if count > 0 {
                     return Poll::Ready(Ok(count));
                 }
-                let socket = Arc::clone(&self.inner);
-                *readable = Some(Box::pin(async move { socket.readable().await }));
             }
-            let Some(wait) = readable.as_mut() else {
-                continue;
-            };
+            let wait = readable.get_or_insert_with(|| {
+                let socket = Arc::clone(&self.inner);
+                Box::pin(async move { socket.readable().await })
+            });
             match wait.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(result) => {

@@ -162,6 +162,7 @@ struct InstallResult {
 
 type ServerSlot = Arc<Mutex<Option<ServerHandle>>>;
 type InstallRx = mpsc::UnboundedReceiver<Duration>;
+type SiteAgent = (AgentSpec, Arc<AgentSlot>, Arc<Mutex<InstallRx>>);
 
 /// The installer's timeout when nothing else is said (INCIDENTS.md, incident 1).
 pub const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -232,14 +233,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
     // One host per site, every agent its own tasks inside it.
     let mut slots: BTreeMap<String, Arc<AgentSlot>> = BTreeMap::new();
     let mut installers: BTreeMap<String, mpsc::UnboundedSender<Duration>> = BTreeMap::new();
-    let mut sites: BTreeMap<
-        String,
-        Vec<(
-            AgentSpec,
-            Arc<AgentSlot>,
-            Arc<Mutex<InstallRx>>,
-        )>,
-    > = BTreeMap::new();
+    let mut sites: BTreeMap<String, Vec<SiteAgent>> = BTreeMap::new();
     for a in &spec.agents {
         let slot = Arc::new(AgentSlot::default());
         let (tx, rx) = mpsc::unbounded_channel();
@@ -376,11 +370,8 @@ async fn agent_main(
         let mut cfg = AgentConfig::new(&spec.name, SERVER_HOST, ENROLL_TOKEN, &ca_pem);
         cfg.version = spec.version.clone();
         cfg.switches = spec.switches;
-        let result = tokio::time::timeout(
-            timeout,
-            agent::service::up(&env, &cfg, &slot.status),
-        )
-        .await;
+        let result =
+            tokio::time::timeout(timeout, agent::service::up(&env, &cfg, &slot.status)).await;
         let r = match &result {
             Ok(Ok(_)) => InstallResult {
                 exit_code: 0,
