@@ -6,3 +6,4 @@ pub mod net;
 pub mod observe;
 pub mod quic;
 pub mod run;
+pub mod scenario;

@@ -108,3 +108,24 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         actions,
     })
 }
+
+/// Judges every expectation of `sc` against a finished run's outcome document.
+pub fn evaluate(
+    sc: &Scenario,
+    outcome: &serde_json::Value,
+) -> Vec<(format::Expect, format::ExpectResult)> {
+    sc.expects
+        .iter()
+        .map(|e| {
+            let r = format::evaluate(e, format::lookup(outcome, &e.observe));
+            (e.clone(), r)
+        })
+        .collect()
+}
+
+/// Directory of the shipped catalogue (`scenarios/` at the workspace root).
+pub fn catalogue_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("scenarios")
+}
