@@ -49,17 +49,49 @@ const fn opt(name: &'static str, default: Option<&'static str>, doc: &'static st
 
 /// The keys at the top level of a scenario file.
 pub const TOP_LEVEL_KEYS: &[KeyDoc] = &[
-    req("name", "the scenario's name, as `simbench run <name>` finds it"),
+    req(
+        "name",
+        "the scenario's name, as `simbench run <name>` finds it",
+    ),
     req("summary", "one line saying what the scenario shows"),
-    req("incident", "which field incident it reproduces, e.g. \"command-delivery\""),
-    req("seed", "the seed that drives every random choice (a non-negative integer)"),
-    req("duration", "how much simulated time the run covers, e.g. \"20m\""),
-    opt("tick", Some("\"10ms\""), "the network quantum: how far simulated time moves per step"),
-    opt("server", None, "the `[server]` table: the server's behavior"),
+    req(
+        "incident",
+        "which field incident it reproduces, e.g. \"command-delivery\"",
+    ),
+    req(
+        "seed",
+        "the seed that drives every random choice, a non-negative integer",
+    ),
+    req(
+        "duration",
+        "how much simulated time the run covers, e.g. \"20m\"",
+    ),
+    opt(
+        "tick",
+        Some("\"10ms\""),
+        "the network quantum: how far simulated time moves per step",
+    ),
+    opt(
+        "server",
+        None,
+        "the `[server]` table: the server's behavior",
+    ),
     opt("agent", None, "the `[[agent]]` tables: the fleet"),
-    opt("fault", None, "the `[[fault]]` tables: what goes wrong, and when"),
-    opt("action", None, "the `[[action]]` tables: what the operator does, and when"),
-    opt("expect", None, "the `[[expect]]` tables: what must hold in the outcome"),
+    opt(
+        "fault",
+        None,
+        "the `[[fault]]` tables: what goes wrong, and when",
+    ),
+    opt(
+        "action",
+        None,
+        "the `[[action]]` tables: what the operator does, and when",
+    ),
+    opt(
+        "expect",
+        None,
+        "the `[[expect]]` tables: what must hold in the outcome",
+    ),
 ];
 
 /// The keys of the `[server]` table.
@@ -104,7 +136,11 @@ pub const AGENT_KEYS: &[KeyDoc] = &[
 pub const FAULT_COMMON_KEYS: &[KeyDoc] = &[
     req("kind", "which fault, one of the fault kinds"),
     opt("from", Some("\"0s\""), "when the fault starts"),
-    opt("until", Some("the end of the run"), "when the fault stops (must be after `from`)"),
+    opt(
+        "until",
+        Some("the end of the run"),
+        "when the fault stops (must be after `from`)",
+    ),
 ];
 
 const BETWEEN: KeyDoc = req(
@@ -121,7 +157,11 @@ pub const FAULT_KINDS: &[KindDoc] = &[
         keys: &[
             BETWEEN,
             req("proto", "`\"udp\"` or `\"tcp\"`"),
-            opt("port", Some("every port"), "the destination port that is blocked"),
+            opt(
+                "port",
+                Some("every port"),
+                "the destination port that is blocked",
+            ),
             opt(
                 "direction",
                 Some("\"both\""),
@@ -144,7 +184,10 @@ pub const FAULT_KINDS: &[KindDoc] = &[
         doc: "one direction stops and neither side is told; the other keeps working",
         keys: &[
             BETWEEN,
-            req("direction", "the direction that stops: `\"a->b\"` or `\"b->a\"`"),
+            req(
+                "direction",
+                "the direction that stops: `\"a->b\"` or `\"b->a\"`",
+            ),
         ],
     },
     KindDoc {
@@ -181,7 +224,10 @@ pub const FAULT_KINDS: &[KindDoc] = &[
     KindDoc {
         name: "jitter",
         doc: "packet delays on the path vary",
-        keys: &[BETWEEN, req("amount", "the largest extra delay, a duration")],
+        keys: &[
+            BETWEEN,
+            req("amount", "the largest extra delay, a duration"),
+        ],
     },
     KindDoc {
         name: "loss",
@@ -313,7 +359,10 @@ pub const EXPECT_KEYS: &[KeyDoc] = &[req(
 
 /// Expectation operators: an `[[expect]]` table has exactly one.
 pub const EXPECT_OPERATORS: &[(&str, &str)] = &[
-    ("equals", "the observed value equals this one (numbers compare by value: 1 equals 1.0)"),
+    (
+        "equals",
+        "the observed value equals this one (numbers compare by value: 1 equals 1.0)",
+    ),
     ("not", "the observed value exists and differs from this one"),
     ("at_least", "the observed number is at least this number"),
     ("at_most", "the observed number is at most this number"),
@@ -326,8 +375,14 @@ pub const EXPECT_OPERATORS: &[(&str, &str)] = &[
 
 /// Behavior presets.
 pub const PRESETS: &[(&str, &str)] = &[
-    ("legacy", "every switch off: the behavior that produced the field incidents"),
-    ("fixed", "every switch on: the fixed behavior the shipped binaries use"),
+    (
+        "legacy",
+        "every switch off: the behavior that produced the field incidents",
+    ),
+    (
+        "fixed",
+        "every switch on: the fixed behavior the shipped binaries use",
+    ),
 ];
 
 /// Named behavior switches: `legacy` turns each off, `fixed` turns each on.
@@ -377,7 +432,10 @@ pub mod switch {
 
 /// WebSocket frame types a fault can select.
 pub const FRAME_TYPES: &[(&str, &str)] = &[
-    ("text", "Text frames: commands, acks, results, config updates"),
+    (
+        "text",
+        "Text frames: commands, acks, results, config updates",
+    ),
     ("binary", "Binary frames"),
     ("ping", "WebSocket Pings"),
     ("pong", "WebSocket Pongs"),
@@ -386,29 +444,27 @@ pub const FRAME_TYPES: &[(&str, &str)] = &[
 /// Named defects of the agent's command path (`agent-bug` faults).
 pub const AGENT_BUGS: &[(&str, &str)] = &[
     (
-        "drop-commands",
-        "the agent reads Command frames and discards them: no CommandAck, no result",
+        "command-path-broken-after-config-update",
+        "after a reconnect's ConfigUpdate the agent reads Text frames but never handles commands (H3)",
     ),
     (
-        "broken-after-config-update",
-        "the command path breaks after the ConfigUpdate that follows a reconnect",
-    ),
-    (
-        "no-result",
-        "the agent acks the command but never sends its result",
-    ),
-    (
-        "bad-ack",
-        "the agent's CommandAck carries a wrong command_id",
+        "unparsable-command",
+        "the server builds the command named by `command` so that the agent cannot parse it (H7)",
     ),
 ];
 
 /// Named defects of a new agent version (`upgrade` actions).
 pub const UPGRADE_DEFECTS: &[(&str, &str)] = &[
-    ("bad-checksum", "the downloaded binary fails its SHA-256 check while staging"),
-    ("self-test-fails", "the new binary's `--self-test` fails"),
-    ("cutover-fails", "the symlink swap or the start of the new unit fails"),
-    ("no-heartbeat", "the new version starts but never sends a heartbeat"),
+    (
+        "corrupt",
+        "the downloaded bytes fail their SHA-256 check while staging",
+    ),
+    ("fails-self-test", "the new build's `--self-test` fails"),
+    (
+        "never-heartbeats",
+        "the new version starts but never sends a heartbeat",
+    ),
+    ("crashes-on-start", "the new version crashes as it starts"),
 ];
 
 /// Outcome paths an `[[expect]]` may observe. `<name>` is a declared agent

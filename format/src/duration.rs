@@ -213,8 +213,21 @@ mod tests {
     #[test]
     fn refuses_everything_else() {
         for bad in [
-            "", "5", "s", "5 parsecs", "5parsecs", "1.5s", "-5s", "5s ", " 5s", "5S", "1h 30m", "5us",
-            "1d", "ms", "5m5",
+            "",
+            "5",
+            "s",
+            "5 parsecs",
+            "5parsecs",
+            "1.5s",
+            "-5s",
+            "5s ",
+            " 5s",
+            "5S",
+            "1h 30m",
+            "5us",
+            "1d",
+            "ms",
+            "5m5",
         ] {
             let e = parse_duration(bad).unwrap_err();
             assert_eq!(e.problem, DurationProblem::Syntax, "{bad:?}");
@@ -246,7 +259,10 @@ mod tests {
         assert_eq!(hint("90"), Some("90s".into()));
         assert_eq!(hint("2M"), Some("2m".into()));
         assert_eq!(hint("5 parsecs"), None);
-        assert!(parse_duration("5 min").unwrap_err().to_string().ends_with("; did you mean \"5m\"?"));
+        assert!(parse_duration("5 min")
+            .unwrap_err()
+            .to_string()
+            .ends_with("; did you mean \"5m\"?"));
     }
 
     #[test]

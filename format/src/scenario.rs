@@ -390,28 +390,26 @@ named_enum! {
 named_enum! {
     /// A named defect of the agent's command path (see [`crate::catalogue::AGENT_BUGS`]).
     pub enum Bug {
-        /// Command frames are read and discarded: no ack, no result.
-        DropCommands = "drop-commands",
-        /// The command path breaks after the ConfigUpdate of a reconnect.
-        BrokenAfterConfigUpdate = "broken-after-config-update",
-        /// The command is acked but its result never sent.
-        NoResult = "no-result",
-        /// The CommandAck carries a wrong command_id.
-        BadAck = "bad-ack",
+        /// After a reconnect's ConfigUpdate the agent reads Text frames but
+        /// never handles commands (H3).
+        CommandPathBrokenAfterConfigUpdate = "command-path-broken-after-config-update",
+        /// The server builds the command (`command = "..."`) so that the
+        /// agent cannot parse it (H7).
+        UnparsableCommand = "unparsable-command",
     }
 }
 
 named_enum! {
     /// A defect of the new version in an `upgrade` (see [`crate::catalogue::UPGRADE_DEFECTS`]).
     pub enum UpgradeDefect {
-        /// The download fails its SHA-256 check.
-        BadChecksum = "bad-checksum",
-        /// `--self-test` of the new binary fails.
-        SelfTestFails = "self-test-fails",
-        /// The symlink swap or the start of the new unit fails.
-        CutoverFails = "cutover-fails",
-        /// The new version never sends a heartbeat.
-        NoHeartbeat = "no-heartbeat",
+        /// The downloaded bytes fail their SHA-256 check.
+        Corrupt = "corrupt",
+        /// `--self-test` of the new build fails.
+        FailsSelfTest = "fails-self-test",
+        /// The new version starts but never sends a heartbeat.
+        NeverHeartbeats = "never-heartbeats",
+        /// The new version crashes as it starts.
+        CrashesOnStart = "crashes-on-start",
     }
 }
 

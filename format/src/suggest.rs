@@ -54,14 +54,15 @@ where
     best.map(|(_, c)| c)
 }
 
-/// `"; did you mean \"x\"?"` for the closest candidate, or `""`.
+/// The joint between a complaint and the list of valid choices:
+/// `"; did you mean \"x\"? "` for a close candidate, else `"; "`.
 pub(crate) fn hint<'a, I>(input: &str, candidates: I) -> String
 where
     I: IntoIterator<Item = &'a str>,
 {
     match did_you_mean(input, candidates) {
-        Some(c) => format!("; did you mean {c:?}?"),
-        None => String::new(),
+        Some(c) => format!("; did you mean {c:?}? "),
+        None => "; ".to_owned(),
     }
 }
 
@@ -71,8 +72,8 @@ where
     I: IntoIterator<Item = &'a str>,
 {
     match did_you_mean(input, candidates) {
-        Some(c) => format!("; did you mean `{c}`?"),
-        None => String::new(),
+        Some(c) => format!("; did you mean `{c}`? "),
+        None => "; ".to_owned(),
     }
 }
 

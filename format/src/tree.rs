@@ -50,21 +50,6 @@ pub(crate) enum Value {
     Table(Vec<(Key, Node)>),
 }
 
-impl Value {
-    /// How a message names this kind of value ("a string", "a table", ...).
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Value::String(_) => "a string",
-            Value::Integer(_) => "an integer",
-            Value::Float(_) => "a float",
-            Value::Boolean(_) => "a boolean",
-            Value::Datetime(_) => "a datetime",
-            Value::Array(_) => "an array",
-            Value::Table(_) => "a table",
-        }
-    }
-}
-
 /// Parses TOML text into a tree; the error is `toml`'s own syntax error.
 pub(crate) fn parse(text: &str) -> Result<Node, toml::de::Error> {
     let root = Node::deserialize(toml::Deserializer::new(text))?;

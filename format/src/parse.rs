@@ -1,0 +1,1296 @@
+//! From TOML text to a checked [`Scenario`], with located errors.
+//!
+//! The text becomes a position-aware tree first ([`crate::tree`]); this module
+//! walks it table by table against the catalogues, so every mistake is
+//! reported at the key or value that makes it, with the valid choices. Tables
+//! are read in catalogue order (top-level keys, `[server]`, agents, faults,
+//! actions, expectations); the first mistake found is the one reported.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use crate::catalogue::{
+    KeyDoc, KindDoc, ACTIONS, ACTION_COMMON_KEYS, AGENT_KEYS, EXPECT_KEYS, FAULT_COMMON_KEYS,
+    FAULT_KINDS, SERVER_KEYS, SWITCHES, TOP_LEVEL_KEYS,
+};
+use crate::duration::{format_duration, parse_duration, parse_signed_duration, DurationError};
+use crate::error::{ErrorKind, ScenarioError};
+use crate::outcome::{check_path, is_agent_name};
+use crate::scenario::*;
+use crate::suggest::{choices, hint, key_hint};
+use crate::tree::{self, Key, Node, Span, Value};
+
+type R<T> = Result<T, ScenarioError>;
+
+/// The most agents a scenario may declare, after `count` expansion.
+const MAX_AGENTS: usize = 100_000;
+
+/// Parses and checks a scenario; `file` is only used in messages.
+pub(crate) fn parse(file: &str, text: &str) -> R<Scenario> {
+    let root = tree::parse(text).map_err(|e| {
+        let message = e
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        ScenarioError::at(
+            file,
+            text,
+            e.span(),
+            ErrorKind::Syntax,
+            format!("invalid TOML: {message}"),
+        )
+    })?;
+    let parser = Parser { file, text };
+    parser.scenario(&root)
+}
+
+struct Parser<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+/// A table being read, with the words messages use for it.
+struct Table<'n> {
+    /// How labels name it after a key: "" (top level), "[[agent]] #2", ...
+    name: String,
+    /// Where it starts, for "missing key" errors.
+    span: Span,
+    entries: &'n [(Key, Node)],
+    /// The keys it may have, for "unknown key" and "missing key" errors.
+    keys: Vec<KeyDoc>,
+}
+
+impl<'n> Table<'n> {
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(_, v)| v)
+    }
+
+    /// "`key`" at the top level, "`key` in [[agent]] #2" elsewhere.
+    fn label(&self, key: &str) -> String {
+        if self.name.is_empty() {
+            format!("`{key}`")
+        } else {
+            format!("`{key}` in {}", self.name)
+        }
+    }
+
+    /// "at the top level" or "in [[agent]] #2".
+    fn place(&self) -> String {
+        if self.name.is_empty() {
+            "at the top level".to_owned()
+        } else {
+            format!("in {}", self.name)
+        }
+    }
+}
+
+/// The declared agents and sites, for checking references.
+#[derive(Default)]
+struct Fleet {
+    /// Every agent name after `count` expansion, in file order.
+    names: Vec<String>,
+    /// Each name of `names` and the number of the `[[agent]]` table that
+    /// made it (a map, so that large fleets check in linear time).
+    owner: HashMap<String, usize>,
+    /// `[[agent]]` tables with `count`: (name as written, count).
+    groups: Vec<(String, u32)>,
+    /// The site of each entry of `names`.
+    name_sites: Vec<String>,
+    sites: Vec<String>,
+}
+
+/// Where an agent reference appears, which decides what else it may be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RefForm {
+    /// Only an agent.
+    Agent,
+    /// An agent or `"server"` (`restart`, `crash`).
+    AgentOrServer,
+    /// A `between` end: a bare name is an agent, sites need `site:`.
+    Endpoint,
+}
+
+/// A short description of a value for "found ..." in messages.
+fn found(node: &Node) -> String {
+    match &node.value {
+        Value::String(s) => {
+            let mut shown: String = s.chars().take(40).collect();
+            if shown.len() < s.len() {
+                shown.push_str("...");
+            }
+            format!("a string ({shown:?})")
+        }
+        Value::Integer(i) => format!("an integer ({i})"),
+        Value::Float(f) => format!("a float ({f})"),
+        Value::Boolean(b) => format!("a boolean ({b})"),
+        Value::Datetime(d) => format!("a datetime ({d})"),
+        Value::Array(_) => "an array".to_owned(),
+        Value::Table(_) => "a table".to_owned(),
+    }
+}
+
+fn key_names(keys: &[KeyDoc]) -> Vec<&'static str> {
+    keys.iter().map(|k| k.name).collect()
+}
+
+impl Parser<'_> {
+    fn err(&self, span: &Span, kind: ErrorKind, message: String) -> ScenarioError {
+        ScenarioError::at(self.file, self.text, span.clone(), kind, message)
+    }
+
+    fn wrong_type(&self, node: &Node, label: &str, expected: &str) -> ScenarioError {
+        self.err(
+            &node.span,
+            ErrorKind::WrongType,
+            format!("{label} must be {expected}, found {}", found(node)),
+        )
+    }
+
+    fn duration_error(&self, node: &Node, e: DurationError) -> ScenarioError {
+        self.err(&node.span, ErrorKind::BadDuration, e.to_string())
+    }
+
+    // ----- tables and keys -------------------------------------------------
+
+    fn table<'n>(
+        &self,
+        node: &'n Node,
+        label: &str,
+        name: String,
+        keys: Vec<KeyDoc>,
+    ) -> R<Table<'n>> {
+        match &node.value {
+            Value::Table(entries) => Ok(Table {
+                name,
+                span: node.span.clone(),
+                entries,
+                keys,
+            }),
+            _ => Err(self.wrong_type(node, label, "a table")),
+        }
+    }
+
+    /// Refuses keys the table may not have, in file order.
+    fn check_keys(&self, t: &Table, place: &str) -> R<()> {
+        let valid = key_names(&t.keys);
+        for (key, _) in t.entries {
+            if !valid.contains(&key.name.as_str()) {
+                return Err(self.err(
+                    &key.span,
+                    ErrorKind::UnknownKey,
+                    format!(
+                        "unknown key `{}` {place}{}valid keys: {}",
+                        key.name,
+                        key_hint(&key.name, valid.iter().copied()),
+                        choices(valid.iter().copied(), usize::MAX)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports every required key the table lacks, in one message.
+    fn check_required(&self, t: &Table) -> R<()> {
+        let missing: Vec<&KeyDoc> = t
+            .keys
+            .iter()
+            .filter(|k| k.required && t.get(k.name).is_none())
+            .collect();
+        let owner = if t.name.is_empty() {
+            "the scenario".to_owned()
+        } else {
+            t.name.clone()
+        };
+        let message = match missing.as_slice() {
+            [] => return Ok(()),
+            [one] => format!(
+                "{owner} is missing the required key `{}`: {}",
+                one.name, one.doc
+            ),
+            [init @ .., last] => {
+                let listed: Vec<String> = init
+                    .iter()
+                    .map(|k| format!("`{}` ({})", k.name, k.doc))
+                    .collect();
+                format!(
+                    "{owner} is missing the required keys {} and `{}` ({})",
+                    listed.join(", "),
+                    last.name,
+                    last.doc
+                )
+            }
+        };
+        Err(self.err(&t.span, ErrorKind::MissingKey, message))
+    }
+
+    fn required<'n>(&self, t: &Table<'n>, key: &str) -> R<&'n Node> {
+        if let Some(node) = t.get(key) {
+            return Ok(node);
+        }
+        let doc = t
+            .keys
+            .iter()
+            .find(|k| k.name == key)
+            .map(|k| format!(": {}", k.doc))
+            .unwrap_or_default();
+        let owner = if t.name.is_empty() {
+            "the scenario".to_owned()
+        } else {
+            t.name.clone()
+        };
+        Err(self.err(
+            &t.span,
+            ErrorKind::MissingKey,
+            format!("{owner} is missing the required key `{key}`{doc}"),
+        ))
+    }
+
+    // ----- scalars ---------------------------------------------------------
+
+    fn string<'n>(&self, node: &'n Node, label: &str) -> R<&'n str> {
+        match &node.value {
+            Value::String(s) => Ok(s),
+            _ => Err(self.wrong_type(node, label, "a string")),
+        }
+    }
+
+    fn text_value(&self, node: &Node, label: &str) -> R<String> {
+        let s = self.string(node, label)?;
+        if s.trim().is_empty() {
+            return Err(self.err(
+                &node.span,
+                ErrorKind::BadValue,
+                format!("{label} must not be empty"),
+            ));
+        }
+        Ok(s.to_owned())
+    }
+
+    fn integer_in(&self, node: &Node, label: &str, min: i64, max: i64) -> R<i64> {
+        match &node.value {
+            Value::Integer(i) if (min..=max).contains(i) => Ok(*i),
+            Value::Integer(i) => Err(self.err(
+                &node.span,
+                ErrorKind::BadValue,
+                format!("{label} must be an integer from {min} to {max}, found {i}"),
+            )),
+            _ => Err(self.wrong_type(node, label, &format!("an integer from {min} to {max}"))),
+        }
+    }
+
+    fn duration(&self, node: &Node, label: &str) -> R<Duration> {
+        let Value::String(s) = &node.value else {
+            return Err(self.wrong_type(
+                node,
+                label,
+                "a duration string such as \"90s\" or \"5m\"",
+            ));
+        };
+        parse_duration(s).map_err(|e| self.duration_error(node, e))
+    }
+
+    /// A name from a fixed set: `what` names the set in messages ("protocol").
+    fn choice<T>(
+        &self,
+        node: &Node,
+        label: &str,
+        what: &str,
+        names: &[&str],
+        from_name: impl Fn(&str) -> Option<T>,
+    ) -> R<T> {
+        let list = choices(names.iter().copied(), usize::MAX);
+        let Value::String(s) = &node.value else {
+            return Err(self.wrong_type(node, label, &format!("a string, one of {list}")));
+        };
+        match from_name(s).filter(|_| names.contains(&s.as_str())) {
+            Some(v) => Ok(v),
+            None => Err(self.err(
+                &node.span,
+                ErrorKind::UnknownChoice,
+                format!(
+                    "unknown {what} {s:?} for {label}{}valid: {list}",
+                    hint(s, names.iter().copied())
+                ),
+            )),
+        }
+    }
+
+    fn agent_name(&self, node: &Node, label: &str) -> R<String> {
+        let s = self.string(node, label)?;
+        if !is_agent_name(s) {
+            return Err(self.err(
+                &node.span,
+                ErrorKind::BadValue,
+                format!("{label} must be 1 to 64 letters, digits, `-` or `_`, found {s:?}"),
+            ));
+        }
+        if s == "server" {
+            return Err(self.err(
+                &node.span,
+                ErrorKind::BadValue,
+                format!("{label} cannot be \"server\": that name means the server; pick another"),
+            ));
+        }
+        Ok(s.to_owned())
+    }
+
+    fn version(&self, node: &Node, label: &str) -> R<String> {
+        let s = self.string(node, label)?;
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.starts_with(|c: char| c.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-+._".contains(&b));
+        if !ok {
+            return Err(self.err(
+                &node.span,
+                ErrorKind::BadValue,
+                format!(
+                    "{label} must be a version such as \"0.6.63\" (a digit first, then letters, digits, `.`, `-`, `+`), found {s:?}"
+                ),
+            ));
+        }
+        Ok(s.to_owned())
+    }
+
+    /// The time keys `at`, `from` and `until` must lie within the run.
+    fn within_run(&self, node: &Node, label: &str, at: Duration, run: Duration) -> R<()> {
+        if at > run {
+            return Err(self.err(
+                &node.span,
+                ErrorKind::PastDuration,
+                format!(
+                    "{label} is {:?}, past the scenario's duration ({:?}); it must be at most {:?}",
+                    format_duration(at),
+                    format_duration(run),
+                    format_duration(run)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    // ----- references ------------------------------------------------------
+
+    fn declared_agents(fleet: &Fleet) -> String {
+        if fleet.names.is_empty() {
+            "no agents are declared; add an [[agent]] table".to_owned()
+        } else {
+            format!(
+                "declared agents: {}",
+                choices(fleet.names.iter().map(String::as_str), 12)
+            )
+        }
+    }
+
+    /// Resolves a reference to one declared agent.
+    fn agent_ref(&self, node: &Node, label: &str, fleet: &Fleet) -> R<String> {
+        let name = self.string(node, label)?;
+        self.agent_ref_str(name, node, label, fleet, RefForm::Agent)
+    }
+
+    /// Resolves `name` to one declared agent; the error suggests what `form`
+    /// allows (a close agent name, `site:<name>`, `"server"`).
+    fn agent_ref_str(
+        &self,
+        name: &str,
+        node: &Node,
+        label: &str,
+        fleet: &Fleet,
+        form: RefForm,
+    ) -> R<String> {
+        if fleet.owner.contains_key(name) {
+            return Ok(name.to_owned());
+        }
+        if let Some((group, count)) = fleet.groups.iter().find(|(g, _)| g == name) {
+            let members: Vec<String> = (1..=*count).map(|i| format!("{group}-{i}")).collect();
+            return Err(self.err(
+                &node.span,
+                ErrorKind::UnknownAgent,
+                format!(
+                    "{label} names {name:?}, a group of {count} agents (count = {count}); name one of them: {}",
+                    choices(members.iter().map(String::as_str), 5)
+                ),
+            ));
+        }
+        let mut candidates: Vec<&str> = fleet.names.iter().map(String::as_str).collect();
+        if form == RefForm::AgentOrServer {
+            candidates.insert(0, "server");
+        }
+        let is_site = fleet.sites.iter().any(|s| s == name);
+        let joint = match form {
+            RefForm::Endpoint if is_site => format!("; did you mean \"site:{name}\"? "),
+            _ => hint(name, candidates.iter().copied()),
+        };
+        let site_note = if is_site && form != RefForm::Endpoint {
+            let at_site: Vec<&str> = fleet
+                .names
+                .iter()
+                .zip(&fleet.name_sites)
+                .filter(|(_, s)| *s == name)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            format!(
+                "{name:?} is a site; its agents: {}; ",
+                choices(at_site.iter().copied(), 5)
+            )
+        } else {
+            String::new()
+        };
+        let valid = match form {
+            RefForm::AgentOrServer if !fleet.names.is_empty() => format!(
+                "valid: \"server\" or a declared agent: {}",
+                choices(fleet.names.iter().map(String::as_str), 12)
+            ),
+            _ => Self::declared_agents(fleet),
+        };
+        Err(self.err(
+            &node.span,
+            ErrorKind::UnknownAgent,
+            format!("unknown agent {name:?} for {label}{joint}{site_note}{valid}"),
+        ))
+    }
+
+    fn target(&self, node: &Node, label: &str, fleet: &Fleet) -> R<Target> {
+        let name = self.string(node, label)?;
+        if name == "server" {
+            return Ok(Target::Server);
+        }
+        self.agent_ref_str(name, node, label, fleet, RefForm::AgentOrServer)
+            .map(Target::Agent)
+    }
+
+    fn endpoint(&self, node: &Node, label: &str, fleet: &Fleet) -> R<Endpoint> {
+        let s = self.string(node, label)?;
+        if s == "server" {
+            return Ok(Endpoint::Server);
+        }
+        if let Some(site) = s.strip_prefix("site:") {
+            if fleet.sites.iter().any(|x| x == site) {
+                return Ok(Endpoint::Site(site.to_owned()));
+            }
+            return Err(self.err(
+                &node.span,
+                ErrorKind::UnknownSite,
+                format!(
+                    "unknown site {site:?} in {label}{}sites: {}",
+                    hint(site, fleet.sites.iter().map(String::as_str)),
+                    if fleet.sites.is_empty() {
+                        "none (no agents are declared)".to_owned()
+                    } else {
+                        choices(fleet.sites.iter().map(String::as_str), 12)
+                    }
+                ),
+            ));
+        }
+        if let Some(agent) = s.strip_prefix("agent:") {
+            return self
+                .agent_ref_str(agent, node, label, fleet, RefForm::Endpoint)
+                .map(Endpoint::Agent);
+        }
+        if s.contains(':') {
+            return Err(self.err(
+                &node.span,
+                ErrorKind::BadValue,
+                format!(
+                    "{s:?} in {label} is not an endpoint; write \"server\", \"site:<site>\", \"agent:<name>\" or an agent name"
+                ),
+            ));
+        }
+        self.agent_ref_str(s, node, label, fleet, RefForm::Endpoint)
+            .map(Endpoint::Agent)
+    }
+
+    fn between(&self, t: &Table, fleet: &Fleet) -> R<[Endpoint; 2]> {
+        let node = self.required(t, "between")?;
+        let label = t.label("between");
+        let expected = "an array of two endpoints, e.g. [\"site:pst\", \"server\"]";
+        let Value::Array(items) = &node.value else {
+            return Err(self.wrong_type(node, &label, expected));
+        };
+        if items.len() != 2 {
+            return Err(self.err(
+                &node.span,
+                ErrorKind::BadValue,
+                format!(
+                    "{label} must be {expected}, found {} endpoints",
+                    items.len()
+                ),
+            ));
+        }
+        let a = self.endpoint(&items[0], &label, fleet)?;
+        let b = self.endpoint(&items[1], &label, fleet)?;
+        if a == b {
+            return Err(self.err(
+                &items[1].span,
+                ErrorKind::BadValue,
+                format!("the two ends of {label} are the same ({:?})", a.to_string()),
+            ));
+        }
+        Ok([a, b])
+    }
+
+    // ----- the sections ----------------------------------------------------
+
+    fn scenario(&self, root: &Node) -> R<Scenario> {
+        let top = self.table(root, "the file", String::new(), TOP_LEVEL_KEYS.to_vec())?;
+        self.check_keys(&top, "at the top level")?;
+        // The values that are there are checked before complaining about
+        // the keys that are not: the value being edited is the likelier
+        // mistake.
+        let text_key = |key: &str| {
+            top.get(key)
+                .map(|n| self.text_value(n, &top.label(key)))
+                .transpose()
+        };
+        let name = text_key("name")?;
+        let summary = text_key("summary")?;
+        let incident = text_key("incident")?;
+        let seed = match top.get("seed") {
+            None => None,
+            Some(node) => Some(match &node.value {
+                Value::Integer(i) if *i >= 0 => *i as u64,
+                Value::Integer(i) => {
+                    return Err(self.err(
+                        &node.span,
+                        ErrorKind::BadValue,
+                        format!("`seed` must be a non-negative integer, found {i}"),
+                    ))
+                }
+                _ => return Err(self.wrong_type(node, "`seed`", "a non-negative integer")),
+            }),
+        };
+        let duration = match top.get("duration") {
+            None => None,
+            Some(node) => {
+                let duration = self.duration(node, "`duration`")?;
+                if duration.is_zero() {
+                    return Err(self.err(
+                        &node.span,
+                        ErrorKind::BadValue,
+                        "`duration` must be longer than \"0s\"".to_owned(),
+                    ));
+                }
+                Some(duration)
+            }
+        };
+        let tick = match top.get("tick") {
+            None => DEFAULT_TICK,
+            Some(node) => {
+                let tick = self.duration(node, "`tick`")?;
+                if tick.is_zero() || duration.is_some_and(|d| tick > d) {
+                    return Err(self.err(
+                        &node.span,
+                        ErrorKind::BadValue,
+                        format!(
+                            "`tick` must be longer than \"0s\" and at most the duration ({:?}), found {:?}",
+                            format_duration(duration.unwrap_or_default()),
+                            format_duration(tick)
+                        ),
+                    ));
+                }
+                tick
+            }
+        };
+        self.check_required(&top)?;
+        let (Some(name), Some(summary), Some(incident), Some(seed), Some(duration)) =
+            (name, summary, incident, seed, duration)
+        else {
+            // check_required has reported any missing key.
+            return Err(self.err(
+                &None,
+                ErrorKind::MissingKey,
+                "the scenario is missing a required key".to_owned(),
+            ));
+        };
+        let server = match top.get("server") {
+            None => Server::default(),
+            Some(node) => self.server(node)?,
+        };
+        let agent_tables = self.array_of_tables(&top, "agent")?;
+        let mut agents = Vec::new();
+        let mut fleet = Fleet::default();
+        // Which [[agent]] table made each name, for duplicate messages.
+        for (i, node) in agent_tables.iter().enumerate() {
+            let agent = self.agent(node, i + 1, &mut fleet)?;
+            agents.push(agent);
+        }
+        let mut faults = Vec::new();
+        for (i, node) in self.array_of_tables(&top, "fault")?.iter().enumerate() {
+            faults.push(self.fault(node, i + 1, &fleet, duration)?);
+        }
+        let mut actions = Vec::new();
+        for (i, node) in self.array_of_tables(&top, "action")?.iter().enumerate() {
+            actions.push(self.action(node, i + 1, &fleet, duration)?);
+        }
+        let mut expects = Vec::new();
+        for (i, node) in self.array_of_tables(&top, "expect")?.iter().enumerate() {
+            expects.push(self.expect(node, i + 1, &fleet)?);
+        }
+        Ok(Scenario {
+            name,
+            summary,
+            incident,
+            seed,
+            duration,
+            tick,
+            server,
+            agents,
+            faults,
+            actions,
+            expects,
+        })
+    }
+
+    /// The items of `[[key]]`, or none when the key is absent.
+    fn array_of_tables<'n>(&self, top: &Table<'n>, key: &str) -> R<&'n [Node]> {
+        let Some(node) = top.get(key) else {
+            return Ok(&[]);
+        };
+        let expected = format!("an array of tables (write [[{key}]], with two brackets)");
+        match &node.value {
+            Value::Array(items) => {
+                for item in items {
+                    if !matches!(item.value, Value::Table(_)) {
+                        return Err(self.wrong_type(
+                            item,
+                            &format!("each `{key}` entry"),
+                            "a table",
+                        ));
+                    }
+                }
+                Ok(items)
+            }
+            _ => Err(self.wrong_type(node, &format!("`{key}`"), &expected)),
+        }
+    }
+
+    fn server(&self, node: &Node) -> R<Server> {
+        if matches!(node.value, Value::Array(_)) {
+            return Err(self.wrong_type(
+                node,
+                "`server`",
+                "a table (write [server], with one bracket)",
+            ));
+        }
+        let t = self.table(node, "`server`", "[server]".into(), SERVER_KEYS.to_vec())?;
+        self.check_keys(&t, "in [server]")?;
+        let behavior = match t.get("behavior") {
+            None => Behavior::default(),
+            Some(b) => self.behavior(b, &t)?,
+        };
+        Ok(Server { behavior })
+    }
+
+    fn preset(&self, node: &Node, label: &str) -> R<Preset> {
+        let Value::String(s) = &node.value else {
+            return Err(self.wrong_type(node, label, "\"legacy\" or \"fixed\""));
+        };
+        Preset::from_name(s).ok_or_else(|| {
+            self.err(
+                &node.span,
+                ErrorKind::UnknownPreset,
+                format!(
+                    "unknown preset {s:?} for {label}{}valid presets: {} (or a table of switches)",
+                    hint(s, Preset::NAMES.iter().copied()),
+                    choices(Preset::NAMES.iter().copied(), usize::MAX)
+                ),
+            )
+        })
+    }
+
+    fn behavior(&self, node: &Node, owner: &Table) -> R<Behavior> {
+        let label = owner.label("behavior");
+        match &node.value {
+            Value::String(_) => Ok(Behavior::preset(self.preset(node, &label)?)),
+            Value::Table(entries) => {
+                let mut behavior = Behavior::default();
+                let valid: Vec<&str> = std::iter::once("preset")
+                    .chain(SWITCHES.iter().map(|(n, _)| *n))
+                    .collect();
+                for (key, value) in entries {
+                    let key_label = format!("`{}` in {label}", key.name);
+                    if key.name == "preset" {
+                        behavior.preset = self.preset(value, &key_label)?;
+                    } else if valid.contains(&key.name.as_str()) {
+                        let Value::Boolean(on) = value.value else {
+                            return Err(self.wrong_type(value, &key_label, "true or false"));
+                        };
+                        behavior.switches.insert(key.name.clone(), on);
+                    } else {
+                        return Err(self.err(
+                            &key.span,
+                            ErrorKind::UnknownSwitch,
+                            format!(
+                                "unknown switch `{}` in {label}{}valid switches: {}",
+                                key.name,
+                                key_hint(&key.name, valid.iter().copied()),
+                                choices(valid[1..].iter().copied(), usize::MAX)
+                            ),
+                        ));
+                    }
+                }
+                Ok(behavior)
+            }
+            _ => Err(self.wrong_type(
+                node,
+                &label,
+                "a preset name (\"legacy\" or \"fixed\") or a table of switches",
+            )),
+        }
+    }
+
+    fn agent(&self, node: &Node, number: usize, fleet: &mut Fleet) -> R<Agent> {
+        let name = format!("[[agent]] #{number}");
+        let t = self.table(node, "`agent`", name, AGENT_KEYS.to_vec())?;
+        self.check_keys(&t, &t.place())?;
+        self.check_required(&t)?;
+        let name_node = self.required(&t, "name")?;
+        let name = self.agent_name(name_node, &t.label("name"))?;
+        let count = match t.get("count") {
+            None => None,
+            Some(n) => {
+                Some(self.integer_in(n, &t.label("count"), 1, MAX_AGENT_COUNT.into())? as u32)
+            }
+        };
+        let site = match t.get("site") {
+            None => name.clone(),
+            Some(n) => self.agent_name(n, &t.label("site"))?,
+        };
+        let behavior = match t.get("behavior") {
+            None => Behavior::default(),
+            Some(b) => self.behavior(b, &t)?,
+        };
+        let version = match t.get("version") {
+            None => DEFAULT_AGENT_VERSION.to_owned(),
+            Some(v) => self.version(v, &t.label("version"))?,
+        };
+        let agent = Agent {
+            name,
+            count,
+            site,
+            behavior,
+            version,
+        };
+        let made = agent.instance_names();
+        if fleet.names.len() + made.len() > MAX_AGENTS {
+            return Err(self.err(
+                &name_node.span,
+                ErrorKind::BadValue,
+                format!("the scenario declares more than {MAX_AGENTS} agents; use fewer or smaller `count`s"),
+            ));
+        }
+        for instance in made {
+            if let Some(first) = fleet.owner.get(&instance) {
+                let via = match agent.count {
+                    Some(c) => {
+                        format!(" (this table makes {}-1 .. {}-{c})", agent.name, agent.name)
+                    }
+                    None => String::new(),
+                };
+                return Err(self.err(
+                    &name_node.span,
+                    ErrorKind::DuplicateAgent,
+                    format!(
+                        "agent {instance:?} is already declared by [[agent]] #{}{via}; agent names must be unique",
+                        first
+                    ),
+                ));
+            }
+            fleet.owner.insert(instance.clone(), number);
+            fleet.names.push(instance);
+            fleet.name_sites.push(agent.site.clone());
+        }
+        if let Some(c) = agent.count {
+            fleet.groups.push((agent.name.clone(), c));
+        }
+        if !fleet.sites.contains(&agent.site) {
+            fleet.sites.push(agent.site.clone());
+        }
+        Ok(agent)
+    }
+
+    fn fault(&self, node: &Node, number: usize, fleet: &Fleet, run: Duration) -> R<Fault> {
+        let mut t = self.table(
+            node,
+            "`fault`",
+            format!("[[fault]] #{number}"),
+            FAULT_COMMON_KEYS.to_vec(),
+        )?;
+        let kind_node = self.required(&t, "kind")?;
+        let kind_name = self.string(kind_node, &t.label("kind"))?;
+        let Some(doc) = FAULT_KINDS.iter().find(|k| k.name == kind_name) else {
+            return Err(self.unknown_kind(
+                kind_node,
+                kind_name,
+                &t,
+                "fault kind",
+                "kinds",
+                FAULT_KINDS,
+                ErrorKind::UnknownFaultKind,
+            ));
+        };
+        t.keys.extend_from_slice(doc.keys);
+        t.name = format!("[[fault]] #{number} (kind {kind_name:?})");
+        self.check_keys(&t, &t.place())?;
+        self.check_required(&t)?;
+
+        let from = self.opt_time(&t, "from", run)?;
+        let until = self.opt_time(&t, "until", run)?;
+        if let (Some(f), Some(u)) = (from, until) {
+            if f >= u {
+                let node = t.get("from").unwrap_or(kind_node);
+                return Err(self.err(
+                    &node.span,
+                    ErrorKind::TimeOrder,
+                    format!(
+                        "{} is {:?}, not before `until` ({:?}); a fault must start before it stops",
+                        t.label("from"),
+                        format_duration(f),
+                        format_duration(u)
+                    ),
+                ));
+            }
+        }
+        let kind = self.fault_kind(&t, kind_name, fleet)?;
+        Ok(Fault { kind, from, until })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn unknown_kind(
+        &self,
+        node: &Node,
+        name: &str,
+        t: &Table,
+        what: &str,
+        plural: &str,
+        catalogue: &[KindDoc],
+        kind: ErrorKind,
+    ) -> ScenarioError {
+        let names = catalogue.iter().map(|k| k.name);
+        self.err(
+            &node.span,
+            kind,
+            format!(
+                "unknown {what} {name:?} {}{}valid {plural}: {}",
+                t.place(),
+                hint(name, names.clone()),
+                choices(names, usize::MAX)
+            ),
+        )
+    }
+
+    fn opt_time(&self, t: &Table, key: &str, run: Duration) -> R<Option<Duration>> {
+        let Some(node) = t.get(key) else {
+            return Ok(None);
+        };
+        let label = t.label(key);
+        let at = self.duration(node, &label)?;
+        self.within_run(node, &label, at, run)?;
+        Ok(Some(at))
+    }
+
+    fn opt_choice<T>(
+        &self,
+        t: &Table,
+        key: &str,
+        what: &str,
+        names: &[&str],
+        from_name: impl Fn(&str) -> Option<T>,
+    ) -> R<Option<T>> {
+        t.get(key)
+            .map(|n| self.choice(n, &t.label(key), what, names, from_name))
+            .transpose()
+    }
+
+    fn req_choice<T>(
+        &self,
+        t: &Table,
+        key: &str,
+        what: &str,
+        names: &[&str],
+        from_name: impl Fn(&str) -> Option<T>,
+    ) -> R<T> {
+        let node = self.required(t, key)?;
+        self.choice(node, &t.label(key), what, names, from_name)
+    }
+
+    fn req_agent(&self, t: &Table, fleet: &Fleet) -> R<String> {
+        let node = self.required(t, "agent")?;
+        self.agent_ref(node, &t.label("agent"), fleet)
+    }
+
+    fn status(&self, t: &Table) -> R<u16> {
+        match t.get("status") {
+            None => Ok(DEFAULT_ERROR_STATUS),
+            Some(n) => Ok(self.integer_in(n, &t.label("status"), 400, 599)? as u16),
+        }
+    }
+
+    fn fault_kind(&self, t: &Table, kind: &str, fleet: &Fleet) -> R<FaultKind> {
+        Ok(match kind {
+            "block" => FaultKind::Block {
+                between: self.between(t, fleet)?,
+                proto: self.req_choice(t, "proto", "protocol", Proto::NAMES, Proto::from_name)?,
+                port: match t.get("port") {
+                    None => None,
+                    Some(n) => Some(self.integer_in(n, &t.label("port"), 1, 65535)? as u16),
+                },
+                direction: self
+                    .opt_choice(
+                        t,
+                        "direction",
+                        "direction",
+                        Direction::NAMES,
+                        Direction::from_name,
+                    )?
+                    .unwrap_or(Direction::Both),
+                action: self
+                    .opt_choice(
+                        t,
+                        "action",
+                        "block action",
+                        BlockAction::NAMES,
+                        BlockAction::from_name,
+                    )?
+                    .unwrap_or(BlockAction::Drop),
+            },
+            "partition" => FaultKind::Partition {
+                between: self.between(t, fleet)?,
+            },
+            "half-open" => {
+                let between = self.between(t, fleet)?;
+                let node = self.required(t, "direction")?;
+                if matches!(&node.value, Value::String(d) if d == "both") {
+                    return Err(self.err(
+                        &node.span,
+                        ErrorKind::BadValue,
+                        format!(
+                            "{} cannot be \"both\": a half-open path stops one direction; write \"a->b\" or \"b->a\", or use kind = \"partition\" to stop both",
+                            t.label("direction")
+                        ),
+                    ));
+                }
+                let direction = self.choice(
+                    node,
+                    &t.label("direction"),
+                    "direction",
+                    &["a->b", "b->a"],
+                    Direction::from_name,
+                )?;
+                FaultKind::HalfOpen { between, direction }
+            }
+            "drop-frames" => {
+                let between = self.between(t, fleet)?;
+                if !between.contains(&Endpoint::Server) {
+                    let span = t.get("between").map_or(t.span.clone(), |n| n.span.clone());
+                    return Err(self.err(
+                        &span,
+                        ErrorKind::BadValue,
+                        format!(
+                            "{} must have \"server\" as one end: WebSocket frames travel between the server and agents",
+                            t.label("between")
+                        ),
+                    ));
+                }
+                FaultKind::DropFrames {
+                    between,
+                    direction: self.req_choice(
+                        t,
+                        "direction",
+                        "frame direction",
+                        FrameDirection::NAMES,
+                        FrameDirection::from_name,
+                    )?,
+                    frame: self.req_choice(
+                        t,
+                        "frame",
+                        "frame type",
+                        FrameType::NAMES,
+                        FrameType::from_name,
+                    )?,
+                }
+            }
+            "stall-writes" => FaultKind::StallWrites {
+                agent: self.req_agent(t, fleet)?,
+                frame: self.req_choice(
+                    t,
+                    "frame",
+                    "frame type",
+                    FrameType::NAMES,
+                    FrameType::from_name,
+                )?,
+            },
+            "latency" => FaultKind::Latency {
+                between: self.between(t, fleet)?,
+                mean: self.duration(self.required(t, "mean")?, &t.label("mean"))?,
+            },
+            "jitter" => FaultKind::Jitter {
+                between: self.between(t, fleet)?,
+                amount: self.duration(self.required(t, "amount")?, &t.label("amount"))?,
+            },
+            "loss" => {
+                let between = self.between(t, fleet)?;
+                let node = self.required(t, "rate")?;
+                let label = t.label("rate");
+                let rate = match node.value {
+                    Value::Float(f) => f,
+                    Value::Integer(i) => i as f64,
+                    _ => return Err(self.wrong_type(node, &label, "a number from 0.0 to 1.0")),
+                };
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(self.err(
+                        &node.span,
+                        ErrorKind::BadValue,
+                        format!("{label} must be from 0.0 to 1.0 (a probability), found {rate}"),
+                    ));
+                }
+                FaultKind::Loss { between, rate }
+            }
+            "clock-skew" => {
+                let agent = self.req_agent(t, fleet)?;
+                let node = self.required(t, "offset")?;
+                let Value::String(s) = &node.value else {
+                    return Err(self.wrong_type(
+                        node,
+                        &t.label("offset"),
+                        "a duration string such as \"-2m\" or \"30s\"",
+                    ));
+                };
+                let offset = parse_signed_duration(s).map_err(|e| self.duration_error(node, e))?;
+                FaultKind::ClockSkew { agent, offset }
+            }
+            "stale-registry" => FaultKind::StaleRegistry {
+                agent: self.req_agent(t, fleet)?,
+            },
+            "agent-bug" => FaultKind::AgentBug {
+                agent: self.req_agent(t, fleet)?,
+                bug: self.req_choice(t, "bug", "agent bug", Bug::NAMES, Bug::from_name)?,
+                command: t
+                    .get("command")
+                    .map(|n| self.text_value(n, &t.label("command")))
+                    .transpose()?,
+            },
+            "invalid-token" => FaultKind::InvalidToken {
+                agent: self.req_agent(t, fleet)?,
+            },
+            "enroll-errors" => FaultKind::EnrollErrors {
+                status: self.status(t)?,
+            },
+            "checkin-errors" => FaultKind::CheckinErrors {
+                status: self.status(t)?,
+            },
+            "worker-down" => FaultKind::WorkerDown,
+            // The catalogue and this match are kept in step by a test; an
+            // entry missing here is reported, not a panic.
+            other => {
+                return Err(self.err(
+                    &t.span,
+                    ErrorKind::UnknownFaultKind,
+                    format!(
+                        "fault kind {other:?} is in the catalogue but this build cannot read it"
+                    ),
+                ))
+            }
+        })
+    }
+
+    fn action(&self, node: &Node, number: usize, fleet: &Fleet, run: Duration) -> R<Action> {
+        let mut t = self.table(
+            node,
+            "`action`",
+            format!("[[action]] #{number}"),
+            ACTION_COMMON_KEYS.to_vec(),
+        )?;
+        let do_node = self.required(&t, "do")?;
+        let name = self.string(do_node, &t.label("do"))?;
+        let Some(doc) = ACTIONS.iter().find(|k| k.name == name) else {
+            return Err(self.unknown_kind(
+                do_node,
+                name,
+                &t,
+                "action",
+                "actions",
+                ACTIONS,
+                ErrorKind::UnknownAction,
+            ));
+        };
+        t.keys.extend_from_slice(doc.keys);
+        t.name = format!("[[action]] #{number} (do {name:?})");
+        self.check_keys(&t, &t.place())?;
+        self.check_required(&t)?;
+        let at_node = self.required(&t, "at")?;
+        let at = self.duration(at_node, &t.label("at"))?;
+        if at > run {
+            return Err(self.err(
+                &at_node.span,
+                ErrorKind::PastDuration,
+                format!(
+                    "{} is {:?}, past the scenario's duration ({:?}); an action must happen within the run",
+                    t.label("at"),
+                    format_duration(at),
+                    format_duration(run)
+                ),
+            ));
+        }
+        let kind = match name {
+            "install" => {
+                let timeout = match t.get("timeout") {
+                    None => DEFAULT_INSTALL_TIMEOUT,
+                    Some(n) => {
+                        let d = self.duration(n, &t.label("timeout"))?;
+                        if d.is_zero() {
+                            return Err(self.err(
+                                &n.span,
+                                ErrorKind::BadValue,
+                                format!("{} must be longer than \"0s\"", t.label("timeout")),
+                            ));
+                        }
+                        d
+                    }
+                };
+                ActionKind::Install {
+                    agent: t
+                        .get("agent")
+                        .map(|n| self.agent_ref(n, &t.label("agent"), fleet))
+                        .transpose()?,
+                    timeout,
+                }
+            }
+            "dispatch" => ActionKind::Dispatch {
+                agent: self.req_agent(&t, fleet)?,
+                command: self.text_value(self.required(&t, "command")?, &t.label("command"))?,
+            },
+            "evict" => ActionKind::Evict {
+                agent: self.req_agent(&t, fleet)?,
+            },
+            "wake" => ActionKind::Wake {
+                agent: self.req_agent(&t, fleet)?,
+            },
+            "upgrade" => ActionKind::Upgrade {
+                agent: self.req_agent(&t, fleet)?,
+                to: self.version(self.required(&t, "to")?, &t.label("to"))?,
+                defect: self.opt_choice(
+                    &t,
+                    "defect",
+                    "upgrade defect",
+                    UpgradeDefect::NAMES,
+                    UpgradeDefect::from_name,
+                )?,
+            },
+            "restart" => ActionKind::Restart {
+                agent: self.target(self.required(&t, "agent")?, &t.label("agent"), fleet)?,
+            },
+            "crash" => ActionKind::Crash {
+                agent: self.target(self.required(&t, "agent")?, &t.label("agent"), fleet)?,
+            },
+            other => {
+                return Err(self.err(
+                    &t.span,
+                    ErrorKind::UnknownAction,
+                    format!("action {other:?} is in the catalogue but this build cannot read it"),
+                ))
+            }
+        };
+        Ok(Action { at, kind })
+    }
+
+    fn expect(&self, node: &Node, number: usize, fleet: &Fleet) -> R<Expect> {
+        let mut keys = EXPECT_KEYS.to_vec();
+        keys.extend(ExpectOp::NAMES.iter().map(|op| KeyDoc {
+            name: op,
+            required: false,
+            default: None,
+            doc: "an expectation operator",
+        }));
+        let t = self.table(node, "`expect`", format!("[[expect]] #{number}"), keys)?;
+        self.check_keys(&t, &t.place())?;
+        self.check_required(&t)?;
+        let observe_node = self.required(&t, "observe")?;
+        let observe = self.string(observe_node, &t.label("observe"))?;
+        let ops: Vec<(&Key, &Node, ExpectOp)> = t
+            .entries
+            .iter()
+            .filter_map(|(k, v)| ExpectOp::from_name(&k.name).map(|op| (k, v, op)))
+            .collect();
+        let all_ops = choices(ExpectOp::NAMES.iter().copied(), usize::MAX);
+        if ops.is_empty() {
+            return Err(self.err(
+                &t.span,
+                ErrorKind::ExpectOperator,
+                format!("{} has no operator; give exactly one of {all_ops}", t.name),
+            ));
+        }
+        if ops.len() > 1 {
+            let listed: Vec<String> = ops
+                .iter()
+                .map(|(k, _, _)| format!("`{}`", k.name))
+                .collect();
+            return Err(self.err(
+                &ops[1].0.span,
+                ErrorKind::ExpectOperator,
+                format!(
+                    "{} has {} operators ({}); give exactly one of {all_ops}",
+                    t.name,
+                    ops.len(),
+                    listed.join(" and ")
+                ),
+            ));
+        }
+        let declared = |name: &str| fleet.owner.contains_key(name);
+        if let Err(e) = check_path(observe, Some((&fleet.names, &declared))) {
+            return Err(self.err(&observe_node.span, e.kind, e.message));
+        }
+        let (key, value_node, op) = ops[0];
+        let label = t.label(&key.name);
+        if matches!(op, ExpectOp::AtLeast | ExpectOp::AtMost)
+            && !matches!(value_node.value, Value::Integer(_) | Value::Float(_))
+        {
+            return Err(self.wrong_type(value_node, &label, "a number"));
+        }
+        let value = self.json(value_node, &label)?;
+        Ok(Expect {
+            observe: observe.to_owned(),
+            op,
+            value,
+        })
+    }
+
+    /// A TOML scalar or array as JSON; datetimes become strings.
+    fn json(&self, node: &Node, label: &str) -> R<Json> {
+        Ok(match &node.value {
+            Value::String(s) => Json::String(s.clone()),
+            Value::Integer(i) => Json::from(*i),
+            Value::Float(f) => match serde_json::Number::from_f64(*f) {
+                Some(n) => Json::Number(n),
+                None => {
+                    return Err(self.err(
+                        &node.span,
+                        ErrorKind::BadValue,
+                        format!("{label} must be a finite number, found {f}"),
+                    ))
+                }
+            },
+            Value::Boolean(b) => Json::Bool(*b),
+            Value::Datetime(d) => Json::String(d.clone()),
+            Value::Array(items) => Json::Array(
+                items
+                    .iter()
+                    .map(|i| self.json(i, label))
+                    .collect::<R<Vec<_>>>()?,
+            ),
+            Value::Table(_) => {
+                return Err(self.wrong_type(node, label, "a string, number, boolean or array"))
+            }
+        })
+    }
+}
