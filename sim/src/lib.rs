@@ -2,6 +2,7 @@
 pub mod clock;
 pub mod crypto;
 pub mod disk;
+pub mod fault;
 pub mod net;
 pub mod observe;
 pub mod quic;

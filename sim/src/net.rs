@@ -19,6 +19,9 @@ use std::sync::Arc;
 use proto::env::{BoxFuture, BoxStream, Listener, Network};
 use proto::frame::Dir;
 
+use format::scenario::{BlockAction, Proto};
+
+use crate::fault::{Firewall, TCP_CONNECT_TIMEOUT};
 use crate::quic::{TurmoilRuntime, TurmoilUdpSocket};
 
 /// Sees every UDP datagram a [`TurmoilNetwork`]'s sockets send or receive.
@@ -45,6 +48,7 @@ pub trait DatagramTap: Send + Sync + Debug + 'static {
 pub struct TurmoilNetwork {
     owner: String,
     tap: Option<Arc<dyn DatagramTap>>,
+    firewall: Option<Arc<Firewall>>,
 }
 
 impl TurmoilNetwork {
@@ -53,6 +57,7 @@ impl TurmoilNetwork {
         TurmoilNetwork {
             owner: owner.into(),
             tap: None,
+            firewall: None,
         }
     }
 
@@ -60,6 +65,15 @@ impl TurmoilNetwork {
     /// from now on to `tap`.
     pub fn with_tap(mut self, tap: Arc<dyn DatagramTap>) -> Self {
         self.tap = Some(tap);
+        self
+    }
+
+    /// The same network, with its TCP connects and UDP datagrams subject to
+    /// `firewall`'s rules.
+    pub fn with_firewall(mut self, firewall: Arc<Firewall>) -> Self {
+        if !firewall.is_empty() {
+            self.firewall = Some(firewall);
+        }
         self
     }
 
@@ -91,8 +105,13 @@ fn any_addr(port: u16) -> SocketAddr {
 impl Network for TurmoilNetwork {
     fn connect_tcp(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<BoxStream>> {
         let host = host.to_string();
+        let firewall = self.firewall.clone();
+        let owner = self.owner.clone();
         Box::pin(async move {
             require_host("connect_tcp")?;
+            if let Some(fw) = firewall {
+                firewall_connect(&fw, &owner, &host, port).await?;
+            }
             // A `(name, port)` pair resolves without side effects (unknown
             // names fail with NotFound), unlike `turmoil::lookup`.
             let stream = turmoil::net::TcpStream::connect((host.as_str(), port)).await?;
@@ -116,11 +135,17 @@ impl Network for TurmoilNetwork {
     ) -> BoxFuture<'static, io::Result<Arc<dyn quinn::AsyncUdpSocket>>> {
         let owner = self.owner.clone();
         let tap = self.tap.clone();
+        let firewall = self.firewall.clone();
         Box::pin(async move {
             require_host("bind_udp")?;
             let socket = turmoil::net::UdpSocket::bind(any_addr(port)).await?;
-            Ok(Arc::new(TurmoilUdpSocket::new(socket, owner, tap)?)
-                as Arc<dyn quinn::AsyncUdpSocket>)
+            if let Some(fw) = &firewall {
+                fw.register_udp(&owner, socket.local_addr()?.port());
+            }
+            Ok(
+                Arc::new(TurmoilUdpSocket::new(socket, owner, tap)?.with_firewall(firewall))
+                    as Arc<dyn quinn::AsyncUdpSocket>,
+            )
         })
     }
 
@@ -137,6 +162,38 @@ impl Network for TurmoilNetwork {
         // fresh address registered for it, and datagrams sent there are lost
         // (see `TurmoilUdpSocket::try_send`): a black hole, not NXDOMAIN.
         Ok(turmoil::lookup(host))
+    }
+}
+
+/// A TCP connect through the firewall: a rejected SYN fails at once, a
+/// dropped one waits for the block to lift or for the connect timeout.
+async fn firewall_connect(fw: &Firewall, owner: &str, host: &str, port: u16) -> io::Result<()> {
+    let src = fw.party_of_owner(owner);
+    let dst = fw.party_at(SocketAddr::new(turmoil::lookup(host), port));
+    let now = turmoil::sim_elapsed().unwrap_or_default();
+    // The client's source port is ephemeral; rules name the service port.
+    match fw.verdict(Proto::Tcp, &src, &dst, 0, port, now) {
+        None => Ok(()),
+        Some(BlockAction::Reject) => Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("connection to {host}:{port} refused"),
+        )),
+        Some(BlockAction::Drop) => {
+            let deadline = now + TCP_CONNECT_TIMEOUT;
+            match fw.lifted_at(Proto::Tcp, &src, &dst, 0, port, now) {
+                Some(t) if t < deadline => {
+                    tokio::time::sleep(t - now).await;
+                    Ok(())
+                }
+                _ => {
+                    tokio::time::sleep(TCP_CONNECT_TIMEOUT).await;
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connection to {host}:{port} timed out"),
+                    ))
+                }
+            }
+        }
     }
 }
 

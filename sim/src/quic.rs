@@ -25,6 +25,9 @@ use proto::frame::Dir;
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncTimer, AsyncUdpSocket, Runtime, UdpPoller};
 
+use format::scenario::Proto;
+
+use crate::fault::Firewall;
 use crate::net::DatagramTap;
 
 /// quinn's runtime inside a turmoil host: tasks on the host's tokio runtime,
@@ -90,6 +93,7 @@ pub struct TurmoilUdpSocket {
     local: SocketAddr,
     owner: String,
     tap: Option<Arc<dyn DatagramTap>>,
+    firewall: Option<Arc<Firewall>>,
     /// A pending `readable()` wait, kept across `poll_recv` calls.
     readable: Mutex<Option<Readable>>,
 }
@@ -116,8 +120,34 @@ impl TurmoilUdpSocket {
             inner: Arc::new(socket),
             owner,
             tap,
+            firewall: None,
             readable: Mutex::new(None),
         })
+    }
+
+    /// The same socket with its outgoing datagrams subject to `firewall`.
+    pub fn with_firewall(mut self, firewall: Option<Arc<Firewall>>) -> Self {
+        self.firewall = firewall;
+        self
+    }
+
+    // Whether the firewall drops a datagram from this socket to `to`. Both
+    // directions of a path are decided here, at the sender: the server's
+    // replies to an agent are placed by the agent's registered port.
+    fn firewalled(&self, to: SocketAddr) -> bool {
+        let Some(fw) = &self.firewall else {
+            return false;
+        };
+        let now = turmoil::sim_elapsed().unwrap_or_default();
+        fw.verdict(
+            Proto::Udp,
+            &fw.party_of_owner(&self.owner),
+            &fw.party_at(to),
+            self.local.port(),
+            to.port(),
+            now,
+        )
+        .is_some()
     }
 
     /// The label of the component that owns this socket.
@@ -169,6 +199,10 @@ impl AsyncUdpSocket for TurmoilUdpSocket {
             .max(1);
         for datagram in transmit.contents.chunks(segment) {
             self.observe(Dir::Tx, transmit.destination, datagram);
+            if self.firewalled(transmit.destination) {
+                tracing::trace!(owner = %self.owner, to = %transmit.destination, "udp datagram dropped by the firewall");
+                continue;
+            }
             match self.inner.try_send_to(datagram, transmit.destination) {
                 Ok(_) => {}
                 // turmoil refuses a send when no link leads to the address

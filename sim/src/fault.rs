@@ -1,0 +1,299 @@
+//! Network faults that act in the seam: a firewall between the server and
+//! sites or single agents, by protocol and port, in one or both directions,
+//! for a window of simulated time.
+//!
+//! turmoil's own fault operations act on whole host pairs; a site host holds
+//! many agents and a firewall rule names a protocol and a port, so the rules
+//! are applied where each agent's sockets are: in [`crate::net`]. Nothing
+//! tells either side: a dropped UDP datagram is just lost, a dropped TCP SYN
+//! makes `connect` wait until the connect timeout, a rejected one fails at once.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use format::scenario::{BlockAction, Direction, Endpoint, Proto};
+
+/// How long a TCP connect waits for a SYN that a firewall drops (Linux gives
+/// up after about two minutes of retries; agents often bound it lower).
+pub const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One side of a packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Party {
+    /// The server host.
+    Server,
+    /// An agent, with its site.
+    Agent {
+        /// Agent name.
+        name: String,
+        /// Its site.
+        site: String,
+    },
+    /// Something the firewall cannot place (no rule matches it).
+    Unknown,
+}
+
+/// A `block` fault, resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockRule {
+    /// One end.
+    pub a: Endpoint,
+    /// The other end.
+    pub b: Endpoint,
+    /// Blocked protocol.
+    pub proto: Proto,
+    /// Blocked port (source or destination); `None`: every port.
+    pub port: Option<u16>,
+    /// Which way.
+    pub direction: Direction,
+    /// Drop silently or reject.
+    pub action: BlockAction,
+    /// In force from (inclusive).
+    pub from: Duration,
+    /// In force until (exclusive); `None`: to the end.
+    pub until: Option<Duration>,
+}
+
+fn matches(e: &Endpoint, p: &Party) -> bool {
+    match (e, p) {
+        (Endpoint::Server, Party::Server) => true,
+        (Endpoint::Site(s), Party::Agent { site, .. }) => s == site,
+        (Endpoint::Agent(n), Party::Agent { name, .. }) => n == name,
+        _ => false,
+    }
+}
+
+impl BlockRule {
+    fn active(&self, now: Duration) -> bool {
+        self.from <= now && self.until.is_none_or(|u| now < u)
+    }
+
+    fn applies(
+        &self,
+        proto: Proto,
+        src: &Party,
+        dst: &Party,
+        src_port: u16,
+        dst_port: u16,
+    ) -> bool {
+        if self.proto != proto {
+            return false;
+        }
+        if let Some(p) = self.port {
+            if p != src_port && p != dst_port {
+                return false;
+            }
+        }
+        let a_to_b = matches(&self.a, src) && matches(&self.b, dst);
+        let b_to_a = matches(&self.b, src) && matches(&self.a, dst);
+        match self.direction {
+            Direction::Both => a_to_b || b_to_a,
+            Direction::AToB => a_to_b,
+            Direction::BToA => b_to_a,
+        }
+    }
+}
+
+/// The firewall of one run: rules plus what it needs to place addresses.
+#[derive(Debug, Default)]
+pub struct Firewall {
+    rules: Vec<BlockRule>,
+    server_ip: Option<IpAddr>,
+    site_ips: BTreeMap<IpAddr, String>,
+    agent_sites: BTreeMap<String, String>,
+    // (site, UDP port) -> agent bound there, registered by the seam at bind time.
+    udp_owners: Mutex<BTreeMap<(String, u16), String>>,
+}
+
+impl Firewall {
+    /// A firewall with these rules; `agent_sites` maps every agent to its site.
+    pub fn new(rules: Vec<BlockRule>, agent_sites: BTreeMap<String, String>) -> Self {
+        Firewall {
+            rules,
+            agent_sites,
+            ..Firewall::default()
+        }
+    }
+
+    /// Tells the firewall the hosts' addresses (known once the sim has its hosts).
+    pub fn set_addresses(&mut self, server_ip: IpAddr, site_ips: BTreeMap<IpAddr, String>) {
+        self.server_ip = Some(server_ip);
+        self.site_ips = site_ips;
+    }
+
+    /// Whether any rule exists (the seam skips all work otherwise).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The party that owns a socket labelled `owner`.
+    pub fn party_of_owner(&self, owner: &str) -> Party {
+        if owner == "server" {
+            return Party::Server;
+        }
+        match self.agent_sites.get(owner) {
+            Some(site) => Party::Agent {
+                name: owner.into(),
+                site: site.clone(),
+            },
+            None => Party::Unknown,
+        }
+    }
+
+    /// Records that agent `owner` bound UDP `port` (so replies to it can be placed).
+    pub fn register_udp(&self, owner: &str, port: u16) {
+        if let Some(site) = self.agent_sites.get(owner) {
+            self.udp_owners
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((site.clone(), port), owner.to_string());
+        }
+    }
+
+    /// The party at a remote address.
+    pub fn party_at(&self, addr: SocketAddr) -> Party {
+        if Some(addr.ip()) == self.server_ip {
+            return Party::Server;
+        }
+        let Some(site) = self.site_ips.get(&addr.ip()) else {
+            return Party::Unknown;
+        };
+        let owners = self.udp_owners.lock().unwrap_or_else(|e| e.into_inner());
+        match owners.get(&(site.clone(), addr.port())) {
+            Some(name) => Party::Agent {
+                name: name.clone(),
+                site: site.clone(),
+            },
+            // A site address without a known socket: match site-wide rules only.
+            None => Party::Agent {
+                name: String::new(),
+                site: site.clone(),
+            },
+        }
+    }
+
+    /// The action of the first rule in force that covers this packet.
+    pub fn verdict(
+        &self,
+        proto: Proto,
+        src: &Party,
+        dst: &Party,
+        src_port: u16,
+        dst_port: u16,
+        now: Duration,
+    ) -> Option<BlockAction> {
+        self.rules
+            .iter()
+            .find(|r| r.active(now) && r.applies(proto, src, dst, src_port, dst_port))
+            .map(|r| r.action)
+    }
+
+    /// When the rules covering this packet stop being in force after `now`
+    /// (`None`: one of them lasts to the end).
+    pub fn lifted_at(
+        &self,
+        proto: Proto,
+        src: &Party,
+        dst: &Party,
+        src_port: u16,
+        dst_port: u16,
+        now: Duration,
+    ) -> Option<Duration> {
+        let mut t = now;
+        // Rules may overlap or follow each other: walk forward until none is in force.
+        loop {
+            let covering: Vec<&BlockRule> = self
+                .rules
+                .iter()
+                .filter(|r| r.active(t) && r.applies(proto, src, dst, src_port, dst_port))
+                .collect();
+            if covering.is_empty() {
+                return Some(t);
+            }
+            t = covering
+                .iter()
+                .map(|r| r.until)
+                .min_by_key(|u| u.unwrap_or(Duration::MAX))??;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(name: &str, site: &str) -> Party {
+        Party::Agent {
+            name: name.into(),
+            site: site.into(),
+        }
+    }
+
+    fn rule(direction: Direction, from: u64, until: Option<u64>) -> BlockRule {
+        BlockRule {
+            a: Endpoint::Site("pst".into()),
+            b: Endpoint::Server,
+            proto: Proto::Udp,
+            port: Some(4433),
+            direction,
+            action: BlockAction::Drop,
+            from: Duration::from_secs(from),
+            until: until.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn a_site_rule_blocks_its_agents_by_port_and_direction_only() {
+        let fw = Firewall::new(vec![rule(Direction::AToB, 0, None)], BTreeMap::new());
+        let t = Duration::from_secs(1);
+        let (pst, nyc) = (agent("pst-1", "pst"), agent("nyc-1", "nyc"));
+        let s = Party::Server;
+        assert_eq!(
+            fw.verdict(Proto::Udp, &pst, &s, 50000, 4433, t),
+            Some(BlockAction::Drop)
+        );
+        assert_eq!(
+            fw.verdict(Proto::Udp, &s, &pst, 4433, 50000, t),
+            None,
+            "a->b only"
+        );
+        assert_eq!(
+            fw.verdict(Proto::Udp, &nyc, &s, 50000, 4433, t),
+            None,
+            "other site"
+        );
+        assert_eq!(
+            fw.verdict(Proto::Tcp, &pst, &s, 50000, 4433, t),
+            None,
+            "other protocol"
+        );
+        assert_eq!(
+            fw.verdict(Proto::Udp, &pst, &s, 50000, 7171, t),
+            None,
+            "other port"
+        );
+    }
+
+    #[test]
+    fn windows_and_when_a_block_lifts() {
+        let fw = Firewall::new(
+            vec![
+                rule(Direction::Both, 10, Some(20)),
+                rule(Direction::Both, 20, Some(30)),
+            ],
+            BTreeMap::new(),
+        );
+        let (p, s) = (agent("pst-1", "pst"), Party::Server);
+        let at = Duration::from_secs;
+        assert_eq!(fw.verdict(Proto::Udp, &p, &s, 1, 4433, at(9)), None);
+        assert!(fw.verdict(Proto::Udp, &s, &p, 4433, 1, at(10)).is_some());
+        assert_eq!(
+            fw.lifted_at(Proto::Udp, &p, &s, 1, 4433, at(12)),
+            Some(at(30))
+        );
+        let forever = Firewall::new(vec![rule(Direction::Both, 0, None)], BTreeMap::new());
+        assert_eq!(forever.lifted_at(Proto::Udp, &p, &s, 1, 4433, at(1)), None);
+    }
+}
