@@ -1,6 +1,7 @@
 //! The HTTPS enrollment client: `POST /jet/tunnel/enroll` with a bearer token.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -63,10 +64,15 @@ pub async fn enroll_once(env: &Env, cfg: &AgentConfig) -> Result<EnrollResponse,
         "enroll.request",
         fields! {"server" => cfg.server_host, "port" => cfg.enroll_port},
     );
-    let tcp = env
-        .net
-        .connect_tcp(&cfg.server_host, cfg.enroll_port)
-        .await
+    let connect = env.net.connect_tcp(&cfg.server_host, cfg.enroll_port);
+    let tcp =
+        match tokio::time::timeout(Duration::from_millis(cfg.connect_timeout_ms), connect).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connect timed out after {} ms", cfg.connect_timeout_ms),
+            )),
+        }
         .map_err(|source| EnrollError::Connect {
             host: cfg.server_host.clone(),
             port: cfg.enroll_port,

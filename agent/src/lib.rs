@@ -2,6 +2,7 @@
 //!
 //! - [`backoff`]: sans-IO reconnect backoff and inbound watchdog.
 //! - [`install`]: what enrollment leaves on the agent's disk (`agent.json`, certificates).
+//! - [`installer`]: snapshot, `up` under a timeout, rollback of what a failed `up` wrote.
 //! - [`enroll`]: the HTTPS enrollment client (hyper on rustls).
 //! - [`tunnel`]: the QUIC + mTLS tunnel client, shared by the service and `up`'s probe.
 //! - [`channel`]: the WebSocket command channel client.
@@ -11,6 +12,7 @@ pub mod backoff;
 pub mod channel;
 pub mod enroll;
 pub mod install;
+pub mod installer;
 pub mod service;
 pub mod tunnel;
 
@@ -57,6 +59,8 @@ pub struct AgentConfig {
     pub ca_pem: String,
     /// Behaviour switches.
     pub switches: AgentSwitches,
+    /// Bound on a TCP connect to the server (enrollment).
+    pub connect_timeout_ms: u64,
     /// Bound on `up`'s tunnel probe handshake.
     pub probe_timeout_ms: u64,
     /// Bound on the probe's drain (close + wait idle).
@@ -82,6 +86,7 @@ impl AgentConfig {
             token: token.into(),
             ca_pem: ca_pem.into(),
             switches: AgentSwitches::FIXED,
+            connect_timeout_ms: 20_000,
             probe_timeout_ms: 20_000,
             probe_drain_ms: 3_000,
             heartbeat_interval_ms: 30_000,

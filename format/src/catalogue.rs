@@ -498,6 +498,26 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
         "agents.<name>.install.certs_after",
         "the certificate files on the agent's disk after the installer finished (array of paths)",
     ),
+    (
+        "agents.<name>.install.error",
+        "the error `agent up` reported (a string, or null on success)",
+    ),
+    (
+        "agents.<name>.install.rolled_back",
+        "the files the installer's rollback removed or restored (array of paths)",
+    ),
+    (
+        "agents.<name>.install.client_certs",
+        "how many client certificates (`*.crt`) are on the agent's disk after the installer finished",
+    ),
+    (
+        "agents.<name>.install.agent_json",
+        "whether `agent.json` is on the agent's disk after the installer finished",
+    ),
+    (
+        "agents.<name>.install.finished_us",
+        "simulated time at which the installer finished, in microseconds",
+    ),
     ("agents.<name>.wake_attempts", "how many wakes the server sent since the last heartbeat"),
     (
         "agents.<name>.last_provision_error",
@@ -516,7 +536,10 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
         "the upgrade phase at the end, e.g. \"staging\", \"verifying\", \"cutover-ready\", \"done\", \"reverted\"",
     ),
     ("agents.<name>.tunnel.connected", "whether the agent's QUIC tunnel is up at the end"),
+    ("agents.<name>.tunnel.connects", "how many tunnel connections the agent's service established"),
+    ("agents.<name>.ws.connected", "whether the agent's command channel is up at the end"),
     ("agents.<name>.ws.connects", "how many WebSocket connections the agent opened"),
+    ("agents.<name>.last_error", "the agent's last connection error (a string, or null)"),
     ("agents.<name>.commands.completed", "how many commands the agent completed"),
     (
         "agents.<name>.diagnosis.server.row",
@@ -540,6 +563,8 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
     ),
     ("commands.<id>.attempts", "how many times the command was offered to the agent"),
     ("commands.<id>.agent", "the agent the command was dispatched to"),
+    ("commands.<id>.exit_code", "the command's exit code as the agent reported it (or null)"),
+    ("commands.<id>.output", "the command's output as the agent reported it (or null)"),
     ("server.registry.tunnels", "how many tunnel connections the server's registry holds at the end"),
     ("counts.frames", "how many frame-log records the run wrote"),
     ("counts.events", "how many event-log records the run wrote"),

@@ -100,8 +100,7 @@ impl BlockRule {
 #[derive(Debug, Default)]
 pub struct Firewall {
     rules: Vec<BlockRule>,
-    server_ip: Option<IpAddr>,
-    site_ips: BTreeMap<IpAddr, String>,
+    addresses: std::sync::OnceLock<(IpAddr, BTreeMap<IpAddr, String>)>,
     agent_sites: BTreeMap<String, String>,
     // (site, UDP port) -> agent bound there, registered by the seam at bind time.
     udp_owners: Mutex<BTreeMap<(String, u16), String>>,
@@ -117,10 +116,10 @@ impl Firewall {
         }
     }
 
-    /// Tells the firewall the hosts' addresses (known once the sim has its hosts).
-    pub fn set_addresses(&mut self, server_ip: IpAddr, site_ips: BTreeMap<IpAddr, String>) {
-        self.server_ip = Some(server_ip);
-        self.site_ips = site_ips;
+    /// Tells the firewall the hosts' addresses (known once the sim has its
+    /// hosts); the first call wins.
+    pub fn set_addresses(&self, server_ip: IpAddr, site_ips: BTreeMap<IpAddr, String>) {
+        let _ = self.addresses.set((server_ip, site_ips));
     }
 
     /// Whether any rule exists (the seam skips all work otherwise).
@@ -154,10 +153,13 @@ impl Firewall {
 
     /// The party at a remote address.
     pub fn party_at(&self, addr: SocketAddr) -> Party {
-        if Some(addr.ip()) == self.server_ip {
+        let Some((server_ip, site_ips)) = self.addresses.get() else {
+            return Party::Unknown;
+        };
+        if addr.ip() == *server_ip {
             return Party::Server;
         }
-        let Some(site) = self.site_ips.get(&addr.ip()) else {
+        let Some(site) = site_ips.get(&addr.ip()) else {
             return Party::Unknown;
         };
         let owners = self.udp_owners.lock().unwrap_or_else(|e| e.into_inner());

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::clock::SimClock;
 use crate::crypto::{derive_seed, seeded_provider};
 use crate::disk::SimDisk;
+use crate::fault::{BlockRule, Firewall};
 use crate::net::TurmoilNetwork;
 use crate::observe::{to_jsonl, RunObserver};
 
@@ -100,6 +101,8 @@ pub struct RunSpec {
     pub agents: Vec<AgentSpec>,
     /// Actions, in any order.
     pub actions: Vec<ActionSpec>,
+    /// Firewall rules (`block` faults).
+    pub blocks: Vec<BlockRule>,
 }
 
 /// Why a run could not complete.
@@ -148,16 +151,7 @@ impl RunOutput {
 struct AgentSlot {
     status: StatusCell,
     disk: SimDisk,
-    install: Mutex<Option<InstallResult>>,
-}
-
-/// What the installer reported.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-struct InstallResult {
-    exit_code: i32,
-    result: &'static str,
-    error: Option<String>,
-    at_us: u64,
+    install: Mutex<Option<agent::installer::InstallReport>>,
 }
 
 type ServerSlot = Arc<Mutex<Option<ServerHandle>>>;
@@ -186,6 +180,13 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         .build();
     let observer = Arc::new(RunObserver::default());
     let clock = Arc::new(SimClock::new(epoch));
+    let firewall = Arc::new(Firewall::new(
+        spec.blocks.clone(),
+        spec.agents
+            .iter()
+            .map(|a| (a.name.clone(), a.site.clone()))
+            .collect(),
+    ));
 
     // The server host. Its disk outlives the host closure, so a restart finds its store.
     let server_slot: ServerSlot = Arc::default();
@@ -197,11 +198,12 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let disk = server_disk.clone();
         let switches = spec.server_switches;
         let seed = spec.seed;
+        let firewall = firewall.clone();
         let boots = Arc::new(Mutex::new(0u64));
         sim.host(SERVER_HOST, move || {
             let slot = slot.clone();
             let env = Env {
-                net: Arc::new(TurmoilNetwork::new("server")),
+                net: Arc::new(TurmoilNetwork::new("server").with_firewall(firewall.clone())),
                 clock: clock.clone(),
                 crypto: seeded_provider(derive_seed(
                     seed,
@@ -252,10 +254,13 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let clock = clock.clone();
         let server_slot = server_slot.clone();
         let seed = spec.seed;
+        let firewall = firewall.clone();
         sim.host(format!("site-{site}"), move || {
             for (a, slot, rx) in &agents {
                 let env = Env {
-                    net: Arc::new(TurmoilNetwork::new(a.name.clone())),
+                    net: Arc::new(
+                        TurmoilNetwork::new(a.name.clone()).with_firewall(firewall.clone()),
+                    ),
                     clock: clock.clone(),
                     crypto: seeded_provider(derive_seed(seed, &format!("agent:{}", a.name))),
                     disk: Arc::new(slot.disk.clone()),
@@ -273,6 +278,14 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
             async { std::future::pending::<Result<(), Box<dyn std::error::Error>>>().await }
         });
     }
+
+    firewall.set_addresses(
+        sim.lookup(SERVER_HOST),
+        spec.agents
+            .iter()
+            .map(|a| (sim.lookup(format!("site-{}", a.site)), a.site.clone()))
+            .collect(),
+    );
 
     // Drive: actions on time, one tick at a time.
     let mut actions = spec.actions.clone();
@@ -356,6 +369,7 @@ async fn agent_main(
     install: Arc<Mutex<InstallRx>>,
     server: ServerSlot,
 ) {
+    let mut service: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let Some(timeout) = std::future::poll_fn(|cx| lock(&install).poll_recv(cx)).await else {
             return;
@@ -370,36 +384,23 @@ async fn agent_main(
         let mut cfg = AgentConfig::new(&spec.name, SERVER_HOST, ENROLL_TOKEN, &ca_pem);
         cfg.version = spec.version.clone();
         cfg.switches = spec.switches;
-        let result =
-            tokio::time::timeout(timeout, agent::service::up(&env, &cfg, &slot.status)).await;
-        let r = match &result {
-            Ok(Ok(_)) => InstallResult {
-                exit_code: 0,
-                result: "success",
-                error: None,
-                at_us: env.now_us(),
-            },
-            Ok(Err(e)) => InstallResult {
-                exit_code: e.exit_code(),
-                result: "failed",
-                error: Some(e.to_string()),
-                at_us: env.now_us(),
-            },
-            Err(_) => InstallResult {
-                exit_code: 124,
-                result: "failed",
-                error: Some(format!("installer timeout ({} s)", timeout.as_secs())),
-                at_us: env.now_us(),
-            },
-        };
-        env.event(
-            "install.result",
-            fields! {"exit_code" => r.exit_code, "result" => r.result, "error" => r.error},
-        );
-        let ok = r.exit_code == 0;
-        *lock(&slot.install) = Some(r);
+        // A running service (a prior install) keeps running while the
+        // installer works; it is replaced only when the new install succeeds.
+        let report = agent::installer::install(&env, &cfg, &slot.status, timeout).await;
+        let ok = report.result == agent::installer::InstallResult::Success;
+        *lock(&slot.install) = Some(report);
         if ok {
-            agent::service::run(env.clone(), cfg, slot.status.clone()).await;
+            if let Some(old) = service.take() {
+                old.abort();
+                let mut st = slot.status.lock();
+                st.tunnel_connected = false;
+                st.ws_connected = false;
+            }
+            service = Some(tokio::spawn(agent::service::run(
+                env.clone(),
+                cfg,
+                slot.status.clone(),
+            )));
         }
     }
 }
@@ -420,9 +421,8 @@ fn outcome(
             .as_ref()
             .and_then(|id| views.iter().find(|v| &v.record.agent_id == id));
         let install = lock(&slot.install).clone();
-        let certs_after: Vec<String> = slot
-            .disk
-            .snapshot()
+        let files = slot.disk.snapshot();
+        let certs_after: Vec<String> = files
             .keys()
             .filter(|p| p.starts_with("certs/") || p.as_str() == agent::install::GATEWAY_CA)
             .cloned()
@@ -435,7 +435,7 @@ fn outcome(
             json!({
                 "agent_id": st.agent_id,
                 "site": a.site,
-                "version": a.version,
+                "version": view.map(|v| v.record.version.clone()).unwrap_or_else(|| a.version.clone()),
                 "online": status == "online" && st.ws_connected && st.tunnel_connected,
                 "status": status,
                 "install": {
@@ -443,6 +443,10 @@ fn outcome(
                     "result": install.as_ref().map(|i| i.result),
                     "error": install.as_ref().and_then(|i| i.error.clone()),
                     "certs_after": certs_after,
+                    "rolled_back": install.as_ref().map(|i| i.rolled_back.clone()),
+                    "agent_json": files.contains_key(agent::install::AGENT_JSON),
+                    "client_certs": files.keys().filter(|p| p.ends_with(".crt")).count(),
+                    "finished_us": install.as_ref().map(|i| i.finished_us),
                 },
                 "enroll": { "requests": st.enroll_requests },
                 "tunnel": { "connected": st.tunnel_connected, "connects": st.tunnel_connects },
@@ -466,9 +470,9 @@ fn outcome(
             }),
         );
     }
-    let tunnels: Vec<Value> = server
-        .tunnels()
-        .into_iter()
+    let tunnels = server.tunnels();
+    let tunnel_conns: Vec<Value> = tunnels
+        .iter()
         .map(|(agent_id, conn, role)| json!({"agent_id": agent_id, "conn": conn, "role": role}))
         .collect();
     json!({
@@ -477,7 +481,7 @@ fn outcome(
         "sim_time_us": sim_time_us,
         "agents": agents,
         "commands": commands,
-        "server": { "registry": { "tunnels": tunnels } },
+        "server": { "registry": { "tunnels": tunnels.len(), "tunnel_conns": tunnel_conns } },
     })
 }
 

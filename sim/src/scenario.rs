@@ -9,9 +9,10 @@
 use std::collections::BTreeSet;
 
 use agent::AgentSwitches;
-use format::scenario::{ActionKind as FileAction, Scenario};
+use format::scenario::{ActionKind as FileAction, FaultKind, Scenario};
 use server::ServerSwitches;
 
+use crate::fault::BlockRule;
 use crate::run::{ActionKind, ActionSpec, AgentSpec, RunSpec};
 
 /// A scenario uses something the bench cannot simulate yet.
@@ -26,7 +27,7 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict; no faults";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict; fault block";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -48,8 +49,27 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         what,
         supported: SUPPORTED_ACTIONS,
     };
-    if let Some(f) = sc.faults.first() {
-        return Err(unsupported(format!("fault `{}`", f.kind.name())));
+    let mut blocks = Vec::new();
+    for f in &sc.faults {
+        match &f.kind {
+            FaultKind::Block {
+                between,
+                proto,
+                port,
+                direction,
+                action,
+            } => blocks.push(BlockRule {
+                a: between[0].clone(),
+                b: between[1].clone(),
+                proto: *proto,
+                port: *port,
+                direction: *direction,
+                action: *action,
+                from: f.from.unwrap_or_default(),
+                until: f.until,
+            }),
+            other => return Err(unsupported(format!("fault `{}`", other.name()))),
+        }
     }
     let instances = sc.agent_instances();
     let all: Vec<String> = instances.iter().map(|a| a.name.clone()).collect();
@@ -106,6 +126,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
             })
             .collect(),
         actions,
+        blocks,
     })
 }
 

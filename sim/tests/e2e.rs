@@ -33,6 +33,7 @@ fn smoke(seed: u64) -> RunSpec {
         server_switches: ServerSwitches::FIXED,
         agents,
         actions,
+        blocks: Vec::new(),
     }
 }
 
