@@ -1,6 +1,18 @@
-//! todo
+//! The simulator: turmoil harness, seam implementations, faults, scenario
+//! runner, hypothesis engine and the `simbench` command line.
+//!
+//! - [`net`], [`quic`], [`clock`], [`crypto`], [`disk`]: the seam on turmoil
+//!   (sockets, quinn runtime, simulated time, seeded TLS crypto, crash-safe disk).
+//! - [`fault`]: the firewall acting in the seam.
+//! - [`run`]: one run of a resolved scenario: hosts, agents, actions, outcome, digest.
+//! - [`observe`]: the run's frame and event logs.
+//! - [`scenario`]: scenario files to runs, expectations to verdicts.
+//! - [`diagnose`]: the hypothesis engine (H1..H7, outcome-table rows).
+//! - [`cli`]: `simbench list`, `run`, `check`, `sweep`.
+pub mod cli;
 pub mod clock;
 pub mod crypto;
+pub mod diagnose;
 pub mod disk;
 pub mod fault;
 pub mod net;

@@ -1,0 +1,155 @@
+//! The tables of `simbench list`, `simbench check` and `simbench sweep`.
+
+use comfy_table::{Cell, CellAlignment, ColumnConstraint, Table, Width};
+
+use crate::style;
+
+/// One shipped scenario, as `simbench list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRow {
+    /// The name `simbench run` takes (the file name without `.toml`).
+    pub name: String,
+    /// The field incident it reproduces.
+    pub incident: String,
+    /// One line saying what it shows.
+    pub summary: String,
+}
+
+/// The catalogue table: name, incident, summary.
+pub fn list(rows: &[ListRow]) -> Table {
+    let mut t = style::table();
+    t.set_header(vec!["name", "incident", "summary"]);
+    for r in rows {
+        t.add_row(vec![&r.name, &r.incident, &r.summary]);
+    }
+    // Summaries are sentences: wrap them rather than make a page-wide table.
+    if let Some(c) = t.column_mut(2) {
+        c.set_constraint(ColumnConstraint::UpperBoundary(Width::Fixed(SUMMARY_WIDTH)));
+    }
+    t
+}
+
+/// The widest a column of prose (a summary, a failure) gets; longer text wraps.
+pub const SUMMARY_WIDTH: u16 = 72;
+
+/// One scenario's line in `simbench check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRow {
+    /// Scenario name.
+    pub scenario: String,
+    /// The seed both runs used, when the file could be read.
+    pub seed: Option<u64>,
+    /// Expectations that hold in the first run, and how many there are;
+    /// `None` when the scenario did not run.
+    pub expectations: Option<(usize, usize)>,
+    /// The first run's digest, when there was one.
+    pub digest: Option<String>,
+    /// `PASS`, `FAIL`, `NONDETERMINISTIC`, `ERROR`, or several joined by `+`.
+    pub result: String,
+}
+
+/// How many hex digits of a digest the check table shows; report.json has
+/// all of them.
+pub const SHORT_DIGEST: usize = 16;
+
+/// The check table: scenario, seed, expectations held, digest, result.
+pub fn check(rows: &[CheckRow]) -> Table {
+    let mut t = style::table();
+    t.set_header(vec!["scenario", "seed", "expectations", "digest", "result"]);
+    for r in rows {
+        t.add_row(vec![
+            Cell::new(&r.scenario),
+            Cell::new(r.seed.map_or_else(|| "-".into(), |s| s.to_string()))
+                .set_alignment(CellAlignment::Right),
+            Cell::new(
+                r.expectations
+                    .map_or_else(|| "-".into(), |(ok, all)| format!("{ok}/{all}")),
+            )
+            .set_alignment(CellAlignment::Right),
+            Cell::new(r.digest.as_deref().map_or_else(
+                || "-".into(),
+                |d| d.chars().take(SHORT_DIGEST).collect::<String>(),
+            )),
+            Cell::new(&r.result),
+        ]);
+    }
+    t
+}
+
+/// One failing seed of `simbench sweep`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepFailure {
+    /// The seed.
+    pub seed: u64,
+    /// Why it failed: the first failed expectation, or the run's error.
+    pub reason: String,
+    /// The command that replays it.
+    pub replay: String,
+}
+
+/// The table of failing seeds: seed, why, and the replay command.
+pub fn sweep_failures(rows: &[SweepFailure]) -> Table {
+    let mut t = style::table();
+    t.set_header(vec!["seed", "failed", "replay"]);
+    for r in rows {
+        t.add_row(vec![
+            Cell::new(r.seed).set_alignment(CellAlignment::Right),
+            Cell::new(&r.reason),
+            Cell::new(&r.replay),
+        ]);
+    }
+    if let Some(c) = t.column_mut(1) {
+        c.set_constraint(ColumnConstraint::UpperBoundary(Width::Fixed(SUMMARY_WIDTH)));
+    }
+    // A replay command is copied and pasted: never wrap it.
+    if let Some(c) = t.column_mut(2) {
+        c.set_constraint(ColumnConstraint::ContentWidth);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_rows_shorten_digests_and_mark_missing_values() {
+        let t = check(&[
+            CheckRow {
+                scenario: "smoke".into(),
+                seed: Some(7),
+                expectations: Some((7, 7)),
+                digest: Some("0123456789abcdef0123456789abcdef".into()),
+                result: "PASS".into(),
+            },
+            CheckRow {
+                scenario: "broken".into(),
+                seed: None,
+                expectations: None,
+                digest: None,
+                result: "ERROR".into(),
+            },
+        ])
+        .to_string();
+        let smoke = t.lines().find(|l| l.contains("smoke")).unwrap();
+        assert!(
+            smoke.contains("0123456789abcdef ") && smoke.contains("7/7"),
+            "{t}"
+        );
+        let broken = t.lines().find(|l| l.contains("broken")).unwrap();
+        assert!(broken.contains("ERROR") && broken.contains(" - "), "{t}");
+    }
+
+    #[test]
+    fn list_has_one_row_per_scenario() {
+        let rows = [ListRow {
+            name: "smoke".into(),
+            incident: "foundation".into(),
+            summary: "s".into(),
+        }];
+        let t = list(&rows).to_string();
+        assert!(t
+            .lines()
+            .any(|l| l.contains("smoke") && l.contains("foundation")));
+    }
+}

@@ -1,0 +1,142 @@
+//! The raw command line, as clap parses it: flags and strings exactly as
+//! typed. [`super::settings`] turns them into checked settings (the two
+//! steps ripgrep takes in `crates/core/flags/`), so that every message about
+//! a bad value can name the valid forms.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  simbench list
+  simbench run smoke --seed 7
+  simbench run scenarios/smoke.toml --out /tmp/smoke --format json
+  simbench check --junit target/simbench.xml
+  simbench sweep smoke --seeds 1..50 --partition 1/4 --jobs 2
+
+Exit codes: 0 every expectation holds, 1 an expectation (or a run) failed,
+2 bad input (unknown scenario, malformed file, bad flag).
+Logs: RUST_LOG-style filters on stderr, e.g. RUST_LOG=simbench::event=debug.
+Docs: docs/cli.md";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  simbench run smoke                       # the file's seed
+  simbench run smoke --seed 8              # another seed
+  simbench run ./my-scenario.toml --out /tmp/run1
+  simbench run smoke --format json | jq .counts
+
+A name is looked up as scenarios/<name>.toml; anything containing `/` or
+ending in `.toml` is a path. Writes report.json, frames.jsonl and
+events.jsonl to DIR before printing anything. Exit 0 when every expectation
+holds, 1 when one fails (the replay command is printed), 2 on bad input.";
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  simbench check
+  simbench check --filter smoke --junit target/simbench-junit.xml
+
+Each scenario runs twice with its own seed. Two JUnit test cases per
+scenario: `expectations` (the first run meets every [[expect]]) and
+`determinism` (both runs have the same digest). Exit 0 when all pass,
+1 when any fails or cannot run, 2 when --filter matches nothing.";
+
+const SWEEP_EXAMPLES: &str = "\
+Examples:
+  simbench sweep smoke --seeds 1..100           # seeds 1 to 99
+  simbench sweep smoke --seeds 1..=100          # seeds 1 to 100
+  simbench sweep smoke --seeds 1..100 --partition 2/4    # CI machine 2 of 4
+
+--partition K/N (same as count:K/N) runs the seeds at positions K, K+N,
+K+2N, ... of the range (1-based), as nextest's count partitioning does;
+hash:K/N runs the seeds whose FNV-1a hash of the decimal seed is K-1
+modulo N. Exit 0 when every seed passes, 1 when any fails.";
+
+/// `simbench`: a deterministic network simulator and diagnostic test bench.
+#[derive(Debug, Parser)]
+#[command(
+    name = "simbench",
+    version,
+    about = "Replay field incidents as deterministic network simulations",
+    after_help = EXAMPLES
+)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the shipped scenarios: name, incident and summary.
+    #[command(after_help = "Example:\n  simbench list")]
+    List,
+    /// Run one scenario, print its report, write its logs.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// Run every shipped scenario twice; compare digests; write JUnit XML.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+    /// Run one scenario with many seeds; list the seeds that fail.
+    #[command(after_help = SWEEP_EXAMPLES)]
+    Sweep(SweepArgs),
+}
+
+/// `simbench run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A shipped scenario's name (see `simbench list`) or a path to a .toml file.
+    #[arg(value_name = "NAME|PATH")]
+    pub scenario: String,
+    /// The seed; default: the scenario file's `seed`.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Where report.json, frames.jsonl and events.jsonl go; default: out/<scenario>-<seed>.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// What stdout gets: the report as tables, or report.json only.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
+    pub format: OutputFormat,
+}
+
+/// What `simbench run` prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Tables for people; the layout may change between versions.
+    Table,
+    /// The report.json document only, for programs.
+    Json,
+}
+
+/// `simbench check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Also write the results as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Only the scenarios whose name contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+    /// How many runs at once; default: the number of CPUs.
+    #[arg(long, short, value_name = "J")]
+    pub jobs: Option<usize>,
+}
+
+/// `simbench sweep`.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// A shipped scenario's name or a path to a .toml file.
+    #[arg(value_name = "NAME|PATH")]
+    pub scenario: String,
+    /// The seeds: A..B (B excluded), A..=B (B included) or one seed N.
+    #[arg(long, value_name = "A..B")]
+    pub seeds: String,
+    /// Run only this machine's share: K/N or count:K/N, or hash:K/N.
+    #[arg(long, value_name = "K/N")]
+    pub partition: Option<String>,
+    /// How many runs at once; default: the number of CPUs.
+    #[arg(long, short, value_name = "J")]
+    pub jobs: Option<usize>,
+}

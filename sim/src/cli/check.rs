@@ -1,0 +1,306 @@
+//! `simbench check`: the catalogue as a regression suite. Every scenario
+//! runs twice with its own seed; the first run must meet its expectations
+//! and both runs must give the same digest.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use format::scenario::Scenario;
+use reports::catalogue::CheckRow;
+use reports::junit::{self, CaseOutcome, TestCase, TestSuite};
+use reports::style::count;
+
+use super::pool::{run_all, Progress};
+use super::run::run_once;
+use super::settings::CheckSettings;
+use super::{replay_command, source, CliError, Exit};
+
+/// What one run of a scenario gave: its digest and failed expectations,
+/// or why it did not finish.
+#[derive(Debug, Clone)]
+struct RunResult {
+    outcome: Result<(String, Vec<String>, usize), String>,
+    wall: Duration,
+}
+
+/// One scenario of the catalogue, ready to run or already refused.
+struct Entry {
+    name: String,
+    scenario: Result<Scenario, (&'static str, String)>,
+}
+
+pub(super) fn check(
+    s: &CheckSettings,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, CliError> {
+    let started = Instant::now();
+    let files = source::catalogue()?;
+    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    let selected: Vec<_> = files
+        .iter()
+        .filter(|f| s.filter.as_deref().is_none_or(|t| f.name.contains(t)))
+        .collect();
+    if selected.is_empty() {
+        let filter = s.filter.as_deref().unwrap_or("");
+        return Err(CliError::BadInput(format!(
+            "no shipped scenario matches --filter {filter:?} (shipped: {}); the filter keeps names that contain it",
+            names.join(", ")
+        )));
+    }
+    let entries: Vec<Entry> = selected
+        .iter()
+        .map(|f| {
+            let scenario = source::load(&source::ScenarioRef::Name(f.name.clone()))
+                .map(|l| l.scenario)
+                .map_err(|e| ("invalid-scenario", e.to_string()))
+                .and_then(|sc| match crate::scenario::resolve(&sc, None) {
+                    Ok(_) => Ok(sc),
+                    Err(u) => Err(("unsupported", u.to_string())),
+                });
+            Entry {
+                name: f.name.clone(),
+                scenario,
+            }
+        })
+        .collect();
+
+    // Two runs of every runnable scenario, all in one pool.
+    let work: Vec<(usize, &Scenario)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.scenario.as_ref().ok().map(|sc| (i, sc)))
+        .flat_map(|(i, sc)| [(i, sc), (i, sc)])
+        .collect();
+    let mut progress = Progress::new("check", work.len());
+    let results = run_all(
+        &work,
+        s.jobs,
+        |r: &Result<RunResult, String>| {
+            progress.tick(r.as_ref().map_or(true, |r| r.outcome.is_err()))
+        },
+        |(_, sc)| run_twice_half(sc),
+    );
+    progress.finish();
+    let mut by_entry: Vec<Vec<RunResult>> = entries.iter().map(|_| Vec::new()).collect();
+    for ((i, _), r) in work.iter().zip(results) {
+        by_entry[*i].push(r.unwrap_or_else(|panic| RunResult {
+            outcome: Err(panic),
+            wall: Duration::ZERO,
+        }));
+    }
+
+    let mut rows = Vec::new();
+    let mut cases = Vec::new();
+    let mut details = String::new();
+    let mut failed = 0;
+    for (e, runs) in entries.iter().zip(&by_entry) {
+        let (row, mut new_cases) = judge(e, runs);
+        if row.result != "PASS" {
+            failed += 1;
+            details.push_str(&format!("{}: {}\n", e.name, row.result));
+            for c in &new_cases {
+                match &c.outcome {
+                    CaseOutcome::Failure { detail, .. } | CaseOutcome::Error { detail, .. } => {
+                        for line in detail.lines() {
+                            details.push_str(&format!("  {line}\n"));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(seed) = row.seed {
+                details.push_str(&format!("  replay: {}\n", replay_command(&e.name, seed)));
+            }
+        }
+        rows.push(row);
+        cases.append(&mut new_cases);
+    }
+
+    writeln!(out, "{}", reports::catalogue::check(&rows))?;
+    if !details.is_empty() {
+        writeln!(out, "\n{details}")?;
+    }
+    writeln!(
+        out,
+        "{}: {} passed, {} failed (each run twice with its own seed; digests compared)",
+        count(entries.len(), "scenario", "scenarios"),
+        entries.len() - failed,
+        failed
+    )?;
+    let wall = started.elapsed();
+    writeln!(out, "wall time: {}", reports::style::wall_time(wall))?;
+    if let Some(path) = &s.junit {
+        let report = junit::Report {
+            name: "simbench".into(),
+            suites: vec![TestSuite {
+                name: "simbench check".into(),
+                cases,
+                time: Some(wall),
+            }],
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| write_error(path, e))?;
+        }
+        std::fs::write(path, junit::write(&report)).map_err(|e| write_error(path, e))?;
+        writeln!(out, "JUnit XML: {}", path.display())?;
+    }
+    let _ = err;
+    Ok(if failed > 0 {
+        Exit::Failed
+    } else {
+        Exit::Success
+    })
+}
+
+fn write_error(path: &std::path::Path, source: std::io::Error) -> CliError {
+    CliError::Write {
+        path: path.display().to_string(),
+        flag: "--junit FILE",
+        source,
+    }
+}
+
+/// One of the two runs: digest, failed expectations and their count.
+fn run_twice_half(sc: &Scenario) -> RunResult {
+    let started = Instant::now();
+    let outcome = match run_once(sc, None) {
+        Ok(Ok(f)) => Ok((
+            f.output.digest.clone(),
+            f.failures().into_iter().map(String::from).collect(),
+            f.results.len(),
+        )),
+        Ok(Err(e)) => Err(format!("the run did not finish: {e}")),
+        Err(u) => Err(u.to_string()),
+    };
+    RunResult {
+        outcome,
+        wall: started.elapsed(),
+    }
+}
+
+/// The table row and the two JUnit cases (`expectations`, `determinism`)
+/// of one scenario.
+fn judge(e: &Entry, runs: &[RunResult]) -> (CheckRow, Vec<TestCase>) {
+    let case = |name: &str, outcome, time, system_out| TestCase {
+        classname: e.name.clone(),
+        name: name.into(),
+        time,
+        outcome,
+        system_out,
+    };
+    let sc = match &e.scenario {
+        Ok(sc) => sc,
+        Err((kind, message)) => {
+            let error = CaseOutcome::Error {
+                kind: kind.to_string(),
+                message: message.lines().next().unwrap_or_default().to_string(),
+                detail: message.clone(),
+            };
+            let row = CheckRow {
+                scenario: e.name.clone(),
+                seed: None,
+                expectations: None,
+                digest: None,
+                result: "ERROR".into(),
+            };
+            // One error per scenario: the determinism case was never tried.
+            let skipped = CaseOutcome::Skipped {
+                message: "not run: the scenario could not be loaded".into(),
+            };
+            return (
+                row,
+                vec![
+                    case("expectations", error, None, None),
+                    case("determinism", skipped, None, None),
+                ],
+            );
+        }
+    };
+    let seed = sc.seed;
+    let replay = replay_command(&e.name, seed);
+    let (first, second) = (&runs[0], &runs[1]);
+    let digest_of = |r: &RunResult| r.outcome.as_ref().ok().map(|(d, _, _)| d.clone());
+    let system_out = format!(
+        "seed: {seed}\ndigest run 1: {}\ndigest run 2: {}\nreplay: {replay}",
+        digest_of(first).unwrap_or_else(|| "-".into()),
+        digest_of(second).unwrap_or_else(|| "-".into()),
+    );
+    let mut results = Vec::new();
+    let (expect_outcome, expectations) = match &first.outcome {
+        Ok((_, failures, total)) if failures.is_empty() => {
+            (CaseOutcome::Passed, Some((*total, *total)))
+        }
+        Ok((_, failures, total)) => {
+            results.push("FAIL");
+            (
+                CaseOutcome::Failure {
+                    kind: "expectation".into(),
+                    message: format!(
+                        "{} of {total} failed",
+                        count(failures.len(), "expectation", "expectations")
+                    ),
+                    detail: failures.join("\n"),
+                },
+                Some((total - failures.len(), *total)),
+            )
+        }
+        Err(why) => {
+            results.push("FAIL");
+            (
+                CaseOutcome::Failure {
+                    kind: "run-failed".into(),
+                    message: why.lines().next().unwrap_or_default().to_string(),
+                    detail: why.clone(),
+                },
+                None,
+            )
+        }
+    };
+    let determinism = match (&first.outcome, &second.outcome) {
+        (Ok((a, _, _)), Ok((b, _, _))) if a == b => CaseOutcome::Passed,
+        (Err(a), Err(b)) if a == b => CaseOutcome::Passed,
+        _ => {
+            results.push("NONDETERMINISTIC");
+            let show = |r: &RunResult| match &r.outcome {
+                Ok((d, _, _)) => format!("digest {d}"),
+                Err(why) => why.clone(),
+            };
+            CaseOutcome::Failure {
+                kind: "nondeterministic".into(),
+                message: format!("two runs with seed {seed} differ"),
+                detail: format!(
+                    "nondeterministic: two runs with seed {seed} differ\nrun 1: {}\nrun 2: {}",
+                    show(first),
+                    show(second)
+                ),
+            }
+        }
+    };
+    let row = CheckRow {
+        scenario: e.name.clone(),
+        seed: Some(seed),
+        expectations,
+        digest: digest_of(first),
+        result: if results.is_empty() {
+            "PASS".into()
+        } else {
+            results.join("+")
+        },
+    };
+    let cases = vec![
+        case(
+            "expectations",
+            expect_outcome,
+            Some(first.wall),
+            Some(system_out.clone()),
+        ),
+        case(
+            "determinism",
+            determinism,
+            Some(second.wall),
+            Some(system_out),
+        ),
+    ];
+    (row, cases)
+}

@@ -1,0 +1,150 @@
+//! `simbench run`: one scenario, its files, its report.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use format::scenario::Scenario;
+use format::{Expect, ExpectResult};
+use reports::run::RunView;
+use reports::timeline::TimelineOptions;
+
+use super::args::OutputFormat;
+use super::settings::RunSettings;
+use super::{replay_command, source, CliError, Exit};
+use crate::run::{RunError, RunOutput};
+use crate::scenario::{evaluate, resolve, Unsupported};
+
+/// A run that went to its end, judged.
+pub(super) struct Finished {
+    /// What the harness produced.
+    pub output: RunOutput,
+    /// Every expectation with its verdict.
+    pub results: Vec<(Expect, ExpectResult)>,
+    /// How long it took on this machine.
+    pub wall: Duration,
+}
+
+impl Finished {
+    /// The failed expectations' messages, in file order.
+    pub fn failures(&self) -> Vec<&str> {
+        self.results
+            .iter()
+            .filter(|(_, r)| !r.passed)
+            .map(|(_, r)| r.message.as_str())
+            .collect()
+    }
+}
+
+/// Resolves and runs `sc` with `seed` (or its own), and judges the result.
+/// `Err` when the bench cannot simulate it; `Ok(Err)` when the run itself
+/// failed (reproducible with the same seed).
+pub(super) fn run_once(
+    sc: &Scenario,
+    seed: Option<u64>,
+) -> Result<Result<Finished, RunError>, Unsupported> {
+    let spec = resolve(sc, seed)?;
+    let started = Instant::now();
+    Ok(crate::run::run(&spec).map(|output| {
+        let wall = started.elapsed();
+        let results = evaluate(sc, &output.outcome);
+        Finished {
+            output,
+            results,
+            wall,
+        }
+    }))
+}
+
+/// The files a run writes, in the order they are written.
+pub(super) const OUTPUT_FILES: [&str; 3] = ["report.json", "frames.jsonl", "events.jsonl"];
+
+/// Writes report.json (pretty), frames.jsonl and events.jsonl to `dir`,
+/// creating it.
+fn write_outputs(dir: &Path, output: &RunOutput) -> Result<(), CliError> {
+    let fail = |path: &Path, source| CliError::Write {
+        path: path.display().to_string(),
+        flag: "--out DIR",
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    let contents = [
+        report_json(output),
+        output.frames_jsonl(),
+        output.events_jsonl(),
+    ];
+    for (name, text) in OUTPUT_FILES.iter().zip(contents) {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| fail(&path, e))?;
+    }
+    Ok(())
+}
+
+/// report.json: the outcome document, pretty, ending in a newline.
+fn report_json(output: &RunOutput) -> String {
+    let mut s = serde_json::to_string_pretty(&output.outcome).expect("outcome serializes");
+    s.push('\n');
+    s
+}
+
+/// How much of the frame log `simbench run` shows.
+pub(super) fn timeline_options() -> TimelineOptions {
+    TimelineOptions::default()
+}
+
+pub(super) fn run(
+    s: &RunSettings,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, CliError> {
+    let loaded = source::load(&s.scenario)?;
+    let sc = &loaded.scenario;
+    let seed = s.seed.unwrap_or(sc.seed);
+    let replay = replay_command(&loaded.shown, seed);
+    let finished = match run_once(sc, Some(seed))? {
+        Ok(f) => f,
+        Err(e) => {
+            writeln!(
+                err,
+                "error: scenario `{}` with seed {seed} did not run to its end: {e}",
+                sc.name
+            )?;
+            writeln!(err, "replay: {replay}")?;
+            return Ok(Exit::Failed);
+        }
+    };
+    let dir = s
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", sc.name)));
+    // Files first: whatever happens to the terminal, the run is on disk.
+    let written = write_outputs(&dir, &finished.output);
+    let view = RunView {
+        scenario: sc,
+        outcome: &finished.output.outcome,
+        frames: &finished.output.frames,
+        expectations: &finished.results,
+        wall_time: Some(finished.wall),
+    };
+    let failed = view.failed() > 0;
+    match s.format {
+        OutputFormat::Table => {
+            out.write_all(reports::run::render(&view, &timeline_options()).as_bytes())?;
+            if written.is_ok() {
+                writeln!(out, "wrote {}: {}", dir.display(), OUTPUT_FILES.join(", "))?;
+            }
+            if failed {
+                writeln!(out, "replay: {replay}")?;
+            }
+        }
+        OutputFormat::Json => {
+            out.write_all(report_json(&finished.output).as_bytes())?;
+            if failed {
+                writeln!(err, "{}", reports::run::verdict(&view))?;
+                writeln!(err, "replay: {replay}")?;
+            }
+        }
+    }
+    written?;
+    Ok(if failed { Exit::Failed } else { Exit::Success })
+}

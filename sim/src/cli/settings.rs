@@ -1,0 +1,347 @@
+//! Checked settings, resolved from the raw [`super::args`]: every value
+//! parsed, every default filled in, every mistake a [`CliError::BadInput`]
+//! that names the valid forms.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use super::args::{Args, CheckArgs, Command, OutputFormat, RunArgs, SweepArgs};
+use super::source::ScenarioRef;
+use super::CliError;
+
+/// What to do, with everything resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settings {
+    /// `simbench list`.
+    List,
+    /// `simbench run`.
+    Run(RunSettings),
+    /// `simbench check`.
+    Check(CheckSettings),
+    /// `simbench sweep`.
+    Sweep(SweepSettings),
+}
+
+/// `simbench run`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSettings {
+    /// Which scenario.
+    pub scenario: ScenarioRef,
+    /// The seed to use instead of the file's.
+    pub seed: Option<u64>,
+    /// The output directory; `None`: `out/<scenario>-<seed>`, known once
+    /// the file is read.
+    pub out: Option<PathBuf>,
+    /// Tables or report.json.
+    pub format: OutputFormat,
+}
+
+/// `simbench check`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSettings {
+    /// Where the JUnit XML goes, if anywhere.
+    pub junit: Option<PathBuf>,
+    /// Only scenarios whose name contains this.
+    pub filter: Option<String>,
+    /// Runs at once.
+    pub jobs: NonZeroUsize,
+}
+
+/// `simbench sweep`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepSettings {
+    /// Which scenario.
+    pub scenario: ScenarioRef,
+    /// The seeds, before partitioning.
+    pub seeds: SeedRange,
+    /// This machine's share of the seeds.
+    pub partition: Option<Partition>,
+    /// Runs at once.
+    pub jobs: NonZeroUsize,
+}
+
+impl Settings {
+    /// Resolves raw arguments.
+    pub fn from_args(args: Args) -> Result<Self, CliError> {
+        Ok(match args.command {
+            Command::List => Settings::List,
+            Command::Run(RunArgs {
+                scenario,
+                seed,
+                out,
+                format,
+            }) => Settings::Run(RunSettings {
+                scenario: ScenarioRef::parse(&scenario),
+                seed,
+                out,
+                format,
+            }),
+            Command::Check(CheckArgs {
+                junit,
+                filter,
+                jobs,
+            }) => Settings::Check(CheckSettings {
+                junit,
+                filter,
+                jobs: jobs_or_default(jobs)?,
+            }),
+            Command::Sweep(SweepArgs {
+                scenario,
+                seeds,
+                partition,
+                jobs,
+            }) => Settings::Sweep(SweepSettings {
+                scenario: ScenarioRef::parse(&scenario),
+                seeds: SeedRange::parse(&seeds)?,
+                partition: partition.as_deref().map(Partition::parse).transpose()?,
+                jobs: jobs_or_default(jobs)?,
+            }),
+        })
+    }
+}
+
+/// `--jobs`, or the number of CPUs this process may use.
+fn jobs_or_default(jobs: Option<usize>) -> Result<NonZeroUsize, CliError> {
+    match jobs {
+        Some(j) => NonZeroUsize::new(j).ok_or_else(|| {
+            CliError::BadInput("--jobs must be at least 1 (the number of runs at once)".into())
+        }),
+        None => Ok(std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)),
+    }
+}
+
+/// A range of seeds: `start` included, `end` excluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedRange {
+    /// The first seed.
+    pub start: u64,
+    /// One past the last seed.
+    pub end: u64,
+}
+
+/// The most seeds one `--seeds` range may hold.
+pub const MAX_SEEDS: u64 = 10_000_000;
+
+const SEEDS_FORMS: &str =
+    "valid forms: A..B (A up to B, B excluded), A..=B (B included), or one seed N; e.g. --seeds 1..50";
+
+impl SeedRange {
+    /// Parses `A..B`, `A..=B` or `N`.
+    pub fn parse(text: &str) -> Result<Self, CliError> {
+        let bad = |why: &str| CliError::BadInput(format!("--seeds {text:?}: {why}; {SEEDS_FORMS}"));
+        let number = |s: &str| {
+            s.trim().parse::<u64>().map_err(|_| {
+                bad(&format!(
+                    "{s:?} is not a seed (a whole number from 0 to {})",
+                    u64::MAX
+                ))
+            })
+        };
+        let (start, end) = if let Some((a, b)) = text.split_once("..=") {
+            let b = number(b)?;
+            let end = b
+                .checked_add(1)
+                .ok_or_else(|| bad("the last seed is too large to include"))?;
+            (number(a)?, end)
+        } else if let Some((a, b)) = text.split_once("..") {
+            (number(a)?, number(b)?)
+        } else {
+            let n = number(text)?;
+            (n, n.checked_add(1).ok_or_else(|| bad("too large"))?)
+        };
+        if start >= end {
+            return Err(bad("the range is empty"));
+        }
+        if end - start > MAX_SEEDS {
+            return Err(CliError::BadInput(format!(
+                "--seeds {text:?} holds {} seeds; one sweep runs at most {MAX_SEEDS}: use a smaller range, or several",
+                end - start
+            )));
+        }
+        Ok(SeedRange { start, end })
+    }
+
+    /// How many seeds the range holds.
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Whether it holds no seed (never, once parsed).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Display for SeedRange {
+    /// `seed 7` or `seeds 1 to 49` (both ends included).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.len() == 1 {
+            write!(f, "seed {}", self.start)
+        } else {
+            write!(f, "seeds {} to {}", self.start, self.end - 1)
+        }
+    }
+}
+
+/// How `--partition` splits the seeds between machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionStrategy {
+    /// By position in the range: the i-th seed (from 0) goes to share
+    /// `i % N + 1`. Shares differ in size by at most one.
+    Count,
+    /// By a stable hash of the seed: share `fnv1a(decimal seed) % N + 1`.
+    /// A seed stays in its share when the range grows.
+    Hash,
+}
+
+/// `--partition K/N`: this machine runs share K of N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    /// How seeds are assigned.
+    pub strategy: PartitionStrategy,
+    /// This share, from 1.
+    pub index: u64,
+    /// How many shares.
+    pub total: u64,
+}
+
+const PARTITION_FORMS: &str =
+    "valid forms: K/N or count:K/N (by position in the range), hash:K/N (by a hash of the seed), with 1 <= K <= N; e.g. --partition 2/4";
+
+impl Partition {
+    /// Parses `K/N`, `count:K/N` or `hash:K/N`.
+    pub fn parse(text: &str) -> Result<Self, CliError> {
+        let bad = |why: &str| {
+            CliError::BadInput(format!("--partition {text:?}: {why}; {PARTITION_FORMS}"))
+        };
+        let (strategy, rest) = match text.split_once(':') {
+            None => (PartitionStrategy::Count, text),
+            Some(("count", rest)) => (PartitionStrategy::Count, rest),
+            Some(("hash", rest)) => (PartitionStrategy::Hash, rest),
+            Some((other, _)) => {
+                return Err(bad(&format!("unknown strategy {other:?}")));
+            }
+        };
+        let (k, n) = rest.split_once('/').ok_or_else(|| bad("expected K/N"))?;
+        let k: u64 = k
+            .parse()
+            .map_err(|_| bad(&format!("{k:?} is not a number")))?;
+        let n: u64 = n
+            .parse()
+            .map_err(|_| bad(&format!("{n:?} is not a number")))?;
+        if n == 0 || k == 0 || k > n {
+            return Err(bad("K must be from 1 to N"));
+        }
+        Ok(Partition {
+            strategy,
+            index: k,
+            total: n,
+        })
+    }
+
+    /// Whether this share runs `seed`, the one at `position` (from 0) in the range.
+    pub fn selects(&self, position: u64, seed: u64) -> bool {
+        let key = match self.strategy {
+            PartitionStrategy::Count => position,
+            PartitionStrategy::Hash => fnv1a(seed.to_string().as_bytes()),
+        };
+        key % self.total == self.index - 1
+    }
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self.strategy {
+            PartitionStrategy::Count => "count",
+            PartitionStrategy::Hash => "hash",
+        };
+        write!(f, "{s}:{}/{}", self.index, self.total)
+    }
+}
+
+/// 64-bit FNV-1a: small, stable across platforms and versions.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_ranges() {
+        assert_eq!(
+            SeedRange::parse("1..3").unwrap(),
+            SeedRange { start: 1, end: 3 }
+        );
+        assert_eq!(
+            SeedRange::parse("1..=3").unwrap(),
+            SeedRange { start: 1, end: 4 }
+        );
+        assert_eq!(
+            SeedRange::parse("7").unwrap(),
+            SeedRange { start: 7, end: 8 }
+        );
+        for bad in [
+            "3..3",
+            "5..1",
+            "a..b",
+            "1..",
+            "..5",
+            "",
+            "-1..2",
+            "0..=18446744073709551615",
+        ] {
+            let e = SeedRange::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("valid forms: A..B"), "{bad}: {e}");
+        }
+        let e = SeedRange::parse("0..20000000").unwrap_err().to_string();
+        assert!(e.contains("at most 10000000"), "{e}");
+    }
+
+    #[test]
+    fn partitions_by_count_cover_the_range_once() {
+        let parts: Vec<Partition> = (1..=3)
+            .map(|k| Partition::parse(&format!("{k}/3")).unwrap())
+            .collect();
+        let range = SeedRange::parse("10..20").unwrap();
+        let mut seen = Vec::new();
+        for p in &parts {
+            let mine: Vec<u64> = (range.start..range.end)
+                .filter(|s| p.selects(s - range.start, *s))
+                .collect();
+            seen.extend(mine);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (10..20).collect::<Vec<_>>());
+        let first = Partition::parse("count:1/3").unwrap();
+        let mine: Vec<u64> = (10..20).filter(|s| first.selects(s - 10, *s)).collect();
+        assert_eq!(mine, vec![10, 13, 16, 19]);
+    }
+
+    #[test]
+    fn partitions_by_hash_are_stable_and_cover_the_range_once() {
+        let a = Partition::parse("hash:1/2").unwrap();
+        let b = Partition::parse("hash:2/2").unwrap();
+        for seed in 0..100 {
+            assert_ne!(a.selects(0, seed), b.selects(0, seed));
+            // Position does not matter for hash partitions.
+            assert_eq!(a.selects(0, seed), a.selects(99, seed));
+        }
+        // The published values (docs/cli.md) stay as they are.
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c); // the published test vector
+        assert_eq!(fnv1a(b"1"), 0xaf63_ac4c_8601_9afc);
+        let mine: Vec<u64> = (1..9).filter(|s| a.selects(0, *s)).collect();
+        assert_eq!(mine, vec![1, 3, 5, 7]);
+    }
+
+    #[test]
+    fn bad_partitions_name_the_valid_forms() {
+        for bad in ["0/2", "3/2", "1/0", "1-2", "slice:1/2", "a/b", ""] {
+            let e = Partition::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("valid forms: K/N"), "{bad}: {e}");
+        }
+    }
+}

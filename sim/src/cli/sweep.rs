@@ -1,0 +1,123 @@
+//! `simbench sweep`: one scenario, many seeds, the failing ones with the
+//! command that replays each.
+
+use std::io::Write;
+use std::time::Instant;
+
+use reports::catalogue::SweepFailure;
+use reports::style::count;
+
+use super::pool::{run_all, Progress};
+use super::run::run_once;
+use super::settings::SweepSettings;
+use super::{replay_command, source, CliError, Exit};
+
+pub(super) fn sweep(
+    s: &SweepSettings,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Exit, CliError> {
+    let started = Instant::now();
+    let loaded = source::load(&s.scenario)?;
+    let sc = &loaded.scenario;
+    // Refuse an unsupported scenario before running anything.
+    crate::scenario::resolve(sc, Some(s.seeds.start))?;
+    let seeds: Vec<u64> = (s.seeds.start..s.seeds.end)
+        .filter(|seed| {
+            s.partition
+                .is_none_or(|p| p.selects(seed - s.seeds.start, *seed))
+        })
+        .collect();
+    writeln!(
+        out,
+        "sweep {}: {} ({})",
+        sc.name,
+        s.seeds,
+        count(s.seeds.len() as usize, "seed", "seeds")
+    )?;
+    if let Some(p) = &s.partition {
+        writeln!(
+            out,
+            "partition {p} keeps {} of them{}",
+            count(seeds.len(), "seed", "seeds"),
+            seed_list(&seeds)
+        )?;
+    }
+    if seeds.is_empty() {
+        writeln!(
+            out,
+            "this partition holds no seed of the range; nothing to run"
+        )?;
+        return Ok(Exit::Success);
+    }
+    let mut progress = Progress::new(format!("sweep {}", sc.name), seeds.len());
+    let results = run_all(
+        &seeds,
+        s.jobs,
+        |r: &Result<Option<String>, String>| progress.tick(!matches!(r, Ok(None))),
+        |seed| match run_once(sc, Some(*seed)) {
+            Ok(Ok(f)) => {
+                let failures = f.failures();
+                match failures.as_slice() {
+                    [] => None,
+                    [one] => Some(one.to_string()),
+                    [first, rest @ ..] => Some(format!("{first} (and {} more)", rest.len())),
+                }
+            }
+            Ok(Err(e)) => Some(format!("the run did not finish: {e}")),
+            Err(u) => Some(u.to_string()),
+        },
+    );
+    progress.finish();
+    let failures: Vec<SweepFailure> = seeds
+        .iter()
+        .zip(results)
+        .filter_map(|(seed, r)| {
+            let reason = match r {
+                Ok(None) => return None,
+                Ok(Some(reason)) => reason,
+                Err(panic) => panic,
+            };
+            Some(SweepFailure {
+                seed: *seed,
+                reason,
+                replay: replay_command(&loaded.shown, *seed),
+            })
+        })
+        .collect();
+    if failures.is_empty() {
+        match seeds.as_slice() {
+            [one] => writeln!(out, "seed {one} passes")?,
+            _ => writeln!(out, "all {} seeds pass", seeds.len())?,
+        }
+    } else {
+        writeln!(out, "{}", reports::catalogue::sweep_failures(&failures))?;
+        writeln!(
+            out,
+            "{} of {} failed; replay any of them with the command in its row",
+            count(failures.len(), "seed", "seeds"),
+            seeds.len()
+        )?;
+    }
+    writeln!(
+        out,
+        "wall time: {}",
+        reports::style::wall_time(started.elapsed())
+    )?;
+    let _ = err;
+    Ok(if failures.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Failed
+    })
+}
+
+/// `: 1, 3, 5` for a few seeds, nothing for many.
+fn seed_list(seeds: &[u64]) -> String {
+    const MAX_LISTED: usize = 20;
+    if seeds.is_empty() || seeds.len() > MAX_LISTED {
+        return String::new();
+    }
+    let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+    format!(": {}", list.join(", "))
+}

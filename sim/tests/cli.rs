@@ -1,0 +1,509 @@
+//! The `simbench` binary, run for real: each test compares the whole
+//! output (exit code, stdout, stderr) with a snapshot in
+//! `tests/snapshots/`. `SNAP_UPDATE=1 cargo test -p sim --test cli`
+//! rewrites the snapshots; otherwise a mismatch fails with a line diff.
+//!
+//! Masked before comparing: the wall time (every line containing
+//! `wall time` ends in `[masked]` after those words) and each test's
+//! temporary directory (`[TMP]`). Everything else, digests included, is
+//! deterministic.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What one run of the binary gave.
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// A fresh, empty directory for one test, named after it; removed when the
+/// test passes, kept for a look when it fails.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn temp_dir(test: &str) -> TempDir {
+    let dir = std::env::temp_dir().join(format!("simbench-cli-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the test's temp dir");
+    TempDir(dir)
+}
+
+/// Runs simbench in `cwd` with `args`; `catalogue` replaces the shipped one.
+fn simbench(cwd: &Path, args: &[&str], catalogue: Option<&Path>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_simbench"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .env_remove("SIMBENCH_SCENARIOS");
+    if let Some(c) = catalogue {
+        cmd.env("SIMBENCH_SCENARIOS", c);
+    }
+    let out = cmd.output().expect("run the simbench binary");
+    Output {
+        code: out.status.code().expect("simbench exits with a code"),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+/// The snapshot text of an output: exit code, stdout, stderr, masked.
+fn render(out: &Output, tmp: &Path) -> String {
+    let mask = |text: &str| {
+        let text = text.replace(&tmp.display().to_string(), "[TMP]");
+        let mut masked = String::new();
+        for line in text.lines() {
+            match line.find("wall time") {
+                Some(i) => {
+                    masked.push_str(&line[..i + "wall time".len()]);
+                    masked.push_str(" [masked]");
+                }
+                None => masked.push_str(line),
+            }
+            masked.push('\n');
+        }
+        masked
+    };
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        out.code,
+        mask(&out.stdout),
+        mask(&out.stderr)
+    )
+}
+
+/// Compares `actual` with `tests/snapshots/<name>.txt`, or rewrites it
+/// when `SNAP_UPDATE=1`.
+fn snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var("SNAP_UPDATE").as_deref() == Ok("1") {
+        std::fs::write(&path, actual).expect("write the snapshot");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "no snapshot {}; create it with SNAP_UPDATE=1 cargo test -p sim --test cli\n--- actual\n{actual}",
+            path.display()
+        )
+    });
+    if expected != actual {
+        panic!(
+            "output differs from {} (- snapshot, + actual); if the change is intended, run SNAP_UPDATE=1 cargo test -p sim --test cli\n{}",
+            path.display(),
+            diff(&expected, actual)
+        );
+    }
+}
+
+/// A line diff: `-` lines only in `a`, `+` lines only in `b`, `  ` shared.
+fn diff(a: &str, b: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    // lcs[i][j]: longest common subsequence of a[i..] and b[j..].
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push_str(&format!("  {}\n", a[i]));
+            (i, j) = (i + 1, j + 1);
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push_str(&format!("- {}\n", a[i]));
+            i += 1;
+        } else {
+            out.push_str(&format!("+ {}\n", b[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+/// A scenario that runs fine and whose first expectation cannot hold.
+const NEVER_99: &str = r#"name = "never-99"
+summary = "One agent; an expectation that cannot hold."
+incident = "test"
+seed = 3
+duration = "20s"
+
+[[agent]]
+name = "solo"
+site = "lab"
+
+[[expect]]
+observe = "counts.commands_completed"
+equals = 99
+
+[[expect]]
+observe = "agents.solo.online"
+equals = true
+"#;
+
+/// A catalogue of two: the shipped smoke scenario and `never-99`.
+fn small_catalogue(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("catalogue");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(shipped().join("smoke.toml"), dir.join("smoke.toml")).unwrap();
+    std::fs::write(dir.join("never-99.toml"), NEVER_99).unwrap();
+    dir
+}
+
+#[test]
+fn list_shows_every_scenario_of_the_catalogue() {
+    let tmp = temp_dir("list");
+    let catalogue = small_catalogue(&tmp);
+    let out = simbench(&tmp, &["list"], Some(&catalogue));
+    assert_eq!(out.code, 0);
+    snapshot("list", &render(&out, &tmp));
+}
+
+#[test]
+fn list_of_the_shipped_catalogue_has_a_row_per_file() {
+    let tmp = temp_dir("list-shipped");
+    let out = simbench(&tmp, &["list"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut files = 0;
+    for entry in std::fs::read_dir(shipped()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            files += 1;
+            let sc = format::load(&path).expect("every shipped scenario parses");
+            let stem = path.file_stem().unwrap().to_str().unwrap();
+            assert!(
+                out.stdout
+                    .lines()
+                    .any(|l| l.contains(&format!("│ {stem} ")) && l.contains(&sc.incident)),
+                "no row for {stem}:\n{}",
+                out.stdout
+            );
+        }
+    }
+    assert!(
+        out.stdout.contains(&format!("{files} scenario")),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn run_smoke_prints_the_whole_report_and_writes_the_logs() {
+    let tmp = temp_dir("run-smoke");
+    let out = simbench(&tmp, &["run", "smoke", "--seed", "7"], None);
+    snapshot("run-smoke-seed-7", &render(&out, &tmp));
+    assert_eq!(out.code, 0);
+    // The files are there, and they are what the report says.
+    let dir = tmp.join("out/smoke-7");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let digest = report["digest"].as_str().unwrap();
+    assert!(
+        out.stdout.contains(&format!("│ digest    ┆ {digest} │")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(report["seed"], 7);
+    let frames = std::fs::read_to_string(dir.join("frames.jsonl")).unwrap();
+    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    assert_eq!(report["counts"]["frames"], frames.lines().count());
+    assert_eq!(report["counts"]["events"], events.lines().count());
+    assert!(out.stdout.contains(&format!(
+        "{} frames, {} events",
+        frames.lines().count(),
+        events.lines().count()
+    )));
+}
+
+#[test]
+fn run_format_json_prints_report_json_only() {
+    let tmp = temp_dir("run-json");
+    let out = simbench(
+        &tmp,
+        &[
+            "run", "smoke", "--seed", "7", "--format", "json", "--out", "here",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stderr, "");
+    let file = std::fs::read_to_string(tmp.join("here/report.json")).unwrap();
+    assert_eq!(out.stdout, file, "stdout is report.json, byte for byte");
+    let doc: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(doc["seed"], 7);
+    assert_eq!(doc["scenario"], "smoke");
+    assert_eq!(doc["digest"].as_str().map(str::len), Some(64));
+}
+
+#[test]
+fn run_with_a_failing_expectation_exits_1_and_prints_the_replay_command() {
+    let tmp = temp_dir("run-fail");
+    let file = tmp.join("never-99.toml");
+    std::fs::write(&file, NEVER_99).unwrap();
+    let out = simbench(&tmp, &["run", file.to_str().unwrap()], None);
+    snapshot("run-failing-expectation", &render(&out, &tmp));
+    assert_eq!(out.code, 1);
+    assert!(out.stdout.contains(&format!(
+        "replay: cargo run --release -p sim --bin simbench -- run {} --seed 3",
+        file.display()
+    )));
+    assert!(
+        tmp.join("out/never-99-3/report.json").is_file(),
+        "files are written on failure too"
+    );
+}
+
+#[test]
+fn a_malformed_scenario_exits_2_naming_file_and_line() {
+    let tmp = temp_dir("malformed");
+    let file = tmp.join("parsecs.toml");
+    std::fs::write(
+        &file,
+        "name = \"parsecs\"\nduration = \"5 parsecs\"\nsummary = \"s\"\nincident = \"i\"\nseed = 1\n",
+    )
+    .unwrap();
+    let out = simbench(&tmp, &["run", file.to_str().unwrap()], None);
+    snapshot("run-malformed", &render(&out, &tmp));
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains(&format!("{}:2:", file.display())),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(r#""90s", "5m", "1h30m""#),
+        "valid forms: {}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, "");
+}
+
+#[test]
+fn an_unknown_scenario_name_exits_2_with_did_you_mean() {
+    let tmp = temp_dir("unknown");
+    let catalogue = small_catalogue(&tmp);
+    let out = simbench(&tmp, &["run", "smoek"], Some(&catalogue));
+    snapshot("run-unknown-name", &render(&out, &tmp));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("did you mean `smoke`?"));
+    // The real catalogue, too.
+    let out = simbench(&tmp, &["run", "smok"], None);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("did you mean `smoke`?"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn check_writes_junit_with_two_cases_per_scenario() {
+    let tmp = temp_dir("check");
+    let junit = tmp.join("reports/junit.xml");
+    let out = simbench(
+        &tmp,
+        &[
+            "check",
+            "--filter",
+            "smoke",
+            "--junit",
+            junit.to_str().unwrap(),
+            "--jobs",
+            "2",
+        ],
+        None,
+    );
+    snapshot("check-filter-smoke", &render(&out, &tmp));
+    assert_eq!(out.code, 0);
+    let matching = std::fs::read_dir(shipped())
+        .unwrap()
+        .filter_map(|e| e.ok()?.path().file_stem()?.to_str().map(String::from))
+        .filter(|n| n.contains("smoke"))
+        .count();
+    let xml = std::fs::read_to_string(&junit).expect("the JUnit file is written");
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites "));
+    assert_eq!(xml.matches("<testsuite ").count(), 1);
+    assert_eq!(xml.matches("</testsuite>").count(), 1);
+    assert_eq!(xml.matches("<testcase ").count(), 2 * matching);
+    assert_eq!(xml.matches("</testcase>").count(), 2 * matching);
+    assert!(xml.contains("<testcase classname=\"smoke\" name=\"expectations\""));
+    assert!(xml.contains("<testcase classname=\"smoke\" name=\"determinism\""));
+    assert!(xml.contains(&format!(
+        "tests=\"{}\" failures=\"0\" errors=\"0\"",
+        2 * matching
+    )));
+    assert!(!xml.contains("<failure") && !xml.contains("<error"));
+}
+
+#[test]
+fn check_reports_failing_and_broken_scenarios_in_junit() {
+    let tmp = temp_dir("check-fail");
+    let catalogue = small_catalogue(&tmp);
+    std::fs::write(
+        catalogue.join("broken.toml"),
+        "name = \"broken\"\nduration = \"5 parsecs\"\n",
+    )
+    .unwrap();
+    let junit = tmp.join("junit.xml");
+    let out = simbench(
+        &tmp,
+        &["check", "--junit", junit.to_str().unwrap()],
+        Some(&catalogue),
+    );
+    snapshot("check-failures", &render(&out, &tmp));
+    assert_eq!(out.code, 1);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testcase ").count(), 6);
+    assert_eq!(xml.matches("<failure type=\"expectation\"").count(), 1);
+    assert_eq!(xml.matches("<error type=\"invalid-scenario\"").count(), 1);
+    assert_eq!(xml.matches("<skipped ").count(), 1);
+    assert!(
+        xml.contains("tests=\"6\" failures=\"1\" errors=\"1\" skipped=\"1\""),
+        "{xml}"
+    );
+}
+
+#[test]
+fn check_with_a_filter_that_matches_nothing_exits_2() {
+    let tmp = temp_dir("check-none");
+    let catalogue = small_catalogue(&tmp);
+    let out = simbench(&tmp, &["check", "--filter", "nothing"], Some(&catalogue));
+    snapshot("check-filter-nothing", &render(&out, &tmp));
+    assert_eq!(out.code, 2);
+}
+
+#[test]
+fn sweep_runs_every_seed_in_parallel() {
+    let tmp = temp_dir("sweep");
+    let out = simbench(
+        &tmp,
+        &["sweep", "smoke", "--seeds", "1..3", "--jobs", "2"],
+        None,
+    );
+    snapshot("sweep-smoke-1-3", &render(&out, &tmp));
+    assert_eq!(out.code, 0);
+}
+
+#[test]
+fn sweep_partitions_split_the_seeds() {
+    let tmp = temp_dir("sweep-partition");
+    let out = simbench(
+        &tmp,
+        &[
+            "sweep",
+            "smoke",
+            "--seeds",
+            "1..5",
+            "--partition",
+            "1/2",
+            "--jobs",
+            "2",
+        ],
+        None,
+    );
+    snapshot("sweep-smoke-partition-1-of-2", &render(&out, &tmp));
+    assert_eq!(out.code, 0);
+    // count:1/2 keeps the 1st and 3rd seed of the range.
+    assert!(
+        out.stdout
+            .contains("partition count:1/2 keeps 2 seeds of them: 1, 3\n"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn sweep_lists_failing_seeds_with_their_replay_commands() {
+    let tmp = temp_dir("sweep-fail");
+    std::fs::write(tmp.join("never-99.toml"), NEVER_99).unwrap();
+    // A path relative to the working directory, so that table widths in the
+    // snapshot do not depend on where the temp dir is.
+    let out = simbench(
+        &tmp,
+        &[
+            "sweep",
+            "never-99.toml",
+            "--seeds",
+            "1..=3",
+            "--partition",
+            "hash:1/2",
+            "--jobs",
+            "1",
+        ],
+        None,
+    );
+    snapshot("sweep-failing-seeds", &render(&out, &tmp));
+    assert_eq!(out.code, 1);
+    // hash:1/2 of seeds 1..=3 is 1 and 3 (docs/cli.md).
+    for seed in [1, 3] {
+        assert!(out.stdout.contains(&format!(
+            "cargo run --release -p sim --bin simbench -- run never-99.toml --seed {seed} "
+        )));
+    }
+    assert!(!out.stdout.contains("--seed 2 "));
+}
+
+#[test]
+fn bad_flag_values_exit_2_and_name_the_valid_forms() {
+    let tmp = temp_dir("bad-flags");
+    let out = simbench(&tmp, &["sweep", "smoke", "--seeds", "9..1"], None);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("valid forms: A..B"), "{}", out.stderr);
+    let out = simbench(
+        &tmp,
+        &["sweep", "smoke", "--seeds", "1..3", "--partition", "3/2"],
+        None,
+    );
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("valid forms: K/N"), "{}", out.stderr);
+    let out = simbench(&tmp, &["run", "smoke", "--seed", "x"], None);
+    assert_eq!(out.code, 2);
+    let out = simbench(&tmp, &["run", "smoke", "--format", "yaml"], None);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("table") && out.stderr.contains("json"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn help_shows_examples() {
+    let tmp = temp_dir("help");
+    for sub in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check", "--help"],
+        &["sweep", "--help"],
+    ] {
+        let out = simbench(&tmp, sub, None);
+        assert_eq!(out.code, 0);
+        assert!(out.stdout.contains("Example"), "{sub:?}: {}", out.stdout);
+    }
+}
