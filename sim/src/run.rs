@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::SimClock;
 use crate::crypto::{derive_seed, seeded_provider};
+use crate::diagnose::{diagnose, View};
 use crate::disk::SimDisk;
 use crate::fault::{BlockRule, Firewall};
 use crate::net::TurmoilNetwork;
@@ -493,6 +494,17 @@ fn finish(mut outcome: Value, frames: Vec<FrameRecord>, events: Vec<EventRecord>
         "events": events.len(),
         "commands_completed": outcome["commands"].as_object().map(|m| m.values().filter(|c| c["status"] == "completed").count()).unwrap_or(0),
     });
+    // The hypothesis engine, twice: what the server's log alone tells, and
+    // what every observation point tells. Truth is what the run injected:
+    // no frame-level fault exists yet, so no hypothesis is true.
+    for (view, key) in [(View::Server, "server"), (View::Full, "full")] {
+        for d in diagnose(&frames, &events, view) {
+            if let Some(agent) = outcome["agents"].get_mut(&d.agent) {
+                agent["diagnosis"][key] = serde_json::to_value(&d).expect("diagnoses serialize");
+                agent["diagnosis"]["truth"] = json!([]);
+            }
+        }
+    }
     let mut h = Sha256::new();
     h.update(frames_jsonl.as_bytes());
     h.update(events_jsonl.as_bytes());

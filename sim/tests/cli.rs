@@ -507,3 +507,33 @@ fn help_shows_examples() {
         assert!(out.stdout.contains("Example"), "{sub:?}: {}", out.stdout);
     }
 }
+
+#[test]
+fn diagnose_reads_a_runs_logs_and_rejects_a_bad_line() {
+    let tmp = temp_dir("diagnose");
+    let run = simbench(&tmp, &["run", "smoke", "--seed", "7", "--out", "o"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = simbench(
+        &tmp,
+        &["diagnose", "o/frames.jsonl", "--events", "o/events.jsonl"],
+        None,
+    );
+    snapshot("diagnose-smoke-seed-7", &render(&out, &tmp));
+    assert_eq!(out.code, 0, "a healthy run has no affected agent");
+    let json = simbench(
+        &tmp,
+        &["diagnose", "o/frames.jsonl", "--format", "json"],
+        None,
+    );
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(doc["server"].as_array().unwrap().len(), 3);
+    assert_eq!(doc["server"][0]["affected"], false);
+    std::fs::write(tmp.join("bad.jsonl"), "{\"t_us\":1}\n").unwrap();
+    let bad = simbench(&tmp, &["diagnose", "bad.jsonl"], None);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("bad.jsonl:1: not a frame log record"),
+        "{}",
+        bad.stderr
+    );
+}

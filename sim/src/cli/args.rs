@@ -82,6 +82,34 @@ pub enum Command {
     /// Run one scenario with many seeds; list the seeds that fail.
     #[command(after_help = SWEEP_EXAMPLES)]
     Sweep(SweepArgs),
+    /// Decide H1..H7 from a frame log (a run's, or a real `fleet-server --frame-log`).
+    #[command(after_help = DIAGNOSE_EXAMPLES)]
+    Diagnose(DiagnoseArgs),
+}
+
+const DIAGNOSE_EXAMPLES: &str = "\
+Examples:
+  simbench diagnose out/smoke-7/frames.jsonl --events out/smoke-7/events.jsonl
+  fleet-server --frame-log srv/frames.jsonl ...; simbench diagnose srv/frames.jsonl
+
+Prints, per agent seen in the log, the outcome-table row and the verdict on
+each hypothesis with the record numbers (lines of frames.jsonl) that decided
+it, from the `server` point alone and from every point in the log.
+Exit 0 when no agent is affected (every command acked), 1 when one is,
+2 when a file cannot be read or a line is not a frame record.";
+
+/// `simbench diagnose`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct DiagnoseArgs {
+    /// The frame log (JSON Lines, simbench's record format).
+    #[arg(value_name = "FRAMES.JSONL")]
+    pub frames: PathBuf,
+    /// The event log, if there is one.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// What stdout gets: tables, or the diagnoses as JSON.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
+    pub format: OutputFormat,
 }
 
 /// `simbench run`.

@@ -7,7 +7,7 @@
 //! - [`settings`]: the same, checked and resolved (seed ranges, partitions,
 //!   job counts), the second of ripgrep's two steps;
 //! - [`source`]: scenario names and paths, the shipped catalogue;
-//! - `list`, `run`, `check`, `sweep`: one file per subcommand;
+//! - `list`, `run`, `check`, `sweep`, `diagnose`: one file per subcommand;
 //! - `pool`: J runs at once on scoped threads, and the stderr progress line.
 //!
 //! Exit codes ([`Exit`]): 0 every expectation holds, 1 an expectation or a
@@ -17,6 +17,7 @@
 
 pub mod args;
 mod check;
+mod diagnose;
 mod list;
 mod pool;
 mod run;
@@ -102,6 +103,7 @@ pub fn execute(
         Settings::Run(s) => run::run(&s, out, err),
         Settings::Check(s) => check::check(&s, out, err),
         Settings::Sweep(s) => sweep::sweep(&s, out, err),
+        Settings::Diagnose(d) => diagnose::diagnose(&d, out),
     }
 }
 

@@ -20,6 +20,8 @@ pub enum Settings {
     Check(CheckSettings),
     /// `simbench sweep`.
     Sweep(SweepSettings),
+    /// `simbench diagnose` (its flags need no resolving).
+    Diagnose(super::args::DiagnoseArgs),
 }
 
 /// `simbench run`, resolved.
@@ -65,6 +67,7 @@ impl Settings {
     pub fn from_args(args: Args) -> Result<Self, CliError> {
         Ok(match args.command {
             Command::List => Settings::List,
+            Command::Diagnose(d) => Settings::Diagnose(d),
             Command::Run(RunArgs {
                 scenario,
                 seed,
