@@ -1,7 +1,15 @@
 //! What enrollment leaves on the agent's disk.
 //!
-//! `certs/<agent_id>.crt` and `.key` (uuid-named), `gateway-ca.pem` (fixed
-//! name) and `agent.json` with the identity and its `Tunnel` section.
+//! Legacy layout: `certs/<agent_id>.crt` and `.key` (uuid-named) and the
+//! fixed-name `gateway-ca.pem`, each overwritten in place, then `agent.json`
+//! with the identity and its `Tunnel` section.
+//!
+//! Transactional layout (switch `transactional_enroll_write`): everything of
+//! one enrollment goes to its own `installs/<agent_id>/` (written to temporary
+//! names, synced, renamed), nothing of a prior install is touched, and the
+//! atomic replacement of `agent.json` is the single commit point. A kill at
+//! any point leaves the old install or the new one whole; what an interrupted
+//! enrollment staged is removed by the next one ([`remove_unreferenced`]).
 
 use std::io;
 
@@ -44,14 +52,47 @@ pub struct Credentials {
     pub ca_pem: String,
 }
 
-/// Client certificate path for an agent id.
-pub fn cert_path(agent_id: &str) -> String {
-    format!("certs/{agent_id}.crt")
+/// Directory of a transactional install.
+pub const INSTALLS_DIR: &str = "installs/";
+
+fn paths(agent_id: &str, transactional: bool) -> (String, String, String) {
+    if transactional {
+        let d = format!("{INSTALLS_DIR}{agent_id}");
+        (
+            format!("{d}/client.crt"),
+            format!("{d}/client.key"),
+            format!("{d}/gateway-ca.pem"),
+        )
+    } else {
+        (
+            format!("certs/{agent_id}.crt"),
+            format!("certs/{agent_id}.key"),
+            GATEWAY_CA.to_string(),
+        )
+    }
 }
 
-/// Client key path for an agent id.
-pub fn key_path(agent_id: &str) -> String {
-    format!("certs/{agent_id}.key")
+/// Removes every file under `installs/` that `agent.json` does not name:
+/// what an interrupted transactional enrollment staged, or an install that a
+/// newer one replaced. Files `agent.json` names are never touched.
+pub fn remove_unreferenced(disk: &dyn Disk) -> io::Result<Vec<String>> {
+    let keep: Vec<String> = match load(disk) {
+        Ok(Some(c)) => vec![c.file.cert_path, c.file.key_path, c.file.ca_path],
+        Ok(None) => Vec::new(),
+        // An unreadable agent.json: we cannot tell what is in use; touch nothing.
+        Err(_) => return Ok(Vec::new()),
+    };
+    let mut removed = Vec::new();
+    for p in disk.list()? {
+        if p.starts_with(INSTALLS_DIR) && !keep.contains(&p) {
+            disk.remove(&p)?;
+            removed.push(p);
+        }
+    }
+    if !removed.is_empty() {
+        disk.sync_dir()?;
+    }
+    Ok(removed)
 }
 
 /// Writes an enrollment to disk. `transactional`: every file is written to a
@@ -63,11 +104,12 @@ pub fn write_enrollment(
     resp: &EnrollResponse,
     transactional: bool,
 ) -> io::Result<AgentFile> {
+    let (cert_path, key_path, ca_path) = paths(&resp.agent_id, transactional);
     let file = AgentFile {
         agent_id: resp.agent_id.clone(),
-        cert_path: cert_path(&resp.agent_id),
-        key_path: key_path(&resp.agent_id),
-        ca_path: GATEWAY_CA.into(),
+        cert_path,
+        key_path,
+        ca_path,
         tunnel: resp.tunnel.clone(),
     };
     let json = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
@@ -78,7 +120,7 @@ pub fn write_enrollment(
     };
     write(disk, &file.cert_path, resp.cert_pem.as_bytes())?;
     write(disk, &file.key_path, resp.key_pem.as_bytes())?;
-    write(disk, GATEWAY_CA, resp.ca_pem.as_bytes())?;
+    write(disk, &file.ca_path, resp.ca_pem.as_bytes())?;
     write(disk, AGENT_JSON, &json)?;
     Ok(file)
 }

@@ -43,6 +43,12 @@ impl UpError {
 /// `agent up`: enroll, persist, and (switch `up_probe`) prove the tunnel works
 /// with one handshake on the service's own connect path, then drain.
 pub async fn up(env: &Env, cfg: &AgentConfig, status: &StatusCell) -> Result<String, UpError> {
+    if cfg.switches.transactional_enroll_write {
+        let removed = install::remove_unreferenced(env.disk.as_ref()).map_err(UpError::Write)?;
+        if !removed.is_empty() {
+            env.event("up.removed_unreferenced", fields! {"files" => removed});
+        }
+    }
     status.lock().enroll_requests += 1;
     let resp = enroll_once(env, cfg).await?;
     let file = install::write_enrollment(
@@ -72,6 +78,12 @@ pub async fn up(env: &Env, cfg: &AgentConfig, status: &StatusCell) -> Result<Str
     let result = match probe {
         Ok(Ok(tunnel)) => {
             tunnel.close(env, "probe done");
+            // The new install works: the one it replaced is garbage now.
+            let removed =
+                install::remove_unreferenced(env.disk.as_ref()).map_err(UpError::Write)?;
+            if !removed.is_empty() {
+                env.event("up.removed_unreferenced", fields! {"files" => removed});
+            }
             Ok(file.agent_id)
         }
         Ok(Err(e)) => Err(UpError::Probe(e, port, host)),

@@ -306,6 +306,11 @@ pub const ACTIONS: &[KindDoc] = &[
                 Some("\"60s\""),
                 "the installer gives up on `agent up` after this long",
             ),
+            opt(
+                "kill-up-after",
+                Some("never"),
+                "hard-kill `agent up` at this point (see the kill points)",
+            ),
         ],
     },
     KindDoc {
@@ -453,6 +458,12 @@ pub const AGENT_BUGS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Points at which an `install` action hard-kills `agent up`.
+pub const KILL_POINTS: &[(&str, &str)] = &[(
+    "certs-written",
+    "after the certificate files are written, before `agent.json` is",
+)];
+
 /// Named defects of a new agent version (`upgrade` actions).
 pub const UPGRADE_DEFECTS: &[(&str, &str)] = &[
     (
@@ -509,6 +520,10 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
     (
         "agents.<name>.install.client_certs",
         "how many client certificates (`*.crt`) are on the agent's disk after the installer finished",
+    ),
+    (
+        "agents.<name>.install.orphans",
+        "how many client certificates on the agent's disk `agent.json` does not name (left by an interrupted `up`)",
     ),
     (
         "agents.<name>.install.agent_json",

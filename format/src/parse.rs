@@ -1164,6 +1164,13 @@ impl Parser<'_> {
                         .map(|n| self.agent_ref(n, &t.label("agent"), fleet))
                         .transpose()?,
                     timeout,
+                    kill_up_after: self.opt_choice(
+                        &t,
+                        "kill-up-after",
+                        "kill point",
+                        KillPoint::NAMES,
+                        KillPoint::from_name,
+                    )?,
                 }
             }
             "dispatch" => ActionKind::Dispatch {

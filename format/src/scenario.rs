@@ -414,6 +414,14 @@ named_enum! {
 }
 
 named_enum! {
+    /// A point at which an `install` hard-kills `agent up` (see [`crate::catalogue::KILL_POINTS`]).
+    pub enum KillPoint {
+        /// After the certificate files are written, before `agent.json`.
+        CertsWritten = "certs-written",
+    }
+}
+
+named_enum! {
     /// An expectation operator (see [`crate::catalogue::EXPECT_OPERATORS`]).
     pub enum ExpectOp {
         /// The observed value equals the given one.
@@ -664,6 +672,9 @@ pub enum ActionKind {
         /// The installer gives up after this long.
         #[serde(serialize_with = "ser_duration")]
         timeout: Duration,
+        /// Hard-kill `agent up` at this point.
+        #[serde(rename = "kill-up-after", skip_serializing_if = "Option::is_none")]
+        kill_up_after: Option<KillPoint>,
     },
     /// Queue a command for an agent.
     Dispatch {
@@ -764,7 +775,9 @@ fn ser_signed_duration<S: Serializer>(d: &SignedDuration, s: S) -> Result<S::Ok,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalogue::{AGENT_BUGS, EXPECT_OPERATORS, FRAME_TYPES, PRESETS, UPGRADE_DEFECTS};
+    use crate::catalogue::{
+        AGENT_BUGS, EXPECT_OPERATORS, FRAME_TYPES, KILL_POINTS, PRESETS, UPGRADE_DEFECTS,
+    };
 
     fn names(list: &[(&str, &str)]) -> Vec<String> {
         list.iter().map(|(n, _)| n.to_string()).collect()
@@ -774,6 +787,7 @@ mod tests {
     fn enums_match_the_catalogues() {
         assert_eq!(Bug::NAMES, names(AGENT_BUGS));
         assert_eq!(UpgradeDefect::NAMES, names(UPGRADE_DEFECTS));
+        assert_eq!(KillPoint::NAMES, names(KILL_POINTS));
         assert_eq!(FrameType::NAMES, names(FRAME_TYPES));
         assert_eq!(ExpectOp::NAMES, names(EXPECT_OPERATORS));
         assert_eq!(Preset::NAMES, names(PRESETS));

@@ -123,9 +123,20 @@ fn defaults_and_expansion() {
         other => panic!("{other:?}"),
     }
     match &s.actions[0].kind {
-        ActionKind::Install { agent, timeout } => {
+        ActionKind::Install {
+            agent,
+            timeout,
+            kill_up_after,
+        } => {
             assert_eq!(*agent, None);
             assert_eq!(*timeout, Duration::from_secs(60));
+            assert_eq!(*kill_up_after, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    match &s.actions[1].kind {
+        ActionKind::Install { kill_up_after, .. } => {
+            assert_eq!(*kill_up_after, Some(format::KillPoint::CertsWritten))
         }
         other => panic!("{other:?}"),
     }

@@ -3,7 +3,7 @@
 //!
 //! - [`net`], [`quic`], [`clock`], [`crypto`], [`disk`]: the seam on turmoil
 //!   (sockets, quinn runtime, simulated time, seeded TLS crypto, crash-safe disk).
-//! - [`fault`]: the firewall acting in the seam.
+//! - [`fault`]: the firewall acting in the seam; [`kill`]: a disk that dies with its process.
 //! - [`run`]: one run of a resolved scenario: hosts, agents, actions, outcome, digest.
 //! - [`observe`]: the run's frame and event logs.
 //! - [`scenario`]: scenario files to runs, expectations to verdicts.
@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod diagnose;
 pub mod disk;
 pub mod fault;
+pub mod kill;
 pub mod net;
 pub mod observe;
 pub mod quic;

@@ -25,6 +25,7 @@ use crate::crypto::{derive_seed, seeded_provider};
 use crate::diagnose::{diagnose, View};
 use crate::disk::SimDisk;
 use crate::fault::{BlockRule, Firewall};
+use crate::kill::KillableDisk;
 use crate::net::TurmoilNetwork;
 use crate::observe::{to_jsonl, RunObserver};
 
@@ -61,6 +62,8 @@ pub enum ActionKind {
         agent: String,
         /// The installer's timeout.
         timeout: Duration,
+        /// Hard-kill `agent up` after its certificates are written.
+        kill_after_certs: bool,
     },
     /// Queue a command on the server for an agent.
     Dispatch {
@@ -151,12 +154,19 @@ impl RunOutput {
 #[derive(Debug, Default)]
 struct AgentSlot {
     status: StatusCell,
-    disk: SimDisk,
+    disk: Arc<KillableDisk>,
     install: Mutex<Option<agent::installer::InstallReport>>,
 }
 
 type ServerSlot = Arc<Mutex<Option<ServerHandle>>>;
-type InstallRx = mpsc::UnboundedReceiver<Duration>;
+type InstallRx = mpsc::UnboundedReceiver<InstallOrder>;
+
+/// What the bench tells an agent's installer.
+#[derive(Clone, Copy, Debug)]
+struct InstallOrder {
+    timeout: Duration,
+    kill_after_certs: bool,
+}
 type SiteAgent = (AgentSpec, Arc<AgentSlot>, Arc<Mutex<InstallRx>>);
 
 /// The installer's timeout when nothing else is said (INCIDENTS.md, incident 1).
@@ -235,13 +245,16 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
 
     // One host per site, every agent its own tasks inside it.
     let mut slots: BTreeMap<String, Arc<AgentSlot>> = BTreeMap::new();
-    let mut installers: BTreeMap<String, mpsc::UnboundedSender<Duration>> = BTreeMap::new();
+    let mut installers: BTreeMap<String, mpsc::UnboundedSender<InstallOrder>> = BTreeMap::new();
     let mut sites: BTreeMap<String, Vec<SiteAgent>> = BTreeMap::new();
     for a in &spec.agents {
         let slot = Arc::new(AgentSlot::default());
         let (tx, rx) = mpsc::unbounded_channel();
         if a.install_at_start {
-            let _ = tx.send(DEFAULT_INSTALL_TIMEOUT);
+            let _ = tx.send(InstallOrder {
+                timeout: DEFAULT_INSTALL_TIMEOUT,
+                kill_after_certs: false,
+            });
         }
         installers.insert(a.name.clone(), tx);
         slots.insert(a.name.clone(), slot.clone());
@@ -264,7 +277,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
                     ),
                     clock: clock.clone(),
                     crypto: seeded_provider(derive_seed(seed, &format!("agent:{}", a.name))),
-                    disk: Arc::new(slot.disk.clone()),
+                    disk: slot.disk.clone(),
                     observer: observer.clone(),
                     point: format!("agent:{}", a.name),
                 };
@@ -327,16 +340,23 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
 fn apply(
     kind: &ActionKind,
     server: &ServerSlot,
-    installers: &BTreeMap<String, mpsc::UnboundedSender<Duration>>,
+    installers: &BTreeMap<String, mpsc::UnboundedSender<InstallOrder>>,
     observer: &RunObserver,
     now: Duration,
 ) {
     use proto::env::Observer;
     let handle = lock(server).clone();
     let (event, agent) = match kind {
-        ActionKind::Install { agent, timeout } => {
+        ActionKind::Install {
+            agent,
+            timeout,
+            kill_after_certs,
+        } => {
             if let Some(tx) = installers.get(agent) {
-                let _ = tx.send(*timeout);
+                let _ = tx.send(InstallOrder {
+                    timeout: *timeout,
+                    kill_after_certs: *kill_after_certs,
+                });
             }
             ("bench.install", agent)
         }
@@ -372,7 +392,7 @@ async fn agent_main(
 ) {
     let mut service: Option<tokio::task::JoinHandle<()>> = None;
     loop {
-        let Some(timeout) = std::future::poll_fn(|cx| lock(&install).poll_recv(cx)).await else {
+        let Some(order) = std::future::poll_fn(|cx| lock(&install).poll_recv(cx)).await else {
             return;
         };
         // The installer ships the gateway CA; wait for the server to have one.
@@ -387,7 +407,16 @@ async fn agent_main(
         cfg.switches = spec.switches;
         // A running service (a prior install) keeps running while the
         // installer works; it is replaced only when the new install succeeds.
-        let report = agent::installer::install(&env, &cfg, &slot.status, timeout).await;
+        if order.kill_after_certs {
+            slot.disk.arm(agent::install::AGENT_JSON);
+        }
+        let mut report = agent::installer::install(&env, &cfg, &slot.status, order.timeout).await;
+        if slot.disk.disarm() {
+            // What the installer saw: `up` died of SIGKILL.
+            report.exit_code = 137;
+            report.error = Some("`agent up` was killed after writing its certificates".into());
+            env.event("install.up_killed", fields! {"at" => "certs-written"});
+        }
         let ok = report.result == agent::installer::InstallResult::Success;
         *lock(&slot.install) = Some(report);
         if ok {
@@ -422,10 +451,19 @@ fn outcome(
             .as_ref()
             .and_then(|id| views.iter().find(|v| &v.record.agent_id == id));
         let install = lock(&slot.install).clone();
-        let files = slot.disk.snapshot();
+        let files = slot.disk.inner().snapshot();
+        let referenced: Vec<String> = files
+            .get(agent::install::AGENT_JSON)
+            .and_then(|j| serde_json::from_slice::<agent::install::AgentFile>(j).ok())
+            .map(|f| vec![f.cert_path])
+            .unwrap_or_default();
         let certs_after: Vec<String> = files
             .keys()
-            .filter(|p| p.starts_with("certs/") || p.as_str() == agent::install::GATEWAY_CA)
+            .filter(|p| {
+                p.starts_with("certs/")
+                    || p.starts_with(agent::install::INSTALLS_DIR)
+                    || p.as_str() == agent::install::GATEWAY_CA
+            })
             .cloned()
             .collect();
         let status = view
@@ -447,6 +485,7 @@ fn outcome(
                     "rolled_back": install.as_ref().map(|i| i.rolled_back.clone()),
                     "agent_json": files.contains_key(agent::install::AGENT_JSON),
                     "client_certs": files.keys().filter(|p| p.ends_with(".crt")).count(),
+                    "orphans": files.keys().filter(|p| p.ends_with(".crt") && !referenced.contains(p)).count(),
                     "finished_us": install.as_ref().map(|i| i.finished_us),
                 },
                 "enroll": { "requests": st.enroll_requests },

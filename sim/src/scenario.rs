@@ -77,7 +77,11 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
     let mut actions = Vec::new();
     for a in sc.actions_in_order() {
         match &a.kind {
-            FileAction::Install { agent, timeout } => {
+            FileAction::Install {
+                agent,
+                timeout,
+                kill_up_after,
+            } => {
                 let targets = match agent {
                     Some(one) => vec![one.clone()],
                     None => all.clone(),
@@ -89,6 +93,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                         kind: ActionKind::Install {
                             agent,
                             timeout: *timeout,
+                            kill_after_certs: kill_up_after.is_some(),
                         },
                     });
                 }

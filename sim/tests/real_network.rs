@@ -58,7 +58,7 @@ async fn agent_enrolls_probes_and_completes_a_command_on_loopback() {
     .await
     .expect("up finishes")
     .expect("up succeeds: enrolled and the tunnel probe passed");
-    assert!(agent_dir.join(format!("certs/{id}.crt")).exists());
+    assert!(agent_dir.join(format!("installs/{id}/client.crt")).exists());
     assert!(agent_dir.join("agent.json").exists());
 
     let service = tokio::spawn(agent::service::run(agent_env, cfg, status.clone()));
