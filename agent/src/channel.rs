@@ -21,7 +21,7 @@ use tungstenite::Message;
 
 use crate::backoff::Watchdog;
 use crate::install::Credentials;
-use crate::{execute, AgentConfig, StatusCell};
+use crate::{execute, AgentConfig, AgentDefect, StatusCell};
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +131,7 @@ pub async fn run_session(
     heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hb_seq = 0u64;
     let mut authed = false;
+    let mut commands_broken = false;
     loop {
         let until_deadline = watchdog.poll_deadline().saturating_sub(env.now_us());
         let inbound = tokio::select! {
@@ -172,6 +173,14 @@ pub async fn run_session(
                     inbound_timeout_ms,
                 }) => {
                     watchdog.set_timeout(inbound_timeout_ms * 1000);
+                    // The defect of the field's H3: the ConfigUpdate that
+                    // follows a *re*connect leaves the command path broken.
+                    if cfg.defect == Some(AgentDefect::CommandPathBrokenAfterConfigUpdate)
+                        && status.lock().ws_connects > 1
+                    {
+                        commands_broken = true;
+                        env.event("agent.defect_active", fields! {"conn" => conn, "defect" => "command-path-broken-after-config-update"});
+                    }
                     let p = Duration::from_millis(heartbeat_interval_ms);
                     if p != hb_period {
                         hb_period = p;
@@ -179,6 +188,7 @@ pub async fn run_session(
                         heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     }
                 }
+                Ok(ServerMsg::Command { .. }) if commands_broken => {}
                 Ok(ServerMsg::Command {
                     command_id,
                     command,

@@ -42,6 +42,16 @@ impl AgentSwitches {
     };
 }
 
+/// A named defect of the agent, injected to reproduce a field failure
+/// (`agent-bug` faults). `None` in every shipped build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentDefect {
+    /// After a reconnect's ConfigUpdate, Text frames are read but commands
+    /// are never handled (no CommandAck, no result); heartbeats go on (H3).
+    CommandPathBrokenAfterConfigUpdate,
+}
+
 /// Agent settings.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -59,6 +69,8 @@ pub struct AgentConfig {
     pub ca_pem: String,
     /// Behaviour switches.
     pub switches: AgentSwitches,
+    /// An injected defect, if any.
+    pub defect: Option<AgentDefect>,
     /// Bound on a TCP connect to the server (enrollment).
     pub connect_timeout_ms: u64,
     /// Bound on `up`'s tunnel probe handshake.
@@ -86,6 +98,7 @@ impl AgentConfig {
             token: token.into(),
             ca_pem: ca_pem.into(),
             switches: AgentSwitches::FIXED,
+            defect: None,
             connect_timeout_ms: 20_000,
             probe_timeout_ms: 20_000,
             probe_drain_ms: 3_000,

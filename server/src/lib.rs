@@ -67,6 +67,11 @@ pub struct ServerConfig {
     pub reaper: ReaperPolicy,
     /// Path of the store on the env's disk.
     pub store_path: String,
+    /// Injected defect (field hypothesis H7): commands with exactly this
+    /// text, for the agent with this name, are built without their
+    /// `command` field, so the agent cannot parse them. Empty in every
+    /// shipped build.
+    pub malformed_commands: Vec<(String, String)>,
     /// Ports (0 = any free port, for tests on a real network).
     pub enroll_port: u16,
     /// QUIC tunnel port.
@@ -86,6 +91,7 @@ impl Default for ServerConfig {
             ping_interval_ms: 30_000,
             reaper: ReaperPolicy::default(),
             store_path: "server.redb".into(),
+            malformed_commands: Vec::new(),
             enroll_port: proto::msg::ENROLL_PORT,
             tunnel_port: proto::msg::TUNNEL_PORT,
             ws_port: proto::msg::WS_PORT,
@@ -389,7 +395,18 @@ impl Shared {
             command_id: c.command_id.clone(),
             command: c.command.clone(),
         };
-        let sent = self.send_to(&c.agent_id, &c.agent_name, &msg);
+        let malformed = self
+            .cfg
+            .malformed_commands
+            .iter()
+            .any(|(agent, command)| *agent == c.agent_name && *command == c.command);
+        let json = if malformed {
+            serde_json::json!({"type": "Command", "command_id": c.command_id, "cmd": c.command})
+                .to_string()
+        } else {
+            serde_json::to_string(&msg).expect("server messages serialize")
+        };
+        let sent = self.send_json(&c.agent_id, &c.agent_name, json);
         if sent {
             self.cfg.reaper.handle_offered(c, self.env.now_us());
         }
@@ -398,11 +415,15 @@ impl Shared {
 
     /// Queues a message on the agent's live session; true when the channel accepted it.
     fn send_to(&self, agent_id: &str, peer: &str, msg: &proto::msg::ServerMsg) -> bool {
+        let json = serde_json::to_string(msg).expect("server messages serialize");
+        self.send_json(agent_id, peer, json)
+    }
+
+    fn send_json(&self, agent_id: &str, peer: &str, json: String) -> bool {
         let sessions = lock(&self.sessions);
         let Some(entry) = sessions.get(agent_id) else {
             return false;
         };
-        let json = serde_json::to_string(msg).expect("server messages serialize");
         let m = tungstenite::Message::text(json.clone());
         if entry.value.tx.send(Outbound::Text(json)).is_err() {
             return false;

@@ -48,6 +48,8 @@ pub struct AgentSpec {
     pub version: String,
     /// Behaviour switches.
     pub switches: AgentSwitches,
+    /// An injected defect (`agent-bug`).
+    pub defect: Option<agent::AgentDefect>,
     /// Installed at the start of the run with the default 60 s installer
     /// timeout (false when an `install` action does it).
     pub install_at_start: bool,
@@ -107,6 +109,28 @@ pub struct RunSpec {
     pub actions: Vec<ActionSpec>,
     /// Firewall rules (`block` faults).
     pub blocks: Vec<BlockRule>,
+    /// (agent, command) pairs the server builds unparsably (`agent-bug`
+    /// `unparsable-command`).
+    pub malformed_commands: Vec<(String, String)>,
+}
+
+impl RunSpec {
+    /// The hypotheses the injected faults make true for an agent: the
+    /// ground truth the diagnosis is scored against.
+    pub fn truth(&self, agent: &str) -> Vec<&'static str> {
+        let mut t = Vec::new();
+        if self
+            .agents
+            .iter()
+            .any(|a| a.name == agent && a.defect.is_some())
+        {
+            t.push("H3");
+        }
+        if self.malformed_commands.iter().any(|(a, _)| a == agent) {
+            t.push("H7");
+        }
+        t
+    }
 }
 
 /// Why a run could not complete.
@@ -208,6 +232,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let clock = clock.clone();
         let disk = server_disk.clone();
         let switches = spec.server_switches;
+        let malformed_commands = spec.malformed_commands.clone();
         let seed = spec.seed;
         let firewall = firewall.clone();
         let boots = Arc::new(Mutex::new(0u64));
@@ -232,6 +257,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
                 hostname: SERVER_HOST.into(),
                 enroll_tokens: vec![ENROLL_TOKEN.into()],
                 switches,
+                malformed_commands: malformed_commands.clone(),
                 ..ServerConfig::default()
             };
             async move {
@@ -334,7 +360,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
     let outcome = outcome(spec, sim_time_us, &handle, &slots);
     drop(sim);
     let (frames, events) = observer.take();
-    Ok(finish(outcome, frames, events))
+    Ok(finish(spec, outcome, frames, events))
 }
 
 fn apply(
@@ -405,6 +431,7 @@ async fn agent_main(
         let mut cfg = AgentConfig::new(&spec.name, SERVER_HOST, ENROLL_TOKEN, &ca_pem);
         cfg.version = spec.version.clone();
         cfg.switches = spec.switches;
+        cfg.defect = spec.defect;
         // A running service (a prior install) keeps running while the
         // installer works; it is replaced only when the new install succeeds.
         if order.kill_after_certs {
@@ -525,7 +552,12 @@ fn outcome(
     })
 }
 
-fn finish(mut outcome: Value, frames: Vec<FrameRecord>, events: Vec<EventRecord>) -> RunOutput {
+fn finish(
+    spec: &RunSpec,
+    mut outcome: Value,
+    frames: Vec<FrameRecord>,
+    events: Vec<EventRecord>,
+) -> RunOutput {
     let frames_jsonl = to_jsonl(&frames);
     let events_jsonl = to_jsonl(&events);
     outcome["counts"] = json!({
@@ -534,13 +566,12 @@ fn finish(mut outcome: Value, frames: Vec<FrameRecord>, events: Vec<EventRecord>
         "commands_completed": outcome["commands"].as_object().map(|m| m.values().filter(|c| c["status"] == "completed").count()).unwrap_or(0),
     });
     // The hypothesis engine, twice: what the server's log alone tells, and
-    // what every observation point tells. Truth is what the run injected:
-    // no frame-level fault exists yet, so no hypothesis is true.
+    // what every observation point tells; truth is what the run injected.
     for (view, key) in [(View::Server, "server"), (View::Full, "full")] {
         for d in diagnose(&frames, &events, view) {
             if let Some(agent) = outcome["agents"].get_mut(&d.agent) {
                 agent["diagnosis"][key] = serde_json::to_value(&d).expect("diagnoses serialize");
-                agent["diagnosis"]["truth"] = json!([]);
+                agent["diagnosis"]["truth"] = json!(spec.truth(&d.agent));
             }
         }
     }

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use agent::AgentSwitches;
-use format::scenario::{ActionKind as FileAction, FaultKind, Scenario};
+use format::scenario::{ActionKind as FileAction, Bug, FaultKind, Scenario};
 use server::ServerSwitches;
 
 use crate::fault::BlockRule;
@@ -27,7 +27,7 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict; fault block";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict; faults block, agent-bug";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -50,8 +50,37 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         supported: SUPPORTED_ACTIONS,
     };
     let mut blocks = Vec::new();
+    let mut defects = std::collections::BTreeMap::new();
+    let mut malformed_commands = Vec::new();
     for f in &sc.faults {
+        if (f.from.is_some() || f.until.is_some()) && !matches!(f.kind, FaultKind::Block { .. }) {
+            return Err(unsupported(format!(
+                "`from`/`until` on fault `{}` (only `block` has a time window so far)",
+                f.kind.name()
+            )));
+        }
         match &f.kind {
+            FaultKind::AgentBug {
+                agent,
+                bug: Bug::CommandPathBrokenAfterConfigUpdate,
+                command: None,
+            } => {
+                defects.insert(
+                    agent.clone(),
+                    agent::AgentDefect::CommandPathBrokenAfterConfigUpdate,
+                );
+            }
+            FaultKind::AgentBug {
+                agent,
+                bug: Bug::UnparsableCommand,
+                command: Some(command),
+            } => malformed_commands.push((agent.clone(), command.clone())),
+            FaultKind::AgentBug { bug, .. } => {
+                return Err(unsupported(format!(
+                    "agent-bug `{bug}` with{} `command` (command-path-broken-after-config-update takes none; unparsable-command needs one)",
+                    if matches!(bug, Bug::UnparsableCommand) { "out" } else { "" }
+                )))
+            }
             FaultKind::Block {
                 between,
                 proto,
@@ -127,11 +156,13 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 site: i.site.clone(),
                 version: i.version.clone(),
                 switches: agent_switches(&i.behavior),
+                defect: defects.get(&i.name).copied(),
                 install_at_start: !installed_by_action.contains(&i.name),
             })
             .collect(),
         actions,
         blocks,
+        malformed_commands,
     })
 }
 

@@ -860,6 +860,7 @@ fn smoke(seed: u64, evict: bool) -> RunSpec {
             site: if i < 3 { "pst".into() } else { "nyc".into() },
             version: "1.0.0".into(),
             switches: AgentSwitches::FIXED,
+            defect: None,
             install_at_start: true,
         })
         .collect();
@@ -896,6 +897,7 @@ fn smoke(seed: u64, evict: bool) -> RunSpec {
         agents,
         actions,
         blocks: Vec::new(),
+        malformed_commands: Vec::new(),
     }
 }
 

@@ -13,6 +13,7 @@ fn smoke(seed: u64) -> RunSpec {
             site: if i < 3 { "pst".into() } else { "nyc".into() },
             version: "1.0.0".into(),
             switches: AgentSwitches::FIXED,
+            defect: None,
             install_at_start: true,
         })
         .collect();
@@ -34,6 +35,7 @@ fn smoke(seed: u64) -> RunSpec {
         agents,
         actions,
         blocks: Vec::new(),
+        malformed_commands: Vec::new(),
     }
 }
 
