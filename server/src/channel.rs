@@ -133,32 +133,47 @@ async fn serve(shared: Arc<Shared>, stream: BoxStream, acceptor: TlsAcceptor) {
     }
 
     let (tx, rx) = mpsc::unbounded_channel();
-    let (generation, old) =
-        lock(&shared.sessions).handle_register(&agent.agent_id, &conn, Session { tx });
-    if let Some(old) = old {
-        // The replaced session's sender is dropped with `old`: its send task ends.
-        shared.env.event(
-            "registry.replaced",
-            fields! {"agent" => peer, "old_conn" => old.conn, "conn" => conn},
-        );
-    }
-    shared.env.event(
-        "registry.registered",
-        fields! {"agent" => peer, "conn" => conn, "generation" => generation},
-    );
-    shared.send_to(
-        &agent.agent_id,
-        &peer,
-        &ServerMsg::AuthAck { conn: conn.clone() },
-    );
-    shared.send_to(
-        &agent.agent_id,
-        &peer,
-        &ServerMsg::ConfigUpdate {
+    let stale = shared.stale_registry(&peer);
+    let generation = {
+        let mut sessions = lock(&shared.sessions);
+        match sessions.get(&agent.agent_id) {
+            Some(dead) if stale => {
+                // The defect: the registry keeps the old (dead) sender.
+                shared.env.event(
+                    "registry.kept_stale",
+                    fields! {"agent" => peer, "stale_conn" => dead.conn, "conn" => conn},
+                );
+                None
+            }
+            _ => {
+                let (generation, old) =
+                    sessions.handle_register(&agent.agent_id, &conn, Session { tx: tx.clone() });
+                if let Some(old) = old {
+                    // The replaced session's sender is dropped with `old`: its send task ends.
+                    shared.env.event(
+                        "registry.replaced",
+                        fields! {"agent" => peer, "old_conn" => old.conn, "conn" => conn},
+                    );
+                }
+                shared.env.event(
+                    "registry.registered",
+                    fields! {"agent" => peer, "conn" => conn, "generation" => generation},
+                );
+                Some(generation)
+            }
+        }
+    };
+    // The session's own greeting goes on its own channel, whatever the registry holds.
+    for msg in [
+        ServerMsg::AuthAck { conn: conn.clone() },
+        ServerMsg::ConfigUpdate {
             heartbeat_interval_ms: shared.cfg.heartbeat_interval_ms,
             inbound_timeout_ms: shared.cfg.inbound_timeout_ms,
         },
-    );
+    ] {
+        let json = serde_json::to_string(&msg).expect("server messages serialize");
+        shared.enqueue(&tx, &conn, &peer, json);
+    }
     let writer = tokio::spawn(send_loop(
         shared.clone(),
         conn.clone(),
@@ -200,11 +215,34 @@ async fn serve(shared: Arc<Shared>, stream: BoxStream, acceptor: TlsAcceptor) {
             _ => {}
         }
     }
-    writer.abort();
-    let removed = lock(&shared.sessions).handle_close(&agent.agent_id, generation);
+    // Stop the send task and take its channel back.
+    let _ = tx.send(Outbound::Close);
+    drop(tx);
+    // A writer stuck on a dead socket is not waited for long.
+    let abort = writer.abort_handle();
+    let rx = match tokio::time::timeout(Duration::from_secs(5), writer).await {
+        Ok(joined) => joined.ok(),
+        Err(_) => {
+            abort.abort();
+            None
+        }
+    };
+    let unregistered = match generation {
+        Some(g) if !stale => {
+            lock(&shared.sessions).handle_close(&agent.agent_id, g)
+                == crate::registry::Unregistered::Own
+        }
+        _ => false,
+    };
+    if stale {
+        // The defect: the dead session's sender keeps accepting messages.
+        if let Some(rx) = rx {
+            lock(&shared.graveyard).push(rx);
+        }
+    }
     shared.env.event(
         "registry.closed",
-        fields! {"agent" => peer, "conn" => conn, "unregistered" => removed == crate::registry::Unregistered::Own},
+        fields! {"agent" => peer, "conn" => conn, "unregistered" => unregistered},
     );
 }
 
@@ -214,7 +252,8 @@ async fn send_loop<S>(
     peer: String,
     mut sink: S,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
-) where
+) -> mpsc::UnboundedReceiver<Outbound>
+where
     S: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin,
 {
     let period = Duration::from_millis(shared.cfg.ping_interval_ms);
@@ -228,7 +267,7 @@ async fn send_loop<S>(
                 Some(Outbound::Text(json)) => Message::text(json),
                 Some(Outbound::Close) | None => {
                     let _ = sink.close().await;
-                    return;
+                    return rx;
                 }
             },
             _ = pings.tick() => {
@@ -242,7 +281,7 @@ async fn send_loop<S>(
             Ok(()) => proto::ws::log(&shared.env, &conn, &peer, Dir::Tx, Stage::Written, &m),
             Err(e) => {
                 proto::ws::log_error(&shared.env, &conn, &peer, &m, &e.to_string());
-                return;
+                return rx;
             }
         }
     }

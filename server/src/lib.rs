@@ -72,6 +72,11 @@ pub struct ServerConfig {
     /// `command` field, so the agent cannot parse them. Empty in every
     /// shipped build.
     pub malformed_commands: Vec<(String, String)>,
+    /// Injected defect (field hypothesis H5): for agents with these names
+    /// the command-channel registry keeps a closed session's sender (which
+    /// still accepts messages) instead of the agent's live session. Empty in
+    /// every shipped build.
+    pub stale_registry_agents: Vec<String>,
     /// Ports (0 = any free port, for tests on a real network).
     pub enroll_port: u16,
     /// QUIC tunnel port.
@@ -92,6 +97,7 @@ impl Default for ServerConfig {
             reaper: ReaperPolicy::default(),
             store_path: "server.redb".into(),
             malformed_commands: Vec::new(),
+            stale_registry_agents: Vec::new(),
             enroll_port: proto::msg::ENROLL_PORT,
             tunnel_port: proto::msg::TUNNEL_PORT,
             ws_port: proto::msg::WS_PORT,
@@ -156,6 +162,9 @@ pub struct Shared {
     sessions: Mutex<Registry<Session>>,
     tunnels: Mutex<Registry<TunnelEntry>>,
     ports: Mutex<Ports>,
+    // Receivers of dead sessions kept alive by the stale-registry defect, so
+    // their senders go on accepting (and losing) messages.
+    graveyard: Mutex<Vec<mpsc::UnboundedReceiver<Outbound>>>,
 }
 
 /// The ports the server actually listens on.
@@ -297,6 +306,7 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         sessions: Mutex::new(Registry::new(true)),
         tunnels: Mutex::new(Registry::new(gen_check)),
         ports: Mutex::new(Ports::default()),
+        graveyard: Mutex::new(Vec::new()),
     });
     let tls_identity = shared.ca.ca.issue(
         &shared.cfg.hostname,
@@ -406,31 +416,38 @@ impl Shared {
         } else {
             serde_json::to_string(&msg).expect("server messages serialize")
         };
-        let sent = self.send_json(&c.agent_id, &c.agent_name, json);
+        let sent = self.send_to(&c.agent_id, &c.agent_name, json);
         if sent {
             self.cfg.reaper.handle_offered(c, self.env.now_us());
         }
         sent
     }
 
-    /// Queues a message on the agent's live session; true when the channel accepted it.
-    fn send_to(&self, agent_id: &str, peer: &str, msg: &proto::msg::ServerMsg) -> bool {
-        let json = serde_json::to_string(msg).expect("server messages serialize");
-        self.send_json(agent_id, peer, json)
-    }
-
-    fn send_json(&self, agent_id: &str, peer: &str, json: String) -> bool {
+    /// Queues a Text frame on the agent's session as the registry has it;
+    /// like the field's `send_to`, true means the in-memory channel accepted it.
+    fn send_to(&self, agent_id: &str, peer: &str, json: String) -> bool {
         let sessions = lock(&self.sessions);
         let Some(entry) = sessions.get(agent_id) else {
             return false;
         };
+        self.enqueue(&entry.value.tx, &entry.conn, peer, json)
+    }
+
+    /// Puts a Text frame on a session's channel and logs it `enqueued`.
+    fn enqueue(
+        &self,
+        tx: &mpsc::UnboundedSender<Outbound>,
+        conn: &str,
+        peer: &str,
+        json: String,
+    ) -> bool {
         let m = tungstenite::Message::text(json.clone());
-        if entry.value.tx.send(Outbound::Text(json)).is_err() {
+        if tx.send(Outbound::Text(json)).is_err() {
             return false;
         }
         proto::ws::log(
             &self.env,
-            &entry.conn,
+            conn,
             peer,
             proto::frame::Dir::Tx,
             proto::frame::Stage::Enqueued,
@@ -439,11 +456,25 @@ impl Shared {
         true
     }
 
+    fn stale_registry(&self, agent_name: &str) -> bool {
+        self.cfg
+            .stale_registry_agents
+            .iter()
+            .any(|a| a == agent_name)
+    }
+
     fn evict(&self, agent: &str) {
         let Some(rec) = self.agent_by_name(agent) else {
             return;
         };
-        if let Some(e) = lock(&self.sessions).remove(&rec.agent_id) {
+        let mut sessions = lock(&self.sessions);
+        let entry = if self.stale_registry(&rec.name) {
+            // The defect: the socket is closed, the entry stays.
+            sessions.get(&rec.agent_id).cloned()
+        } else {
+            sessions.remove(&rec.agent_id)
+        };
+        if let Some(e) = entry {
             let _ = e.value.tx.send(Outbound::Close);
             self.env.event(
                 "registry.evicted",

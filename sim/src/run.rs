@@ -112,6 +112,9 @@ pub struct RunSpec {
     /// (agent, command) pairs the server builds unparsably (`agent-bug`
     /// `unparsable-command`).
     pub malformed_commands: Vec<(String, String)>,
+    /// Agents whose registry entry the server keeps after their session dies
+    /// (`stale-registry`).
+    pub stale_registry: Vec<String>,
 }
 
 impl RunSpec {
@@ -125,6 +128,9 @@ impl RunSpec {
             .any(|a| a.name == agent && a.defect.is_some())
         {
             t.push("H3");
+        }
+        if self.stale_registry.iter().any(|a| a == agent) {
+            t.push("H5");
         }
         if self.malformed_commands.iter().any(|(a, _)| a == agent) {
             t.push("H7");
@@ -233,6 +239,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let disk = server_disk.clone();
         let switches = spec.server_switches;
         let malformed_commands = spec.malformed_commands.clone();
+        let stale_registry = spec.stale_registry.clone();
         let seed = spec.seed;
         let firewall = firewall.clone();
         let boots = Arc::new(Mutex::new(0u64));
@@ -258,6 +265,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
                 enroll_tokens: vec![ENROLL_TOKEN.into()],
                 switches,
                 malformed_commands: malformed_commands.clone(),
+                stale_registry_agents: stale_registry.clone(),
                 ..ServerConfig::default()
             };
             async move {

@@ -27,7 +27,8 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict; faults block, agent-bug";
+const SUPPORTED_ACTIONS: &str =
+    "actions install, dispatch, evict; faults block, agent-bug, stale-registry";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -52,6 +53,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
     let mut blocks = Vec::new();
     let mut defects = std::collections::BTreeMap::new();
     let mut malformed_commands = Vec::new();
+    let mut stale_registry = Vec::new();
     for f in &sc.faults {
         if (f.from.is_some() || f.until.is_some()) && !matches!(f.kind, FaultKind::Block { .. }) {
             return Err(unsupported(format!(
@@ -75,6 +77,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 bug: Bug::UnparsableCommand,
                 command: Some(command),
             } => malformed_commands.push((agent.clone(), command.clone())),
+            FaultKind::StaleRegistry { agent } => stale_registry.push(agent.clone()),
             FaultKind::AgentBug { bug, .. } => {
                 return Err(unsupported(format!(
                     "agent-bug `{bug}` with{} `command` (command-path-broken-after-config-update takes none; unparsable-command needs one)",
@@ -163,6 +166,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         actions,
         blocks,
         malformed_commands,
+        stale_registry,
     })
 }
 

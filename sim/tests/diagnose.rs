@@ -898,6 +898,7 @@ fn smoke(seed: u64, evict: bool) -> RunSpec {
         actions,
         blocks: Vec::new(),
         malformed_commands: Vec::new(),
+        stale_registry: Vec::new(),
     }
 }
 

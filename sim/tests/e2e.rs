@@ -36,6 +36,7 @@ fn smoke(seed: u64) -> RunSpec {
         actions,
         blocks: Vec::new(),
         malformed_commands: Vec::new(),
+        stale_registry: Vec::new(),
     }
 }
 
