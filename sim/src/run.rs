@@ -121,6 +121,28 @@ impl RunSpec {
     /// The hypotheses the injected faults make true for an agent: the
     /// ground truth the diagnosis is scored against.
     pub fn truth(&self, agent: &str) -> Vec<&'static str> {
+        let mut t = self.injected(agent);
+        // H6: faults of different kinds on different agents, grouped by
+        // coincidence in the field.
+        if !t.is_empty() {
+            let mut kinds: Vec<Vec<&str>> = self
+                .agents
+                .iter()
+                .map(|a| self.injected(&a.name))
+                .filter(|k| !k.is_empty())
+                .collect();
+            kinds.sort();
+            kinds.dedup();
+            if kinds.len() >= 2 {
+                t.push("H6");
+                t.sort();
+            }
+        }
+        t
+    }
+
+    // The hypotheses this agent's own injected faults make true.
+    fn injected(&self, agent: &str) -> Vec<&'static str> {
         let mut t = Vec::new();
         if self
             .agents
