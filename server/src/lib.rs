@@ -165,6 +165,8 @@ pub struct Shared {
     // Receivers of dead sessions kept alive by the stale-registry defect, so
     // their senders go on accepting (and losing) messages.
     graveyard: Mutex<Vec<mpsc::UnboundedReceiver<Outbound>>>,
+    // Ids of the pending commands (rebuilt from the store at start).
+    pending: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The ports the server actually listens on.
@@ -298,6 +300,12 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         }
     };
     let gen_check = cfg.switches.registry_generation_check;
+    let pending = store
+        .commands()?
+        .into_iter()
+        .filter(|c| c.status == CommandStatus::Pending)
+        .map(|c| c.command_id)
+        .collect();
     let shared = Arc::new(Shared {
         env: env.clone(),
         cfg,
@@ -307,6 +315,7 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         tunnels: Mutex::new(Registry::new(gen_check)),
         ports: Mutex::new(Ports::default()),
         graveyard: Mutex::new(Vec::new()),
+        pending: Mutex::new(pending),
     });
     let tls_identity = shared.ca.ca.issue(
         &shared.cfg.hostname,
@@ -357,6 +366,28 @@ impl Shared {
         if let Err(e) = self.store.put_command(c) {
             tracing::error!(error = %e, command_id = %c.command_id, "store write failed");
         }
+        let mut pending = lock(&self.pending);
+        if c.status == CommandStatus::Pending {
+            pending.insert(c.command_id.clone());
+        } else {
+            pending.remove(&c.command_id);
+        }
+    }
+
+    /// The pending commands, from the store, by id (the index spares the
+    /// reaper a scan of every command ever dispatched).
+    fn pending_commands(&self) -> Vec<CommandRecord> {
+        let ids: Vec<String> = lock(&self.pending).iter().cloned().collect();
+        ids.iter()
+            .filter_map(|id| match self.store.command(id) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, command_id = %id, "store read failed");
+                    None
+                }
+            })
+            .filter(|c| c.status == CommandStatus::Pending)
+            .collect()
     }
 
     fn dispatch(&self, agent: &str, command: &str) {
@@ -484,16 +515,10 @@ impl Shared {
     }
 
     fn pending_for(&self, agent_id: &str) -> Vec<CommandRecord> {
-        match self.store.commands() {
-            Ok(all) => all
-                .into_iter()
-                .filter(|c| c.agent_id == agent_id && c.status == CommandStatus::Pending)
-                .collect(),
-            Err(e) => {
-                tracing::error!(error = %e, "store read failed");
-                Vec::new()
-            }
-        }
+        self.pending_commands()
+            .into_iter()
+            .filter(|c| c.agent_id == agent_id)
+            .collect()
     }
 
     fn handle_heartbeat(&self, agent_id: &str) {
@@ -562,10 +587,7 @@ impl Shared {
 
     fn reap_timeouts(&self) {
         let now = self.env.now_us();
-        let Ok(all) = self.store.commands() else {
-            return;
-        };
-        for mut c in all {
+        for mut c in self.pending_commands() {
             if self.cfg.reaper.handle_timeout(&mut c, now) == commands::Verdict::Changed {
                 self.env.event(
                     "command.timed_out",
