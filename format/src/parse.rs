@@ -819,30 +819,56 @@ impl Parser<'_> {
         Ok(agent)
     }
 
-    fn fault(&self, node: &Node, number: usize, fleet: &Fleet, run: Duration) -> R<Fault> {
+    /// A `[[fault]]` or `[[action]]` table: its `selector` key (`kind`,
+    /// `do`) picks an entry of `catalogue`, whose keys the table may then
+    /// have. Returns the checked table, the selector's node and the entry's name.
+    #[allow(clippy::too_many_arguments)]
+    fn kinded_table<'n>(
+        &self,
+        node: &'n Node,
+        section: &str,
+        number: usize,
+        common: &[KeyDoc],
+        selector: &str,
+        catalogue: &'static [KindDoc],
+        (what, plural, unknown): (&str, &str, ErrorKind),
+    ) -> R<(Table<'n>, &'n Node, &'static str)> {
         let mut t = self.table(
             node,
-            "`fault`",
-            format!("[[fault]] #{number}"),
-            FAULT_COMMON_KEYS.to_vec(),
+            &format!("`{section}`"),
+            format!("[[{section}]] #{number}"),
+            common.to_vec(),
         )?;
-        let kind_node = self.required(&t, "kind")?;
-        let kind_name = self.string(kind_node, &t.label("kind"))?;
-        let Some(doc) = FAULT_KINDS.iter().find(|k| k.name == kind_name) else {
+        let selector_node = self.required(&t, selector)?;
+        let name = self.string(selector_node, &t.label(selector))?;
+        let Some(doc) = catalogue.iter().find(|k| k.name == name) else {
             return Err(self.unknown_kind(
-                kind_node,
-                kind_name,
+                selector_node,
+                name,
                 &t,
-                "fault kind",
-                "kinds",
-                FAULT_KINDS,
-                ErrorKind::UnknownFaultKind,
+                what,
+                plural,
+                catalogue,
+                unknown,
             ));
         };
         t.keys.extend_from_slice(doc.keys);
-        t.name = format!("[[fault]] #{number} (kind {kind_name:?})");
+        t.name = format!("[[{section}]] #{number} ({selector} {name:?})");
         self.check_keys(&t, &t.place())?;
         self.check_required(&t)?;
+        Ok((t, selector_node, doc.name))
+    }
+
+    fn fault(&self, node: &Node, number: usize, fleet: &Fleet, run: Duration) -> R<Fault> {
+        let (t, kind_node, kind_name) = self.kinded_table(
+            node,
+            "fault",
+            number,
+            FAULT_COMMON_KEYS,
+            "kind",
+            FAULT_KINDS,
+            ("fault kind", "kinds", ErrorKind::UnknownFaultKind),
+        )?;
 
         let from = self.opt_time(&t, "from", run)?;
         let until = self.opt_time(&t, "until", run)?;
@@ -1105,29 +1131,15 @@ impl Parser<'_> {
     }
 
     fn action(&self, node: &Node, number: usize, fleet: &Fleet, run: Duration) -> R<Action> {
-        let mut t = self.table(
+        let (t, _, name) = self.kinded_table(
             node,
-            "`action`",
-            format!("[[action]] #{number}"),
-            ACTION_COMMON_KEYS.to_vec(),
+            "action",
+            number,
+            ACTION_COMMON_KEYS,
+            "do",
+            ACTIONS,
+            ("action", "actions", ErrorKind::UnknownAction),
         )?;
-        let do_node = self.required(&t, "do")?;
-        let name = self.string(do_node, &t.label("do"))?;
-        let Some(doc) = ACTIONS.iter().find(|k| k.name == name) else {
-            return Err(self.unknown_kind(
-                do_node,
-                name,
-                &t,
-                "action",
-                "actions",
-                ACTIONS,
-                ErrorKind::UnknownAction,
-            ));
-        };
-        t.keys.extend_from_slice(doc.keys);
-        t.name = format!("[[action]] #{number} (do {name:?})");
-        self.check_keys(&t, &t.place())?;
-        self.check_required(&t)?;
         let at_node = self.required(&t, "at")?;
         let at = self.duration(at_node, &t.label("at"))?;
         if at > run {

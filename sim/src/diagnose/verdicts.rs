@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::facts::{Agent, Log};
+use super::facts::{Agent, Cmd, Conn, Log};
 use super::rows::{agent_row, list, RowMatch};
 use super::{cite, Diagnosis, Status, Verdict, View, HYPOTHESES};
 
@@ -141,14 +141,18 @@ fn per_agent<'a>(log: &Log<'_>, a: &'a Agent) -> Pre<'a> {
     }
 }
 
+/// The unacked Command Texts the server wrote on connection `c`.
+fn unacked_written<'a>(a: &Agent, c: &'a Conn) -> Vec<&'a Cmd> {
+    c.cmds
+        .iter()
+        .filter(|x| x.stage == proto::frame::Stage::Written && a.unacked.contains(&x.id))
+        .collect()
+}
+
 /// Rows 1/5: the unacked Texts written on the row's connection.
 fn server_loss(a: &Agent, m: &RowMatch) -> Loss {
     let c = &a.conns[m.conn];
-    let written: Vec<_> = c
-        .cmds
-        .iter()
-        .filter(|x| x.stage == proto::frame::Stage::Written && a.unacked.contains(&x.id))
-        .collect();
+    let written = unacked_written(a, c);
     Loss {
         first_t: written.first().map(|x| x.t).unwrap_or(c.first_t),
         records: written.iter().map(|x| x.n).collect(),
@@ -230,11 +234,7 @@ fn server_view(a: &Agent, row: Option<&RowMatch>) -> Verdicts {
 /// the unacked Commands: H7 over H2/H3.
 fn interleave_rule(a: &Agent, m: &RowMatch, v: &mut Verdicts) {
     let c = &a.conns[m.conn];
-    let written: Vec<_> = c
-        .cmds
-        .iter()
-        .filter(|x| x.stage == proto::frame::Stage::Written && a.unacked.contains(&x.id))
-        .collect();
+    let written = unacked_written(a, c);
     let Some(w0) = written.first() else { return };
     let later_acks: Vec<(usize, &str)> = c
         .acks
