@@ -29,9 +29,6 @@ pub enum ChannelError {
     /// Could not connect or upgrade.
     #[error("command channel connect: {0}")]
     Connect(String),
-    /// The server did not accept the agent.
-    #[error("command channel auth: {0}")]
-    Auth(String),
     /// Nothing arrived for the watchdog's timeout.
     #[error("no inbound traffic for {0} ms")]
     InboundTimeout(u64),
@@ -56,17 +53,14 @@ fn tls_event(env: &Env, conn: &str, kind: &str, error: Option<String>) {
     });
 }
 
-/// Runs one command-channel session until it ends.
-pub async fn run_session(
-    env: &Env,
-    cfg: &AgentConfig,
-    creds: &Credentials,
-    status: &StatusCell,
-) -> Result<(), ChannelError> {
-    let host = creds.file.tunnel.host.clone();
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<proto::env::BoxStream>>;
+
+// TCP, TLS with the client certificate, and the WebSocket upgrade, to the
+// command channel's host (a reverse proxy when one fronts the gateway).
+async fn connect(env: &Env, creds: &Credentials, conn: &str) -> Result<Ws, ChannelError> {
+    let host = creds.file.tunnel.channel_host().to_string();
     let port = creds.file.tunnel.ws_port;
-    let conn = env.observer.next_conn_id();
-    let peer = "server";
     let tcp = env
         .net
         .connect_tcp(&host, port)
@@ -87,11 +81,11 @@ pub async fn run_session(
     {
         Ok(t) => t,
         Err(e) => {
-            tls_event(env, &conn, "handshake_failed", Some(e.to_string()));
+            tls_event(env, conn, "handshake_failed", Some(e.to_string()));
             return Err(ChannelError::Connect(format!("TLS: {e}")));
         }
     };
-    tls_event(env, &conn, "handshake_ok", None);
+    tls_event(env, conn, "handshake_ok", None);
     let mut req = format!("wss://{host}:{port}/agent")
         .into_client_request()
         .map_err(|e| ChannelError::Connect(e.to_string()))?;
@@ -101,9 +95,34 @@ pub async fn run_session(
             |e: tungstenite::http::header::InvalidHeaderValue| ChannelError::Connect(e.to_string()),
         )?,
     );
-    let (mut ws, _) = tokio_tungstenite::client_async(req, tls)
+    let (ws, _) = tokio_tungstenite::client_async(req, tls)
         .await
         .map_err(|e| ChannelError::Connect(format!("WebSocket upgrade: {e}")))?;
+    Ok(ws)
+}
+
+/// Runs one command-channel session until it ends.
+pub async fn run_session(
+    env: &Env,
+    cfg: &AgentConfig,
+    creds: &Credentials,
+    status: &StatusCell,
+) -> Result<(), ChannelError> {
+    let conn = env.observer.next_conn_id();
+    let peer = "server";
+    let bound = Duration::from_millis(cfg.connect_timeout_ms);
+    let mut ws = match tokio::time::timeout(bound, connect(env, creds, &conn)).await {
+        Ok(ws) => ws?,
+        Err(_) => {
+            let tunnel = &creds.file.tunnel;
+            return Err(ChannelError::Connect(format!(
+                "{}:{} did not complete TCP, TLS and the WebSocket upgrade within {} ms",
+                tunnel.channel_host(),
+                tunnel.ws_port,
+                cfg.connect_timeout_ms
+            )));
+        }
+    };
 
     let send =
         |m: AgentMsg| Message::text(serde_json::to_string(&m).expect("agent messages serialize"));
@@ -122,6 +141,7 @@ pub async fn run_session(
     write!(send(AgentMsg::Auth {
         agent_id: creds.file.agent_id.clone(),
         agent_version: cfg.version.clone(),
+        site: cfg.site.clone(),
     }));
 
     let mut watchdog = Watchdog::new(cfg.inbound_timeout_ms * 1000, env.now_us());
@@ -130,14 +150,21 @@ pub async fn run_session(
         tokio::time::interval_at(tokio::time::Instant::now() + hb_period, hb_period);
     heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut hb_seq = 0u64;
-    let mut authed = false;
     let mut commands_broken = false;
+    // The session is up once Auth is written: heartbeats do not wait for the
+    // server's AuthAck (as in the field, where heartbeats kept flowing while
+    // server Text frames were lost on the way).
+    {
+        let mut s = status.lock();
+        s.ws_connected = true;
+        s.ws_connects += 1;
+    }
     loop {
         let until_deadline = watchdog.poll_deadline().saturating_sub(env.now_us());
         let inbound = tokio::select! {
             biased;
             m = ws.next() => m,
-            _ = heartbeats.tick(), if authed => {
+            _ = heartbeats.tick() => {
                 hb_seq += 1;
                 write!(send(AgentMsg::Heartbeat { seq: hb_seq, agent_version: cfg.version.clone() }));
                 continue;
@@ -157,12 +184,6 @@ pub async fn run_session(
         match m {
             Message::Text(t) => match serde_json::from_str::<ServerMsg>(t.as_str()) {
                 Ok(ServerMsg::AuthAck { conn: server_conn }) => {
-                    authed = true;
-                    {
-                        let mut s = status.lock();
-                        s.ws_connected = true;
-                        s.ws_connects += 1;
-                    }
                     env.event(
                         "channel.connected",
                         fields! {"conn" => conn, "server_conn" => server_conn},
@@ -222,9 +243,6 @@ pub async fn run_session(
                 return Err(ChannelError::Closed("closed by server".into()));
             }
             _ => {}
-        }
-        if !authed {
-            return Err(ChannelError::Auth("first message was not AuthAck".into()));
         }
     }
 }

@@ -67,11 +67,15 @@ pub struct AgentConfig {
     pub token: String,
     /// The gateway CA the installer ships (trust for enrollment).
     pub ca_pem: String,
+    /// The site (office, NAT) the operator placed the agent in; told to the
+    /// server at Auth so its logs can group agents by site.
+    pub site: Option<String>,
     /// Behaviour switches.
     pub switches: AgentSwitches,
     /// An injected defect, if any.
     pub defect: Option<AgentDefect>,
-    /// Bound on a TCP connect to the server (enrollment).
+    /// Bound on a TCP connect to the server (enrollment), and on the command
+    /// channel's connect, TLS handshake and WebSocket upgrade together.
     pub connect_timeout_ms: u64,
     /// Bound on `up`'s tunnel probe handshake.
     pub probe_timeout_ms: u64,
@@ -97,6 +101,7 @@ impl AgentConfig {
             enroll_port: proto::msg::ENROLL_PORT,
             token: token.into(),
             ca_pem: ca_pem.into(),
+            site: None,
             switches: AgentSwitches::FIXED,
             defect: None,
             connect_timeout_ms: 20_000,

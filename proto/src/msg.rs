@@ -32,6 +32,17 @@ pub struct TunnelInfo {
     pub quic_port: u16,
     /// WebSocket (TCP) port.
     pub ws_port: u16,
+    /// Host of the command channel when a reverse proxy fronts it (also its
+    /// TLS server name); `None`: the gateway host itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_host: Option<String>,
+}
+
+impl TunnelInfo {
+    /// The host the command channel connects to.
+    pub fn channel_host(&self) -> &str {
+        self.ws_host.as_deref().unwrap_or(&self.host)
+    }
 }
 
 /// 2xx answer to an enrollment.
@@ -68,6 +79,10 @@ pub enum AgentMsg {
         agent_id: String,
         /// Running version.
         agent_version: String,
+        /// The site (office, NAT) the agent's operator placed it in, for
+        /// grouping in the server's logs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        site: Option<String>,
     },
     /// Periodic liveness; also the reaper's trigger for re-offers.
     Heartbeat {

@@ -5,7 +5,9 @@
 //! session's unbounded in-memory channel accepts a message, not when bytes
 //! reach the socket; one send task loops over queued Text frames and Pings.
 //! The frame log says which is which: `enqueued` at the channel, `written`
-//! when the socket write completed.
+//! when the socket write completed, `write_error` when it failed or did not
+//! complete within the write timeout (the loop then goes on with the next
+//! frame, so a write that hangs for one frame type does not stop the others).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use proto::msg::{ping_payload, AgentMsg, ServerMsg};
 use proto::pki::Issued;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::Message;
 
 use crate::{lock, Outbound, ServerError, Session, Shared};
@@ -39,21 +42,35 @@ pub(crate) async fn spawn(shared: Arc<Shared>, identity: &Issued) -> Result<(), 
     };
     let listener = shared.env.net.listen_tcp(port).await.map_err(bind_err)?;
     lock(&shared.ports).ws = listener.local_addr().map_err(bind_err)?.port();
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
     tokio::spawn(accept_loop(
-        shared,
+        shared.clone(),
         listener,
-        TlsAcceptor::from(Arc::new(tls)),
+        move |shared, stream| serve_tls(shared, stream, acceptor.clone()),
     ));
+    if let Some(proxy) = &shared.cfg.channel_proxy {
+        let port = proxy.internal_port;
+        let bind_err = |source| ServerError::Bind {
+            what: "command channel (internal, for the reverse proxy)",
+            port,
+            source,
+        };
+        let listener = shared.env.net.listen_tcp(port).await.map_err(bind_err)?;
+        lock(&shared.ports).ws_internal = listener.local_addr().map_err(bind_err)?.port();
+        tokio::spawn(accept_loop(shared.clone(), listener, serve_proxied));
+    }
     Ok(())
 }
 
-async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>, acceptor: TlsAcceptor) {
+async fn accept_loop<F, Fut>(shared: Arc<Shared>, mut listener: Box<dyn Listener>, serve: F)
+where
+    F: Fn(Arc<Shared>, BoxStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let shared = shared.clone();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move { serve(shared, stream, acceptor).await });
+                tokio::spawn(serve(shared.clone(), stream));
             }
             Err(e) => tracing::warn!(error = %e, "command channel accept failed"),
         }
@@ -76,7 +93,8 @@ fn tls_event(shared: &Shared, conn: &str, peer: &str, kind: &str, error: Option<
     });
 }
 
-async fn serve(shared: Arc<Shared>, stream: BoxStream, acceptor: TlsAcceptor) {
+// A connection straight from an agent: TLS with its client certificate.
+async fn serve_tls(shared: Arc<Shared>, stream: BoxStream, acceptor: TlsAcceptor) {
     let conn = shared.env.observer.next_conn_id();
     let tls = match acceptor.accept(stream).await {
         Ok(t) => t,
@@ -95,42 +113,102 @@ async fn serve(shared: Arc<Shared>, stream: BoxStream, acceptor: TlsAcceptor) {
         tls_event(&shared, &conn, "?", "rejected_unknown_certificate", None);
         return;
     };
-    let peer = agent.name.clone();
-    tls_event(&shared, &conn, &peer, "handshake_ok", None);
-    let ws = match tokio_tungstenite::accept_async(tls).await {
-        Ok(ws) => ws,
-        Err(e) => {
-            shared.env.event(
-                "channel.upgrade_failed",
-                fields! {"conn" => conn, "agent" => peer, "error" => e.to_string()},
-            );
-            return;
+    tls_event(&shared, &conn, &agent.name, "handshake_ok", None);
+    match tokio_tungstenite::accept_async(tls).await {
+        Ok(ws) => session(shared, conn, agent, ws).await,
+        Err(e) => upgrade_failed(&shared, &conn, &agent.name, &e),
+    }
+}
+
+// A connection from the reverse proxy: plain WebSocket, the agent named by
+// the fingerprint of the certificate the proxy verified.
+async fn serve_proxied(shared: Arc<Shared>, stream: BoxStream) {
+    let conn = shared.env.observer.next_conn_id();
+    let mut agent = None;
+    // tungstenite's handshake callback fixes the (large) error type.
+    #[allow(clippy::result_large_err)]
+    let check = |req: &Request, resp: Response| {
+        let named = req
+            .headers()
+            .get(crate::CLIENT_CERT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|fp| shared.agent_for_fingerprint(fp));
+        match named {
+            Some(a) => {
+                agent = Some(a);
+                Ok(resp)
+            }
+            None => {
+                let mut refusal = ErrorResponse::new(Some(format!(
+                    "no enrolled agent for the certificate named in {}",
+                    crate::CLIENT_CERT_HEADER
+                )));
+                *refusal.status_mut() = tungstenite::http::StatusCode::FORBIDDEN;
+                Err(refusal)
+            }
         }
     };
+    let upgraded = tokio_tungstenite::accept_hdr_async(stream, check).await;
+    match (upgraded, agent) {
+        (Ok(ws), Some(agent)) => {
+            shared.env.event(
+                "channel.proxied",
+                fields! {"conn" => conn, "agent" => agent.name},
+            );
+            session(shared, conn, agent, ws).await
+        }
+        (Err(e), Some(agent)) => upgrade_failed(&shared, &conn, &agent.name, &e),
+        (_, None) => shared.env.event(
+            "channel.rejected",
+            fields! {"conn" => conn, "reason" => "unknown or missing client certificate header"},
+        ),
+    }
+}
+
+fn upgrade_failed(shared: &Shared, conn: &str, agent: &str, e: &tungstenite::Error) {
+    shared.env.event(
+        "channel.upgrade_failed",
+        fields! {"conn" => conn, "agent" => agent, "error" => e.to_string()},
+    );
+}
+
+// One authenticated agent's session, whichever way it came in.
+async fn session<S>(
+    shared: Arc<Shared>,
+    conn: String,
+    agent: crate::store::AgentRecord,
+    ws: tokio_tungstenite::WebSocketStream<S>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = agent.name.clone();
     let (mut sink, mut stream) = ws.split();
 
     // The first frame must be Auth naming the certificate's agent.
+    // `Some(site)` once authenticated.
     let authed = match stream.next().await {
         Some(Ok(m)) => {
             proto::ws::log(&shared.env, &conn, &peer, Dir::Rx, Stage::Read, &m);
             match m {
-                Message::Text(t) => matches!(
-                    serde_json::from_str::<AgentMsg>(t.as_str()),
-                    Ok(AgentMsg::Auth { ref agent_id, .. }) if *agent_id == agent.agent_id
-                ),
-                _ => false,
+                Message::Text(t) => match serde_json::from_str::<AgentMsg>(t.as_str()) {
+                    Ok(AgentMsg::Auth { agent_id, site, .. }) if agent_id == agent.agent_id => {
+                        Some(site)
+                    }
+                    _ => None,
+                },
+                _ => None,
             }
         }
-        _ => false,
+        _ => None,
     };
-    if !authed {
+    let Some(site) = authed else {
         shared.env.event(
             "channel.auth_failed",
             fields! {"conn" => conn, "agent" => peer},
         );
         let _ = sink.close().await;
         return;
-    }
+    };
 
     let (tx, rx) = mpsc::unbounded_channel();
     let stale = shared.stale_registry(&peer);
@@ -157,7 +235,7 @@ async fn serve(shared: Arc<Shared>, stream: BoxStream, acceptor: TlsAcceptor) {
                 }
                 shared.env.event(
                     "registry.registered",
-                    fields! {"agent" => peer, "conn" => conn, "generation" => generation},
+                    fields! {"agent" => peer, "conn" => conn, "generation" => generation, "site" => site},
                 );
                 Some(generation)
             }
@@ -257,6 +335,7 @@ where
     S: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin,
 {
     let period = Duration::from_millis(shared.cfg.ping_interval_ms);
+    let write_timeout = Duration::from_millis(shared.cfg.write_timeout_ms);
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ping_seq = 0u64;
@@ -277,12 +356,37 @@ where
                 m
             }
         };
-        match sink.send(m.clone()).await {
-            Ok(()) => proto::ws::log(&shared.env, &conn, &peer, Dir::Tx, Stage::Written, &m),
-            Err(e) => {
+        // The injected H1 defect: this frame type's socket writes hang.
+        let stalled = proto::ws::FrameInfo::of(&m).is_some_and(|i| {
+            shared
+                .cfg
+                .stall_writes
+                .iter()
+                .any(|(a, f)| *a == peer && *f == i.frame)
+        });
+        let write = async {
+            if stalled {
+                std::future::pending::<()>().await;
+            }
+            sink.send(m.clone()).await
+        };
+        match tokio::time::timeout(write_timeout, write).await {
+            Ok(Ok(())) => proto::ws::log(&shared.env, &conn, &peer, Dir::Tx, Stage::Written, &m),
+            Ok(Err(e)) => {
                 proto::ws::log_error(&shared.env, &conn, &peer, &m, &e.to_string());
                 return rx;
             }
+            // Given up on: logged, and the loop goes on with the next frame.
+            Err(_) => proto::ws::log_error(
+                &shared.env,
+                &conn,
+                &peer,
+                &m,
+                &format!(
+                    "write did not complete within {} ms",
+                    write_timeout.as_millis()
+                ),
+            ),
         }
     }
 }

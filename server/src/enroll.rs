@@ -209,6 +209,10 @@ fn issue(
         revoked: false,
     })?;
     let ports = *lock(&shared.ports);
+    let (ws_host, ws_port) = match &shared.cfg.channel_proxy {
+        Some(p) => (Some(p.public_host.clone()), p.public_port),
+        None => (None, ports.ws),
+    };
     Ok(EnrollResponse {
         agent_id,
         cert_pem: issued.cert_pem,
@@ -217,7 +221,8 @@ fn issue(
         tunnel: TunnelInfo {
             host: shared.cfg.hostname.clone(),
             quic_port: ports.tunnel,
-            ws_port: ports.ws,
+            ws_port,
+            ws_host,
         },
     })
 }

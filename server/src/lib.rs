@@ -77,13 +77,46 @@ pub struct ServerConfig {
     /// still accepts messages) instead of the agent's live session. Empty in
     /// every shipped build.
     pub stale_registry_agents: Vec<String>,
+    /// Injected defect (field hypothesis H1): on the command channel of the
+    /// agent with this name, socket writes of this frame type never
+    /// complete (the send loop gives up on each after `write_timeout_ms` and
+    /// goes on with the next frame). Empty in every shipped build.
+    pub stall_writes: Vec<(String, proto::frame::FrameKind)>,
+    /// How long the send loop waits for one frame's socket write before it
+    /// logs a `write_error` and goes on with the next frame.
+    pub write_timeout_ms: u64,
     /// Ports (0 = any free port, for tests on a real network).
     pub enroll_port: u16,
     /// QUIC tunnel port.
     pub tunnel_port: u16,
     /// WebSocket port.
     pub ws_port: u16,
+    /// A reverse proxy (the field's nginx) in front of the command channel.
+    pub channel_proxy: Option<ChannelProxy>,
 }
+
+/// A TLS-terminating reverse proxy in front of the command channel, as
+/// nginx is in the field: agents connect to `public_host:public_port` and
+/// present their client certificates there; the proxy verifies them against
+/// the server's CA and speaks plain WebSocket to the server's internal
+/// listener, naming the certificate in [`CLIENT_CERT_HEADER`].
+///
+/// The internal listener trusts that header: it must be reachable from the
+/// proxy only (a loopback or private address in a deployment).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelProxy {
+    /// The proxy's host name: where agents connect, and a DNS name in the
+    /// server's certificate (the proxy serves that certificate).
+    pub public_host: String,
+    /// The proxy's public port.
+    pub public_port: u16,
+    /// The server's plain-WebSocket listener for the proxy (0 = any free port).
+    pub internal_port: u16,
+}
+
+/// The header in which a [`ChannelProxy`] passes the SHA-256 fingerprint
+/// (lowercase hex) of the client certificate it verified.
+pub const CLIENT_CERT_HEADER: &str = "x-client-cert-sha256";
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -98,9 +131,12 @@ impl Default for ServerConfig {
             store_path: "server.redb".into(),
             malformed_commands: Vec::new(),
             stale_registry_agents: Vec::new(),
+            stall_writes: Vec::new(),
+            write_timeout_ms: 10_000,
             enroll_port: proto::msg::ENROLL_PORT,
             tunnel_port: proto::msg::TUNNEL_PORT,
             ws_port: proto::msg::WS_PORT,
+            channel_proxy: None,
         }
     }
 }
@@ -162,6 +198,8 @@ pub struct Shared {
     sessions: Mutex<Registry<Session>>,
     tunnels: Mutex<Registry<TunnelEntry>>,
     ports: Mutex<Ports>,
+    // The TLS identity the server (and a reverse proxy in front of it) serves.
+    identity: proto::pki::Issued,
     // Receivers of dead sessions kept alive by the stale-registry defect, so
     // their senders go on accepting (and losing) messages.
     graveyard: Mutex<Vec<mpsc::UnboundedReceiver<Outbound>>>,
@@ -178,6 +216,8 @@ pub struct Ports {
     pub tunnel: u16,
     /// WebSocket command channel (TCP).
     pub ws: u16,
+    /// Plain WebSocket listener for a reverse proxy (0 when there is none).
+    pub ws_internal: u16,
 }
 
 #[derive(Debug)]
@@ -221,6 +261,22 @@ impl ServerHandle {
     /// The CA agents must trust (an installer ships it).
     pub fn ca_pem(&self) -> String {
         self.shared.ca.ca.cert_pem.clone()
+    }
+
+    /// The TLS certificate and key the server serves, for a reverse proxy in
+    /// front of it (see [`ChannelProxy`]).
+    pub fn tls_identity(&self) -> (String, String) {
+        let id = &self.shared.identity;
+        (id.cert_pem.clone(), id.key_pem.clone())
+    }
+
+    /// The name of the enrolled, unrevoked agent a client certificate
+    /// belongs to (what a proxy logs as the peer).
+    pub fn agent_name_for_cert(
+        &self,
+        cert: &rustls_pki_types::CertificateDer<'_>,
+    ) -> Option<String> {
+        self.shared.agent_for_cert(cert).map(|a| a.name)
     }
 
     /// Queues a command for the agent named `agent` (ids `cmd-0001`, ... in order).
@@ -306,10 +362,24 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         .filter(|c| c.status == CommandStatus::Pending)
         .map(|c| c.command_id)
         .collect();
+    // The certificate names the gateway and, when one fronts the command
+    // channel, the reverse proxy (which serves the same certificate).
+    let mut names = vec![cfg.hostname.clone()];
+    if let Some(p) = &cfg.channel_proxy {
+        names.push(p.public_host.clone());
+    }
+    let identity = ca.issue(
+        &cfg.hostname,
+        &names,
+        false,
+        env.random_seed(),
+        env.clock.system_time(),
+    )?;
     let shared = Arc::new(Shared {
         env: env.clone(),
         cfg,
         store,
+        identity,
         ca: CaMaterial { ca },
         sessions: Mutex::new(Registry::new(true)),
         tunnels: Mutex::new(Registry::new(gen_check)),
@@ -317,16 +387,9 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         graveyard: Mutex::new(Vec::new()),
         pending: Mutex::new(pending),
     });
-    let tls_identity = shared.ca.ca.issue(
-        &shared.cfg.hostname,
-        std::slice::from_ref(&shared.cfg.hostname),
-        false,
-        env.random_seed(),
-        env.clock.system_time(),
-    )?;
-    enroll::spawn(shared.clone(), &tls_identity).await?;
-    tunnel::spawn(shared.clone(), &tls_identity).await?;
-    channel::spawn(shared.clone(), &tls_identity).await?;
+    enroll::spawn(shared.clone(), &shared.identity).await?;
+    tunnel::spawn(shared.clone(), &shared.identity).await?;
+    channel::spawn(shared.clone(), &shared.identity).await?;
     let (control, rx) = mpsc::unbounded_channel();
     tokio::spawn(control_loop(shared.clone(), rx));
     tokio::spawn(timeout_loop(shared.clone()));
@@ -600,8 +663,11 @@ impl Shared {
 
     /// The agent whose certificate this is, if the server issued it and it is not revoked.
     fn agent_for_cert(&self, cert: &rustls_pki_types::CertificateDer<'_>) -> Option<AgentRecord> {
-        let fp = proto::pki::fingerprint(cert);
-        match self.store.agent_by_cert(&fp) {
+        self.agent_for_fingerprint(&proto::pki::fingerprint(cert))
+    }
+
+    fn agent_for_fingerprint(&self, fp: &str) -> Option<AgentRecord> {
+        match self.store.agent_by_cert(fp) {
             Ok(Some(a)) if !a.revoked => Some(a),
             _ => None,
         }

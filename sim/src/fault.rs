@@ -1,6 +1,7 @@
 //! Network faults that act in the seam: a firewall between the server and
 //! sites or single agents, by protocol and port, in one or both directions,
-//! for a window of simulated time.
+//! for a window of simulated time; and half-open paths, where one direction
+//! of an agent's TCP streams silently stops carrying bytes.
 //!
 //! turmoil's own fault operations act on whole host pairs; a site host holds
 //! many agents and a firewall rule names a protocol and a port, so the rules
@@ -56,6 +57,38 @@ pub struct BlockRule {
     pub until: Option<Duration>,
 }
 
+/// A `half-open` fault, resolved: while in force, bytes of the agents' TCP
+/// streams (command channel, enrollment) going one way are silently lost,
+/// FIN included; the other way keeps working and neither side is told.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HalfOpenRule {
+    /// One end.
+    pub a: Endpoint,
+    /// The other end.
+    pub b: Endpoint,
+    /// The direction that stops (`a->b` or `b->a`).
+    pub direction: Direction,
+    /// In force from (inclusive).
+    pub from: Duration,
+    /// In force until (exclusive); `None`: to the end.
+    pub until: Option<Duration>,
+}
+
+impl HalfOpenRule {
+    /// Whether bytes from `src` to `dst` are lost at `now`.
+    pub fn stops(&self, src: &Party, dst: &Party, now: Duration) -> bool {
+        let in_force = self.from <= now && self.until.is_none_or(|u| now < u);
+        let a_to_b = matches(&self.a, src) && matches(&self.b, dst);
+        let b_to_a = matches(&self.b, src) && matches(&self.a, dst);
+        in_force
+            && match self.direction {
+                Direction::AToB => a_to_b,
+                Direction::BToA => b_to_a,
+                Direction::Both => a_to_b || b_to_a,
+            }
+    }
+}
+
 fn matches(e: &Endpoint, p: &Party) -> bool {
     match (e, p) {
         (Endpoint::Server, Party::Server) => true,
@@ -100,7 +133,8 @@ impl BlockRule {
 #[derive(Debug, Default)]
 pub struct Firewall {
     rules: Vec<BlockRule>,
-    addresses: std::sync::OnceLock<(IpAddr, BTreeMap<IpAddr, String>)>,
+    half_open: Vec<HalfOpenRule>,
+    addresses: std::sync::OnceLock<(Vec<IpAddr>, BTreeMap<IpAddr, String>)>,
     agent_sites: BTreeMap<String, String>,
     // (site, UDP port) -> agent bound there, registered by the seam at bind time.
     udp_owners: Mutex<BTreeMap<(String, u16), String>>,
@@ -116,15 +150,37 @@ impl Firewall {
         }
     }
 
+    /// The same firewall with half-open paths.
+    pub fn with_half_open(mut self, rules: Vec<HalfOpenRule>) -> Self {
+        self.half_open = rules;
+        self
+    }
+
+    /// The half-open rules that can touch `owner`'s streams to the server
+    /// (empty for the server and unknown owners).
+    pub fn half_open_for(&self, owner: &str) -> Vec<HalfOpenRule> {
+        let me = self.party_of_owner(owner);
+        self.half_open
+            .iter()
+            .filter(|r| {
+                matches(&r.a, &me) && matches(&r.b, &Party::Server)
+                    || matches(&r.b, &me) && matches(&r.a, &Party::Server)
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Tells the firewall the hosts' addresses (known once the sim has its
     /// hosts); the first call wins.
-    pub fn set_addresses(&self, server_ip: IpAddr, site_ips: BTreeMap<IpAddr, String>) {
-        let _ = self.addresses.set((server_ip, site_ips));
+    /// `server_ips` are the gateway's hosts (the server and the reverse
+    /// proxy in front of it): rules naming `server` cover them all.
+    pub fn set_addresses(&self, server_ips: Vec<IpAddr>, site_ips: BTreeMap<IpAddr, String>) {
+        let _ = self.addresses.set((server_ips, site_ips));
     }
 
     /// Whether any rule exists (the seam skips all work otherwise).
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && self.half_open.is_empty()
     }
 
     /// The party that owns a socket labelled `owner`.
@@ -153,10 +209,10 @@ impl Firewall {
 
     /// The party at a remote address.
     pub fn party_at(&self, addr: SocketAddr) -> Party {
-        let Some((server_ip, site_ips)) = self.addresses.get() else {
+        let Some((server_ips, site_ips)) = self.addresses.get() else {
             return Party::Unknown;
         };
-        if addr.ip() == *server_ip {
+        if server_ips.contains(&addr.ip()) {
             return Party::Server;
         }
         let Some(site) = site_ips.get(&addr.ip()) else {
@@ -276,6 +332,34 @@ mod tests {
             None,
             "other port"
         );
+    }
+
+    #[test]
+    fn a_half_open_rule_stops_one_direction_of_its_agents_in_its_window() {
+        let rule = HalfOpenRule {
+            a: Endpoint::Site("pst".into()),
+            b: Endpoint::Server,
+            direction: Direction::BToA,
+            from: Duration::from_secs(60),
+            until: None,
+        };
+        let fw = Firewall::new(
+            Vec::new(),
+            BTreeMap::from([
+                ("pst-1".into(), "pst".into()),
+                ("nyc-1".into(), "nyc".into()),
+            ]),
+        )
+        .with_half_open(vec![rule.clone()]);
+        assert!(!fw.is_empty());
+        assert_eq!(fw.half_open_for("pst-1"), vec![rule.clone()]);
+        assert!(fw.half_open_for("nyc-1").is_empty());
+        assert!(fw.half_open_for("server").is_empty());
+        let (p, s) = (agent("pst-1", "pst"), Party::Server);
+        let at = Duration::from_secs;
+        assert!(rule.stops(&s, &p, at(60)), "server->site stops");
+        assert!(!rule.stops(&p, &s, at(60)), "site->server keeps working");
+        assert!(!rule.stops(&s, &p, at(59)), "not before `from`");
     }
 
     #[test]

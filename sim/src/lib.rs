@@ -6,6 +6,7 @@
 //! - [`fault`]: the firewall acting in the seam; [`kill`]: a disk that dies with its process.
 //! - [`run`]: one run of a resolved scenario: hosts, agents, actions, outcome, digest.
 //! - [`observe`]: the run's frame and event logs.
+//! - [`proxy`]: the reverse proxy host (the field's nginx), the `path:proxy` point and `drop-frames`.
 //! - [`scenario`]: scenario files to runs, expectations to verdicts.
 //! - [`diagnose`]: the hypothesis engine (H1..H7, outcome-table rows).
 //! - [`cli`]: `simbench list`, `run`, `check`, `sweep`.
@@ -18,6 +19,7 @@ pub mod fault;
 pub mod kill;
 pub mod net;
 pub mod observe;
+pub mod proxy;
 pub mod quic;
 pub mod run;
 pub mod scenario;

@@ -21,7 +21,7 @@ use proto::frame::Dir;
 
 use format::scenario::{BlockAction, Proto};
 
-use crate::fault::{Firewall, TCP_CONNECT_TIMEOUT};
+use crate::fault::{Firewall, HalfOpenRule, Party, TCP_CONNECT_TIMEOUT};
 use crate::quic::{TurmoilRuntime, TurmoilUdpSocket};
 
 /// Sees every UDP datagram a [`TurmoilNetwork`]'s sockets send or receive.
@@ -109,13 +109,29 @@ impl Network for TurmoilNetwork {
         let owner = self.owner.clone();
         Box::pin(async move {
             require_host("connect_tcp")?;
-            if let Some(fw) = firewall {
-                firewall_connect(&fw, &owner, &host, port).await?;
+            let fw = firewall;
+            if let Some(fw) = &fw {
+                firewall_connect(fw, &owner, &host, port).await?;
             }
             // A `(name, port)` pair resolves without side effects (unknown
             // names fail with NotFound), unlike `turmoil::lookup`.
             let stream = turmoil::net::TcpStream::connect((host.as_str(), port)).await?;
-            Ok(Box::new(stream) as BoxStream)
+            let half_open = fw
+                .as_ref()
+                .map(|f| f.half_open_for(&owner))
+                .unwrap_or_default();
+            if half_open.is_empty() {
+                return Ok(Box::new(stream) as BoxStream);
+            }
+            let me = fw
+                .as_ref()
+                .map(|f| f.party_of_owner(&owner))
+                .unwrap_or(Party::Unknown);
+            Ok(Box::new(HalfOpenStream {
+                inner: stream,
+                rules: half_open,
+                me,
+            }) as BoxStream)
         })
     }
 
@@ -212,5 +228,79 @@ impl Listener for TurmoilListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
+    }
+}
+
+/// An agent's TCP stream to the gateway on a half-open path: while a rule is
+/// in force, what the stopped direction carries is lost without a trace
+/// (writes "succeed", reads never see the bytes or the FIN).
+struct HalfOpenStream {
+    inner: turmoil::net::TcpStream,
+    rules: Vec<HalfOpenRule>,
+    me: Party,
+}
+
+impl HalfOpenStream {
+    fn stopped(&self, src: &Party, dst: &Party) -> bool {
+        let now = turmoil::sim_elapsed().unwrap_or_default();
+        self.rules.iter().any(|r| r.stops(src, dst, now))
+    }
+}
+
+impl tokio::io::AsyncRead for HalfOpenStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if !this.stopped(&Party::Server, &this.me) {
+            return std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        // Drain and lose whatever arrives; Pending registers the waker.
+        let mut sink = [0u8; 4096];
+        loop {
+            let mut scratch = tokio::io::ReadBuf::new(&mut sink);
+            match std::pin::Pin::new(&mut this.inner).poll_read(cx, &mut scratch) {
+                Poll::Ready(Ok(())) if !scratch.filled().is_empty() => continue,
+                // The FIN is lost too; nothing will wake this read again.
+                Poll::Ready(Ok(())) => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for HalfOpenStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.stopped(&this.me, &Party::Server) {
+            return std::task::Poll::Ready(Ok(buf.len()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.stopped(&this.me, &Party::Server) {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }

@@ -24,10 +24,13 @@ use crate::clock::SimClock;
 use crate::crypto::{derive_seed, seeded_provider};
 use crate::diagnose::{diagnose, View};
 use crate::disk::SimDisk;
-use crate::fault::{BlockRule, Firewall};
+use crate::fault::{BlockRule, Firewall, HalfOpenRule};
 use crate::kill::KillableDisk;
 use crate::net::TurmoilNetwork;
 use crate::observe::{to_jsonl, RunObserver};
+use crate::proxy::{DropRule, Proxy, INTERNAL_WS_PORT, PROXY_HOST, PROXY_POINT};
+use format::scenario::{Endpoint, FrameDirection, FrameType};
+use proto::frame::FrameKind;
 
 /// Calendar time at the start of every run (2026-01-01T00:00:00Z): fixed so
 /// certificates and digests do not depend on when a run happens.
@@ -115,6 +118,13 @@ pub struct RunSpec {
     /// Agents whose registry entry the server keeps after their session dies
     /// (`stale-registry`).
     pub stale_registry: Vec<String>,
+    /// Frames the reverse proxy drops (`drop-frames`).
+    pub drops: Vec<DropRule>,
+    /// Half-open paths (`half-open`).
+    pub half_open: Vec<HalfOpenRule>,
+    /// (agent, frame type) whose server socket writes never complete
+    /// (`stall-writes`).
+    pub stall_writes: Vec<(String, FrameKind)>,
 }
 
 impl RunSpec {
@@ -157,6 +167,33 @@ impl RunSpec {
         if self.malformed_commands.iter().any(|(a, _)| a == agent) {
             t.push("H7");
         }
+        // H1: the server's Text writes to the agent hang at the socket.
+        if self
+            .stall_writes
+            .iter()
+            .any(|(a, f)| a == agent && *f == FrameKind::Text)
+        {
+            t.push("H1");
+        }
+        // H2: the path drops server->agent Text; H4 when it does so for a
+        // whole site.
+        let site = self
+            .agents
+            .iter()
+            .find(|a| a.name == agent)
+            .map(|a| &a.site);
+        for d in &self.drops {
+            if d.frame != FrameType::Text || d.direction != FrameDirection::ServerToAgent {
+                continue;
+            }
+            match &d.target {
+                Endpoint::Agent(a) if a == agent => t.push("H2"),
+                Endpoint::Site(s) if Some(s) == site => t.extend(["H2", "H4"]),
+                _ => {}
+            }
+        }
+        t.sort();
+        t.dedup();
         t
     }
 }
@@ -243,13 +280,15 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         .build();
     let observer = Arc::new(RunObserver::default());
     let clock = Arc::new(SimClock::new(epoch));
-    let firewall = Arc::new(Firewall::new(
-        spec.blocks.clone(),
-        spec.agents
-            .iter()
-            .map(|a| (a.name.clone(), a.site.clone()))
-            .collect(),
-    ));
+    let agent_sites: BTreeMap<String, String> = spec
+        .agents
+        .iter()
+        .map(|a| (a.name.clone(), a.site.clone()))
+        .collect();
+    let firewall = Arc::new(
+        Firewall::new(spec.blocks.clone(), agent_sites.clone())
+            .with_half_open(spec.half_open.clone()),
+    );
 
     // The server host. Its disk outlives the host closure, so a restart finds its store.
     let server_slot: ServerSlot = Arc::default();
@@ -262,6 +301,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let switches = spec.server_switches;
         let malformed_commands = spec.malformed_commands.clone();
         let stale_registry = spec.stale_registry.clone();
+        let stall_writes = spec.stall_writes.clone();
         let seed = spec.seed;
         let firewall = firewall.clone();
         let boots = Arc::new(Mutex::new(0u64));
@@ -288,12 +328,49 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
                 switches,
                 malformed_commands: malformed_commands.clone(),
                 stale_registry_agents: stale_registry.clone(),
+                stall_writes: stall_writes.clone(),
+                channel_proxy: Some(server::ChannelProxy {
+                    public_host: PROXY_HOST.into(),
+                    public_port: proto::msg::WS_PORT,
+                    internal_port: INTERNAL_WS_PORT,
+                }),
                 ..ServerConfig::default()
             };
             async move {
                 let handle = server::start(env, cfg).await?;
                 *lock(&slot) = Some(handle);
                 std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+
+    // The reverse proxy in front of the command channel (the field's nginx).
+    {
+        let observer = observer.clone();
+        let clock = clock.clone();
+        let server_slot = server_slot.clone();
+        let drops = spec.drops.clone();
+        let seed = spec.seed;
+        let sites = agent_sites.clone();
+        sim.host(PROXY_HOST, move || {
+            let env = Env {
+                net: Arc::new(TurmoilNetwork::new(PROXY_HOST)),
+                clock: clock.clone(),
+                crypto: seeded_provider(derive_seed(seed, PROXY_HOST)),
+                disk: Arc::new(SimDisk::new()),
+                observer: observer.clone(),
+                point: PROXY_POINT.into(),
+            };
+            let proxy = Proxy::new(
+                env,
+                server_slot.clone(),
+                (SERVER_HOST.into(), INTERNAL_WS_PORT),
+                drops.clone(),
+                sites.clone(),
+            );
+            async move {
+                proxy.serve(proto::msg::WS_PORT).await?;
                 Ok(())
             }
         });
@@ -350,7 +427,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
     }
 
     firewall.set_addresses(
-        sim.lookup(SERVER_HOST),
+        vec![sim.lookup(SERVER_HOST), sim.lookup(PROXY_HOST)],
         spec.agents
             .iter()
             .map(|a| (sim.lookup(format!("site-{}", a.site)), a.site.clone()))
@@ -462,6 +539,7 @@ async fn agent_main(
         cfg.version = spec.version.clone();
         cfg.switches = spec.switches;
         cfg.defect = spec.defect;
+        cfg.site = Some(spec.site.clone());
         // A running service (a prior install) keeps running while the
         // installer works; it is replaced only when the new install succeeds.
         if order.kill_after_certs {

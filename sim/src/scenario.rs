@@ -9,10 +9,12 @@
 use std::collections::BTreeSet;
 
 use agent::AgentSwitches;
-use format::scenario::{ActionKind as FileAction, Bug, FaultKind, Scenario};
+use format::scenario::{ActionKind as FileAction, Bug, Endpoint, FaultKind, FrameType, Scenario};
+use proto::frame::FrameKind;
 use server::ServerSwitches;
 
-use crate::fault::BlockRule;
+use crate::fault::{BlockRule, HalfOpenRule};
+use crate::proxy::DropRule;
 use crate::run::{ActionKind, ActionSpec, AgentSpec, RunSpec};
 
 /// A scenario uses something the bench cannot simulate yet.
@@ -27,8 +29,7 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str =
-    "actions install, dispatch, evict; faults block, agent-bug, stale-registry";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -54,13 +55,19 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
     let mut defects = std::collections::BTreeMap::new();
     let mut malformed_commands = Vec::new();
     let mut stale_registry = Vec::new();
+    let (mut half_open, mut drops, mut stall_writes) = (Vec::new(), Vec::new(), Vec::new());
     for f in &sc.faults {
-        if (f.from.is_some() || f.until.is_some()) && !matches!(f.kind, FaultKind::Block { .. }) {
+        let windowed = matches!(
+            f.kind,
+            FaultKind::Block { .. } | FaultKind::HalfOpen { .. } | FaultKind::DropFrames { .. }
+        );
+        if (f.from.is_some() || f.until.is_some()) && !windowed {
             return Err(unsupported(format!(
-                "`from`/`until` on fault `{}` (only `block` has a time window so far)",
+                "`from`/`until` on fault `{}` (block, half-open and drop-frames have time windows)",
                 f.kind.name()
             )));
         }
+        let from = f.from.unwrap_or_default();
         match &f.kind {
             FaultKind::AgentBug {
                 agent,
@@ -97,9 +104,35 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 port: *port,
                 direction: *direction,
                 action: *action,
-                from: f.from.unwrap_or_default(),
+                from,
                 until: f.until,
             }),
+            FaultKind::HalfOpen { between, direction } => half_open.push(HalfOpenRule {
+                a: between[0].clone(),
+                b: between[1].clone(),
+                direction: *direction,
+                from,
+                until: f.until,
+            }),
+            FaultKind::DropFrames {
+                between,
+                direction,
+                frame,
+            } => drops.push(DropRule {
+                // The parser makes one end the server; the other is the target.
+                target: between
+                    .iter()
+                    .find(|e| **e != Endpoint::Server)
+                    .cloned()
+                    .unwrap_or(Endpoint::Server),
+                direction: *direction,
+                frame: *frame,
+                from,
+                until: f.until,
+            }),
+            FaultKind::StallWrites { agent, frame } => {
+                stall_writes.push((agent.clone(), frame_kind(*frame)))
+            }
             other => return Err(unsupported(format!("fault `{}`", other.name()))),
         }
     }
@@ -167,7 +200,19 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         blocks,
         malformed_commands,
         stale_registry,
+        drops,
+        half_open,
+        stall_writes,
     })
+}
+
+fn frame_kind(f: FrameType) -> FrameKind {
+    match f {
+        FrameType::Text => FrameKind::Text,
+        FrameType::Binary => FrameKind::Binary,
+        FrameType::Ping => FrameKind::Ping,
+        FrameType::Pong => FrameKind::Pong,
+    }
 }
 
 /// Judges every expectation of `sc` against a finished run's outcome document.

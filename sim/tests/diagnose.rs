@@ -899,6 +899,9 @@ fn smoke(seed: u64, evict: bool) -> RunSpec {
         blocks: Vec::new(),
         malformed_commands: Vec::new(),
         stale_registry: Vec::new(),
+        drops: Vec::new(),
+        half_open: Vec::new(),
+        stall_writes: Vec::new(),
     }
 }
 

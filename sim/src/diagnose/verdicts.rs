@@ -473,6 +473,14 @@ fn full_view(a: &Agent, row: Option<&RowMatch>, v: &mut Verdicts, loss: &mut Opt
             "The agent read the Command Text on the connection the registry sent it to: the \
              registry points at the live session.",
         );
+    } else if !passed.is_empty() {
+        v.set(
+            5,
+            R,
+            passed.clone(),
+            "A path point passed the Command Text on towards the agent: the connection the \
+             registry sent it to is the agent's own, not a dead sender.",
+        );
     }
 
     // H7: agent-side evidence of an unparsable Command.
