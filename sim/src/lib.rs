@@ -8,6 +8,7 @@
 //! - [`observe`]: the run's frame and event logs.
 //! - [`scenario`]: scenario files to runs, expectations to verdicts.
 //! - [`diagnose`]: the hypothesis engine (H1..H7, outcome-table rows).
+//! - [`score`]: the engine scored against the injected truth (confusion tables).
 //! - [`cli`]: `simbench list`, `run`, `check`, `sweep`.
 pub mod cli;
 pub mod clock;
@@ -21,3 +22,4 @@ pub mod observe;
 pub mod quic;
 pub mod run;
 pub mod scenario;
+pub mod score;
