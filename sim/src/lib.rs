@@ -9,6 +9,7 @@
 //! - [`proxy`]: the reverse proxy host (the field's nginx), the `path:proxy` point and `drop-frames`.
 //! - [`scenario`]: scenario files to runs, expectations to verdicts.
 //! - [`diagnose`]: the hypothesis engine (H1..H7, outcome-table rows).
+//! - [`score`]: the engine scored against the injected truth (confusion tables).
 //! - [`cli`]: `simbench list`, `run`, `check`, `sweep`.
 pub mod cli;
 pub mod clock;
@@ -23,3 +24,4 @@ pub mod proxy;
 pub mod quic;
 pub mod run;
 pub mod scenario;
+pub mod score;
