@@ -5,10 +5,14 @@
 //!
 //! Map of the crate:
 //! - [`run`]: the report of one run ([`run::RunView`]): summary, hosts,
-//!   faults in force, the timeline and the expectations, each a table.
+//!   faults in force, the timeline, the verdicts and the expectations, each
+//!   a table.
 //! - [`timeline`]: the per-connection timeline of the frames that matter,
 //!   short by construction (routine frames folded, rows capped, the rest
 //!   counted).
+//! - [`verdicts`]: what the hypothesis engine decided for each agent, read
+//!   from the outcome document: a fleet table (healthy agents collapsed) and
+//!   one table of H1..H7 with the evidence per affected agent.
 //! - [`catalogue`]: the tables of `simbench list`, `check` and `sweep`.
 //! - [`junit`]: a hand-written JUnit XML writer that CI systems read.
 //! - [`style`]: the one table style and the time formats every table uses.
@@ -25,3 +29,4 @@ pub mod junit;
 pub mod run;
 pub mod style;
 pub mod timeline;
+pub mod verdicts;

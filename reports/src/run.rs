@@ -1,6 +1,7 @@
 //! The report of one finished run, as `simbench run` prints it: a summary,
 //! the hosts, the faults in force, the timeline of the connections that
-//! matter and the expectations, each a table under a heading.
+//! matter, the hypothesis verdicts and the expectations, each a table under
+//! a heading.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use serde_json::Value;
 
 use crate::style::{self, count};
 use crate::timeline::{self, TimelineOptions};
+use crate::verdicts;
 
 /// The most agents the hosts table shows per site; the rest are counted.
 pub const MAX_AGENTS_PER_SITE: usize = 8;
@@ -61,6 +63,10 @@ pub fn render(view: &RunView, timeline: &TimelineOptions) -> String {
         timeline.point
     ));
     out.push_str(&timeline::render(view.frames, timeline));
+    out.push_str(
+        "\nVerdicts (H1..H7, docs/diagnosis.md; server: the server's log alone, full: every point)\n",
+    );
+    out.push_str(&verdicts::render(view.outcome));
     out.push_str("\nExpectations\n");
     out.push_str(&expectations(view.expectations));
     out.push('\n');
@@ -267,7 +273,7 @@ pub fn verdict(view: &RunView) -> String {
 
 /// A JSON value for a table cell: strings without quotes, `-` for null or
 /// absent, everything else as JSON.
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".to_string(),
         Value::String(s) => s.clone(),

@@ -241,6 +241,45 @@ fn run_smoke_prints_the_whole_report_and_writes_the_logs() {
 }
 
 #[test]
+fn run_prints_a_verdict_table_for_each_affected_agent() {
+    let tmp = temp_dir("run-verdicts");
+    let out = simbench(&tmp, &["run", "h3-agent-command-path-broken"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let stdout = &out.stdout;
+    let at = |needle: &str| {
+        stdout
+            .find(needle)
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{stdout}"))
+    };
+    // After the timeline, before the expectations.
+    let fleet = at("\nVerdicts (H1..H7");
+    let agent = at("\nVerdicts for pst-server (row 5, unacked cmd-0002)\n");
+    assert!(at("\nTimeline") < fleet && fleet < agent && agent < at("\nExpectations\n"));
+    let line = |from: usize, needle: &str| {
+        stdout[from..]
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or("")
+    };
+    let row = line(fleet, "│ pst-server ");
+    assert!(
+        row.contains("┆ yes ") && row.contains("┆ H2 H3 H4 ") && row.contains("┆ H3 "),
+        "{stdout}"
+    );
+    assert!(line(fleet, "│ nyc-server ").contains("┆ no "), "{stdout}");
+    let h3 = line(agent, "│ H3 ");
+    for cell in [
+        "┆ supported    ┆ supported ",
+        "┆ injected ",
+        "The agent read Command",
+    ] {
+        assert!(h3.contains(cell), "{cell}: {stdout}");
+    }
+    // The agent that is not affected has no table of its own.
+    assert_eq!(stdout.matches("Verdicts for").count(), 1, "{stdout}");
+}
+
+#[test]
 fn run_format_json_prints_report_json_only() {
     let tmp = temp_dir("run-json");
     let out = simbench(

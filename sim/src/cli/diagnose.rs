@@ -33,17 +33,7 @@ fn read_jsonl<T: DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>, Cl
 }
 
 fn ids(d: &Diagnosis, status: Status) -> String {
-    let v: Vec<&str> = d
-        .verdicts
-        .iter()
-        .filter(|v| v.status == status)
-        .map(|v| v.hypothesis)
-        .collect();
-    if v.is_empty() {
-        "-".into()
-    } else {
-        v.join(" ")
-    }
+    reports::verdicts::ids(d.with(status))
 }
 
 /// Runs the engine on the files and prints the verdicts.
