@@ -12,7 +12,15 @@ use proto::msg::{EnrollRequest, EnrollResponse, ErrorBody, ENROLL_PATH};
 use rustls_pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-use crate::AgentConfig;
+use crate::backoff::Backoff;
+use crate::{AgentConfig, StatusCell};
+
+/// Attempts of one enrollment round (the inner retry).
+pub const INNER_ATTEMPTS: u32 = 3;
+/// Backoff of the inner retry between transient failures.
+pub const INNER_BACKOFF_MS: (u64, u64) = (1_000, 4_000);
+/// Backoff of the fixed outer loop between rounds: base and cap.
+pub const OUTER_BACKOFF_MS: (u64, u64) = (5_000, 300_000);
 
 /// Why an enrollment attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +66,17 @@ impl EnrollError {
     }
 }
 
-/// One enrollment attempt.
-pub async fn enroll_once(env: &Env, cfg: &AgentConfig) -> Result<EnrollResponse, EnrollError> {
+/// One enrollment attempt (counted in `status`).
+pub async fn enroll_once(
+    env: &Env,
+    cfg: &AgentConfig,
+    status: &StatusCell,
+) -> Result<EnrollResponse, EnrollError> {
+    {
+        let mut s = status.lock();
+        s.enroll_requests += 1;
+        s.enroll_request_times_us.push(env.now_us());
+    }
     env.event(
         "enroll.request",
         fields! {"server" => cfg.server_host, "port" => cfg.enroll_port},
@@ -126,4 +143,82 @@ pub async fn enroll_once(env: &Env, cfg: &AgentConfig) -> Result<EnrollResponse,
         serde_json::from_slice(&bytes).map_err(|e| EnrollError::BadAnswer(e.to_string()))?;
     env.event("enroll.ok", fields! {"agent_id" => parsed.agent_id});
     Ok(parsed)
+}
+
+fn jitter(env: &Env) -> u32 {
+    let mut b = [0u8; 4];
+    env.fill_random(&mut b);
+    u32::from_le_bytes(b)
+}
+
+/// One enrollment round (the field's inner retry): up to
+/// [`INNER_ATTEMPTS`] attempts with backoff between transient failures; a
+/// permanent failure (a 4xx, such as a refused token) ends the round at once.
+pub async fn enroll_round(
+    env: &Env,
+    cfg: &AgentConfig,
+    status: &StatusCell,
+) -> Result<EnrollResponse, EnrollError> {
+    let mut backoff = Backoff::new(INNER_BACKOFF_MS.0, INNER_BACKOFF_MS.1);
+    let mut attempt = 1;
+    loop {
+        match enroll_once(env, cfg, status).await {
+            Ok(r) => return Ok(r),
+            Err(e) if e.is_permanent() || attempt >= INNER_ATTEMPTS => return Err(e),
+            Err(_) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(env))))
+                    .await;
+            }
+        }
+    }
+}
+
+/// Delayed enrollment: the service enrolls when it starts, round after round.
+///
+/// Legacy (`delayed_enroll_backoff` off): the next round starts at once
+/// after any failure, forever; with a refused token each round is a single
+/// request, so the agent hammers the enrollment API (incident 3's storm).
+/// Fixed: a permanent failure is a terminal state (`failed-permanent`,
+/// event `enroll.terminal`, no more requests); a transient one waits with
+/// exponential backoff, jitter and a cap ([`OUTER_BACKOFF_MS`]).
+pub async fn delayed_enroll(
+    env: &Env,
+    cfg: &AgentConfig,
+    status: &StatusCell,
+) -> Result<EnrollResponse, EnrollError> {
+    status.lock().enroll_state = Some("enrolling".into());
+    let mut backoff = Backoff::new(OUTER_BACKOFF_MS.0, OUTER_BACKOFF_MS.1);
+    loop {
+        let e = match enroll_round(env, cfg, status).await {
+            Ok(r) => {
+                status.lock().enroll_state = Some("enrolled".into());
+                return Ok(r);
+            }
+            Err(e) => e,
+        };
+        if !cfg.switches.delayed_enroll_backoff {
+            env.event(
+                "enroll.delayed_retry",
+                fields! {"error" => e.to_string(), "delay_ms" => 0},
+            );
+            // Let the rest of the process run; no time passes.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        if e.is_permanent() {
+            status.lock().enroll_state = Some("failed-permanent".into());
+            env.event(
+                "enroll.terminal",
+                fields! {"error" => e.to_string(), "requests" => status.lock().enroll_requests},
+            );
+            return Err(e);
+        }
+        let delay = backoff.handle_failure(jitter(env));
+        env.event(
+            "enroll.delayed_retry",
+            fields! {"error" => e.to_string(), "delay_ms" => delay},
+        );
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
 }

@@ -27,6 +27,9 @@ pub struct AgentSwitches {
     pub up_probe: bool,
     /// Enrollment files are written atomically, `agent.json` last.
     pub transactional_enroll_write: bool,
+    /// Delayed enrollment backs off between rounds and stops for good on a
+    /// refused token (legacy: it starts the next round at once, forever).
+    pub delayed_enroll_backoff: bool,
 }
 
 impl AgentSwitches {
@@ -34,11 +37,13 @@ impl AgentSwitches {
     pub const LEGACY: AgentSwitches = AgentSwitches {
         up_probe: false,
         transactional_enroll_write: false,
+        delayed_enroll_backoff: false,
     };
     /// The fixed behaviour (the shipped default).
     pub const FIXED: AgentSwitches = AgentSwitches {
         up_probe: true,
         transactional_enroll_write: true,
+        delayed_enroll_backoff: true,
     };
 }
 
@@ -70,6 +75,9 @@ pub struct AgentConfig {
     /// The site (office, NAT) the operator placed the agent in; told to the
     /// server at Auth so its logs can group agents by site.
     pub site: Option<String>,
+    /// `agent up --delay-enroll`: `up` only installs; the service enrolls
+    /// when it starts (see [`enroll::delayed_enroll`]).
+    pub delay_enroll: bool,
     /// Behaviour switches.
     pub switches: AgentSwitches,
     /// An injected defect, if any.
@@ -102,6 +110,7 @@ impl AgentConfig {
             token: token.into(),
             ca_pem: ca_pem.into(),
             site: None,
+            delay_enroll: false,
             switches: AgentSwitches::FIXED,
             defect: None,
             connect_timeout_ms: 20_000,
@@ -122,6 +131,11 @@ pub struct AgentStatus {
     pub agent_id: Option<String>,
     /// Enrollment requests sent.
     pub enroll_requests: u64,
+    /// When each enrollment request was sent (microseconds).
+    pub enroll_request_times_us: Vec<u64>,
+    /// Where enrollment stands: `enrolling`, `enrolled`, `failed-permanent`
+    /// (a refused token: no more requests), `failed`.
+    pub enroll_state: Option<String>,
     /// The tunnel is up.
     pub tunnel_connected: bool,
     /// Tunnel connections established.

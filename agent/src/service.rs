@@ -49,8 +49,26 @@ pub async fn up(env: &Env, cfg: &AgentConfig, status: &StatusCell) -> Result<Str
             env.event("up.removed_unreferenced", fields! {"files" => removed});
         }
     }
-    status.lock().enroll_requests += 1;
-    let resp = enroll_once(env, cfg).await?;
+    if cfg.delay_enroll {
+        // `up --delay-enroll`: the service enrolls when it starts.
+        env.event("up.delayed_enroll", fields! {});
+        return Ok(String::new());
+    }
+    let resp = match enroll_once(env, cfg, status).await {
+        Ok(r) => {
+            status.lock().enroll_state = Some("enrolled".into());
+            r
+        }
+        Err(e) => {
+            let state = if e.is_permanent() {
+                "failed-permanent"
+            } else {
+                "failed"
+            };
+            status.lock().enroll_state = Some(state.into());
+            return Err(e.into());
+        }
+    };
     let file = install::write_enrollment(
         env.disk.as_ref(),
         &resp,
@@ -111,6 +129,22 @@ fn jitter(env: &Env) -> u32 {
 /// The agent service: waits for an enrollment on disk, then keeps the tunnel
 /// and the command channel up, reconnecting with backoff. Never returns.
 pub async fn run(env: Env, cfg: AgentConfig, status: StatusCell) {
+    if cfg.delay_enroll && matches!(install::load(env.disk.as_ref()), Ok(None)) {
+        let resp = match crate::enroll::delayed_enroll(&env, &cfg, &status).await {
+            Ok(r) => r,
+            // A terminal state: reported (event, status), and no more requests.
+            Err(_) => return,
+        };
+        if let Err(e) = install::write_enrollment(
+            env.disk.as_ref(),
+            &resp,
+            cfg.switches.transactional_enroll_write,
+        ) {
+            env.event("enroll.write_failed", fields! {"error" => e.to_string()});
+            status.lock().enroll_state = Some("failed".into());
+            return;
+        }
+    }
     let creds = loop {
         match install::load(env.disk.as_ref()) {
             Ok(Some(c)) => break c,

@@ -311,6 +311,11 @@ pub const ACTIONS: &[KindDoc] = &[
                 Some("never"),
                 "hard-kill `agent up` at this point (see the kill points)",
             ),
+            opt(
+                "delay-enroll",
+                Some("false"),
+                "`agent up --delay-enroll`: install only; the service enrolls when it starts, retrying (incident 3)",
+            ),
         ],
     },
     KindDoc {
@@ -581,6 +586,7 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
     ("commands.<id>.exit_code", "the command's exit code as the agent reported it (or null)"),
     ("commands.<id>.output", "the command's output as the agent reported it (or null)"),
     ("server.registry.tunnels", "how many tunnel connections the server's registry holds at the end"),
+    ("server.enroll.requests", "how many enrollment requests the server received, whatever it answered"),
     ("counts.frames", "how many frame-log records the run wrote"),
     ("counts.events", "how many event-log records the run wrote"),
     ("counts.commands_completed", "how many commands completed in the whole run"),

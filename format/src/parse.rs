@@ -1183,6 +1183,19 @@ impl Parser<'_> {
                         KillPoint::NAMES,
                         KillPoint::from_name,
                     )?,
+                    delay_enroll: match t.get("delay-enroll") {
+                        None => false,
+                        Some(n) => match n.value {
+                            Value::Boolean(b) => b,
+                            _ => {
+                                return Err(self.wrong_type(
+                                    n,
+                                    &t.label("delay-enroll"),
+                                    "true or false",
+                                ))
+                            }
+                        },
+                    },
                 }
             }
             "dispatch" => ActionKind::Dispatch {

@@ -675,6 +675,9 @@ pub enum ActionKind {
         /// Hard-kill `agent up` at this point.
         #[serde(rename = "kill-up-after", skip_serializing_if = "Option::is_none")]
         kill_up_after: Option<KillPoint>,
+        /// `agent up --delay-enroll`: the service enrolls when it starts.
+        #[serde(rename = "delay-enroll", skip_serializing_if = "std::ops::Not::not")]
+        delay_enroll: bool,
     },
     /// Queue a command for an agent.
     Dispatch {

@@ -127,10 +127,12 @@ fn defaults_and_expansion() {
             agent,
             timeout,
             kill_up_after,
+            delay_enroll,
         } => {
             assert_eq!(*agent, None);
             assert_eq!(*timeout, Duration::from_secs(60));
             assert_eq!(*kill_up_after, None);
+            assert!(!*delay_enroll);
         }
         other => panic!("{other:?}"),
     }

@@ -125,6 +125,21 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Respons
             "use POST",
         );
     }
+    shared
+        .enroll_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let now = shared.env.now_us();
+    if let Some(o) = shared.cfg.enroll_outages.iter().find(|o| o.covers(now)) {
+        shared
+            .env
+            .event("enroll.unavailable", fields! {"status" => o.status});
+        let status = StatusCode::from_u16(o.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return error(
+            status,
+            "unavailable",
+            "enrollment is unavailable right now; retry later",
+        );
+    }
     let token = req
         .headers()
         .get(hyper::header::AUTHORIZATION)

@@ -82,6 +82,9 @@ pub struct ServerConfig {
     /// complete (the send loop gives up on each after `write_timeout_ms` and
     /// goes on with the next frame). Empty in every shipped build.
     pub stall_writes: Vec<(String, proto::frame::FrameKind)>,
+    /// Windows in which enrollment answers an HTTP error (`enroll-errors`).
+    /// Empty in every shipped build.
+    pub enroll_outages: Vec<Outage>,
     /// How long the send loop waits for one frame's socket write before it
     /// logs a `write_error` and goes on with the next frame.
     pub write_timeout_ms: u64,
@@ -93,6 +96,24 @@ pub struct ServerConfig {
     pub ws_port: u16,
     /// A reverse proxy (the field's nginx) in front of the command channel.
     pub channel_proxy: Option<ChannelProxy>,
+}
+
+/// A window of time in which a service answers an HTTP error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outage {
+    /// The HTTP status answered.
+    pub status: u16,
+    /// From (microseconds on the server's clock, inclusive).
+    pub from_us: u64,
+    /// Until (exclusive); `None`: for good.
+    pub until_us: Option<u64>,
+}
+
+impl Outage {
+    /// Whether the outage is in force at `now_us`.
+    pub fn covers(&self, now_us: u64) -> bool {
+        self.from_us <= now_us && self.until_us.is_none_or(|u| now_us < u)
+    }
 }
 
 /// A TLS-terminating reverse proxy in front of the command channel, as
@@ -132,6 +153,7 @@ impl Default for ServerConfig {
             malformed_commands: Vec::new(),
             stale_registry_agents: Vec::new(),
             stall_writes: Vec::new(),
+            enroll_outages: Vec::new(),
             write_timeout_ms: 10_000,
             enroll_port: proto::msg::ENROLL_PORT,
             tunnel_port: proto::msg::TUNNEL_PORT,
@@ -203,6 +225,8 @@ pub struct Shared {
     // Receivers of dead sessions kept alive by the stale-registry defect, so
     // their senders go on accepting (and losing) messages.
     graveyard: Mutex<Vec<mpsc::UnboundedReceiver<Outbound>>>,
+    // Enrollment requests received (any answer).
+    enroll_requests: std::sync::atomic::AtomicU64,
     // Ids of the pending commands (rebuilt from the store at start).
     pending: Mutex<std::collections::BTreeSet<String>>,
 }
@@ -261,6 +285,13 @@ impl ServerHandle {
     /// The CA agents must trust (an installer ships it).
     pub fn ca_pem(&self) -> String {
         self.shared.ca.ca.cert_pem.clone()
+    }
+
+    /// Enrollment requests received since this server started.
+    pub fn enroll_requests(&self) -> u64 {
+        self.shared
+            .enroll_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The TLS certificate and key the server serves, for a reverse proxy in
@@ -385,6 +416,7 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         tunnels: Mutex::new(Registry::new(gen_check)),
         ports: Mutex::new(Ports::default()),
         graveyard: Mutex::new(Vec::new()),
+        enroll_requests: Default::default(),
         pending: Mutex::new(pending),
     });
     enroll::spawn(shared.clone(), &shared.identity).await?;

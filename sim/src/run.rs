@@ -37,6 +37,8 @@ use proto::frame::FrameKind;
 pub const EPOCH_UNIX_S: u64 = 1_767_225_600;
 /// The token the simulated installer uses.
 pub const ENROLL_TOKEN: &str = "enroll-token";
+/// The token an agent with an `invalid-token` fault was installed with.
+pub const REVOKED_TOKEN: &str = "revoked-enroll-token";
 /// The server's host name in the simulation.
 pub const SERVER_HOST: &str = "server";
 
@@ -69,6 +71,8 @@ pub enum ActionKind {
         timeout: Duration,
         /// Hard-kill `agent up` after its certificates are written.
         kill_after_certs: bool,
+        /// `agent up --delay-enroll`: the service enrolls when it starts.
+        delay_enroll: bool,
     },
     /// Queue a command on the server for an agent.
     Dispatch {
@@ -125,6 +129,10 @@ pub struct RunSpec {
     /// (agent, frame type) whose server socket writes never complete
     /// (`stall-writes`).
     pub stall_writes: Vec<(String, FrameKind)>,
+    /// Agents whose enrollment token the server refuses (`invalid-token`).
+    pub invalid_token: Vec<String>,
+    /// Windows in which enrollment answers an HTTP error (`enroll-errors`).
+    pub enroll_outages: Vec<server::Outage>,
 }
 
 impl RunSpec {
@@ -255,6 +263,7 @@ type InstallRx = mpsc::UnboundedReceiver<InstallOrder>;
 struct InstallOrder {
     timeout: Duration,
     kill_after_certs: bool,
+    delay_enroll: bool,
 }
 type SiteAgent = (AgentSpec, Arc<AgentSlot>, Arc<Mutex<InstallRx>>);
 
@@ -302,6 +311,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let malformed_commands = spec.malformed_commands.clone();
         let stale_registry = spec.stale_registry.clone();
         let stall_writes = spec.stall_writes.clone();
+        let enroll_outages = spec.enroll_outages.clone();
         let seed = spec.seed;
         let firewall = firewall.clone();
         let boots = Arc::new(Mutex::new(0u64));
@@ -329,6 +339,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
                 malformed_commands: malformed_commands.clone(),
                 stale_registry_agents: stale_registry.clone(),
                 stall_writes: stall_writes.clone(),
+                enroll_outages: enroll_outages.clone(),
                 channel_proxy: Some(server::ChannelProxy {
                     public_host: PROXY_HOST.into(),
                     public_port: proto::msg::WS_PORT,
@@ -387,6 +398,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
             let _ = tx.send(InstallOrder {
                 timeout: DEFAULT_INSTALL_TIMEOUT,
                 kill_after_certs: false,
+                delay_enroll: false,
             });
         }
         installers.insert(a.name.clone(), tx);
@@ -397,6 +409,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
             .push((a.clone(), slot, Arc::new(Mutex::new(rx))));
     }
     for (site, agents) in sites {
+        let invalid_token = spec.invalid_token.clone();
         let observer = observer.clone();
         let clock = clock.clone();
         let server_slot = server_slot.clone();
@@ -417,6 +430,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
                 tokio::spawn(agent_main(
                     env,
                     a.clone(),
+                    invalid_token.contains(&a.name),
                     slot.clone(),
                     rx.clone(),
                     server_slot.clone(),
@@ -484,11 +498,13 @@ fn apply(
             agent,
             timeout,
             kill_after_certs,
+            delay_enroll,
         } => {
             if let Some(tx) = installers.get(agent) {
                 let _ = tx.send(InstallOrder {
                     timeout: *timeout,
                     kill_after_certs: *kill_after_certs,
+                    delay_enroll: *delay_enroll,
                 });
             }
             ("bench.install", agent)
@@ -519,6 +535,7 @@ fn apply(
 async fn agent_main(
     env: Env,
     spec: AgentSpec,
+    invalid_token: bool,
     slot: Arc<AgentSlot>,
     install: Arc<Mutex<InstallRx>>,
     server: ServerSlot,
@@ -535,7 +552,13 @@ async fn agent_main(
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let mut cfg = AgentConfig::new(&spec.name, SERVER_HOST, ENROLL_TOKEN, &ca_pem);
+        let token = if invalid_token {
+            REVOKED_TOKEN
+        } else {
+            ENROLL_TOKEN
+        };
+        let mut cfg = AgentConfig::new(&spec.name, SERVER_HOST, token, &ca_pem);
+        cfg.delay_enroll = order.delay_enroll;
         cfg.version = spec.version.clone();
         cfg.switches = spec.switches;
         cfg.defect = spec.defect;
@@ -623,7 +646,11 @@ fn outcome(
                     "orphans": files.keys().filter(|p| p.ends_with(".crt") && !referenced.contains(p)).count(),
                     "finished_us": install.as_ref().map(|i| i.finished_us),
                 },
-                "enroll": { "requests": st.enroll_requests },
+                "enroll": {
+                    "requests": st.enroll_requests,
+                    "max_per_minute": max_per_minute(&st.enroll_request_times_us),
+                    "state": st.enroll_state,
+                },
                 "tunnel": { "connected": st.tunnel_connected, "connects": st.tunnel_connects },
                 "ws": { "connected": st.ws_connected, "connects": st.ws_connects },
                 "commands": { "completed": st.commands_completed },
@@ -656,8 +683,24 @@ fn outcome(
         "sim_time_us": sim_time_us,
         "agents": agents,
         "commands": commands,
-        "server": { "registry": { "tunnels": tunnels.len(), "tunnel_conns": tunnel_conns } },
+        "server": {
+            "registry": { "tunnels": tunnels.len(), "tunnel_conns": tunnel_conns },
+            "enroll": { "requests": server.enroll_requests() },
+        },
     })
+}
+
+/// The most requests in any 60 s window (times in microseconds, ascending).
+fn max_per_minute(times_us: &[u64]) -> usize {
+    let mut best = 0;
+    let mut start = 0;
+    for (end, t) in times_us.iter().enumerate() {
+        while times_us[start] + 60_000_000 <= *t {
+            start += 1;
+        }
+        best = best.max(end + 1 - start);
+    }
+    best
 }
 
 fn finish(
@@ -694,5 +737,20 @@ fn finish(
         frames,
         events,
         digest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_per_minute;
+
+    #[test]
+    fn max_per_minute_is_the_busiest_sixty_second_window() {
+        assert_eq!(max_per_minute(&[]), 0);
+        assert_eq!(max_per_minute(&[5]), 1);
+        let s = 1_000_000;
+        // 0 s, 30 s, 59.9 s are one window; 60 s starts a new one without the first.
+        assert_eq!(max_per_minute(&[0, 30 * s, 59 * s + 900_000, 60 * s]), 3);
+        assert_eq!(max_per_minute(&[0, 61 * s, 62 * s, 63 * s, 200 * s]), 3);
     }
 }

@@ -29,12 +29,13 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
         up_probe: b.is_on("up_probe"),
         transactional_enroll_write: b.is_on("transactional_enroll_write"),
+        delayed_enroll_backoff: b.is_on("delayed_enroll_backoff"),
     }
 }
 
@@ -56,14 +57,18 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
     let mut malformed_commands = Vec::new();
     let mut stale_registry = Vec::new();
     let (mut half_open, mut drops, mut stall_writes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut invalid_token, mut enroll_outages) = (Vec::new(), Vec::new());
     for f in &sc.faults {
         let windowed = matches!(
             f.kind,
-            FaultKind::Block { .. } | FaultKind::HalfOpen { .. } | FaultKind::DropFrames { .. }
+            FaultKind::Block { .. }
+                | FaultKind::HalfOpen { .. }
+                | FaultKind::DropFrames { .. }
+                | FaultKind::EnrollErrors { .. }
         );
         if (f.from.is_some() || f.until.is_some()) && !windowed {
             return Err(unsupported(format!(
-                "`from`/`until` on fault `{}` (block, half-open and drop-frames have time windows)",
+                "`from`/`until` on fault `{}` (block, half-open, drop-frames and enroll-errors have time windows)",
                 f.kind.name()
             )));
         }
@@ -133,6 +138,12 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
             FaultKind::StallWrites { agent, frame } => {
                 stall_writes.push((agent.clone(), frame_kind(*frame)))
             }
+            FaultKind::InvalidToken { agent } => invalid_token.push(agent.clone()),
+            FaultKind::EnrollErrors { status } => enroll_outages.push(server::Outage {
+                status: *status,
+                from_us: from.as_micros() as u64,
+                until_us: f.until.map(|u| u.as_micros() as u64),
+            }),
             other => return Err(unsupported(format!("fault `{}`", other.name()))),
         }
     }
@@ -146,6 +157,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 agent,
                 timeout,
                 kill_up_after,
+                delay_enroll,
             } => {
                 let targets = match agent {
                     Some(one) => vec![one.clone()],
@@ -159,6 +171,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                             agent,
                             timeout: *timeout,
                             kill_after_certs: kill_up_after.is_some(),
+                            delay_enroll: *delay_enroll,
                         },
                     });
                 }
@@ -203,6 +216,8 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         drops,
         half_open,
         stall_writes,
+        invalid_token,
+        enroll_outages,
     })
 }
 

@@ -902,6 +902,8 @@ fn smoke(seed: u64, evict: bool) -> RunSpec {
         drops: Vec::new(),
         half_open: Vec::new(),
         stall_writes: Vec::new(),
+        invalid_token: Vec::new(),
+        enroll_outages: Vec::new(),
     }
 }
 

@@ -40,6 +40,8 @@ fn smoke(seed: u64) -> RunSpec {
         drops: Vec::new(),
         half_open: Vec::new(),
         stall_writes: Vec::new(),
+        invalid_token: Vec::new(),
+        enroll_outages: Vec::new(),
     }
 }
 
