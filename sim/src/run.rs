@@ -82,6 +82,11 @@ pub enum ActionKind {
         /// Which agent.
         agent: String,
     },
+    /// The server wakes the agent and starts its check-in deadline.
+    Wake {
+        /// Which agent.
+        agent: String,
+    },
 }
 
 /// An action at a time.
@@ -125,6 +130,8 @@ pub struct RunSpec {
     /// (agent, frame type) whose server socket writes never complete
     /// (`stall-writes`).
     pub stall_writes: Vec<(String, FrameKind)>,
+    /// The server's reconcile queue worker does not run (`worker-down`).
+    pub worker_down: bool,
 }
 
 impl RunSpec {
@@ -302,6 +309,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let malformed_commands = spec.malformed_commands.clone();
         let stale_registry = spec.stale_registry.clone();
         let stall_writes = spec.stall_writes.clone();
+        let wake_worker = !spec.worker_down;
         let seed = spec.seed;
         let firewall = firewall.clone();
         let boots = Arc::new(Mutex::new(0u64));
@@ -329,6 +337,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
                 malformed_commands: malformed_commands.clone(),
                 stale_registry_agents: stale_registry.clone(),
                 stall_writes: stall_writes.clone(),
+                wake_worker,
                 channel_proxy: Some(server::ChannelProxy {
                     public_host: PROXY_HOST.into(),
                     public_port: proto::msg::WS_PORT,
@@ -505,6 +514,12 @@ fn apply(
             }
             ("bench.evict", agent)
         }
+        ActionKind::Wake { agent } => {
+            if let Some(h) = &handle {
+                h.wake(agent);
+            }
+            ("bench.wake", agent)
+        }
     };
     observer.event(EventRecord {
         t_us: now.as_micros() as u64,
@@ -628,6 +643,8 @@ fn outcome(
                 "ws": { "connected": st.ws_connected, "connects": st.ws_connects },
                 "commands": { "completed": st.commands_completed },
                 "last_error": st.last_error,
+                "wake_attempts": view.and_then(|v| v.wake.as_ref()).map(|w| w.wake_attempts),
+                "last_provision_error": view.and_then(|v| v.wake.as_ref()).and_then(|w| w.last_provision_error.clone()),
             }),
         );
     }

@@ -29,7 +29,7 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, worker-down";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -56,6 +56,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
     let mut malformed_commands = Vec::new();
     let mut stale_registry = Vec::new();
     let (mut half_open, mut drops, mut stall_writes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut worker_down = false;
     for f in &sc.faults {
         let windowed = matches!(
             f.kind,
@@ -133,6 +134,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
             FaultKind::StallWrites { agent, frame } => {
                 stall_writes.push((agent.clone(), frame_kind(*frame)))
             }
+            FaultKind::WorkerDown => worker_down = true,
             other => return Err(unsupported(format!("fault `{}`", other.name()))),
         }
     }
@@ -176,6 +178,12 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                     agent: agent.clone(),
                 },
             }),
+            FileAction::Wake { agent } => actions.push(ActionSpec {
+                at: a.at,
+                kind: ActionKind::Wake {
+                    agent: agent.clone(),
+                },
+            }),
             other => return Err(unsupported(format!("action `{}`", other.name()))),
         }
     }
@@ -203,6 +211,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         drops,
         half_open,
         stall_writes,
+        worker_down,
     })
 }
 

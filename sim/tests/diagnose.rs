@@ -902,6 +902,7 @@ fn smoke(seed: u64, evict: bool) -> RunSpec {
         drops: Vec::new(),
         half_open: Vec::new(),
         stall_writes: Vec::new(),
+        worker_down: false,
     }
 }
 

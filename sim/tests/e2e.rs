@@ -40,6 +40,7 @@ fn smoke(seed: u64) -> RunSpec {
         drops: Vec::new(),
         half_open: Vec::new(),
         stall_writes: Vec::new(),
+        worker_down: false,
     }
 }
 
