@@ -209,6 +209,13 @@ pub async fn run_session(
                         heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     }
                 }
+                Ok(ServerMsg::Wake) => {
+                    hb_seq += 1;
+                    write!(send(AgentMsg::Heartbeat {
+                        seq: hb_seq,
+                        agent_version: cfg.version.clone()
+                    }));
+                }
                 Ok(ServerMsg::Command { .. }) if commands_broken => {}
                 Ok(ServerMsg::Command {
                     command_id,

@@ -541,7 +541,7 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
     ("agents.<name>.wake_attempts", "how many wakes the server sent since the last heartbeat"),
     (
         "agents.<name>.last_provision_error",
-        "the server's last provisioning error for the agent (a string, or absent)",
+        "the server's last provisioning error for the agent (a string, or null: none, or it checked in since)",
     ),
     (
         "agents.<name>.liveness.failed",

@@ -130,6 +130,8 @@ pub enum ServerMsg {
         /// What to run, e.g. `hostname`.
         command: String,
     },
+    /// Check in now: the agent answers with an immediate Heartbeat.
+    Wake,
 }
 
 /// Messages on the tunnel's control stream (newline-delimited JSON).
@@ -184,6 +186,7 @@ impl ServerMsg {
             ServerMsg::AuthAck { .. } => "AuthAck",
             ServerMsg::ConfigUpdate { .. } => "ConfigUpdate",
             ServerMsg::Command { .. } => "Command",
+            ServerMsg::Wake => "Wake",
         }
     }
 

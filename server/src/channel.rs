@@ -241,6 +241,8 @@ async fn session<S>(
             }
         }
     };
+    // An authenticated session is a check-in.
+    shared.checkin(&agent.agent_id);
     // The session's own greeting goes on its own channel, whatever the registry holds.
     for msg in [
         ServerMsg::AuthAck { conn: conn.clone() },

@@ -223,6 +223,8 @@ fn issue(
         last_seen_us: None,
         revoked: false,
     })?;
+    // Provisioned: wake it and wait for its check-in.
+    shared.wake(&agent_id, &req.name, "provisioned");
     let ports = *lock(&shared.ports);
     let (ws_host, ws_port) = match &shared.cfg.channel_proxy {
         Some(p) => (Some(p.public_host.clone()), p.public_port),

@@ -6,6 +6,8 @@
 //! - [`enroll`]: `POST /jet/tunnel/enroll` over HTTPS (hyper on rustls), TCP 7171.
 //! - [`tunnel`]: the QUIC + mTLS tunnel gateway, UDP 4433.
 //! - [`channel`]: the WebSocket command channel (TLS with client certificates).
+//! - [`wake`]: the wake / check-in reconciler, a sans-IO brain; its delayed
+//!   reconcile tasks live in the store and a worker task runs them when due.
 //!
 //! [`start`] brings all of it up on an [`proto::env::Env`] and returns a
 //! [`ServerHandle`] through which the operator (the `fleet-server` binary or
@@ -17,6 +19,7 @@ pub mod enroll;
 pub mod registry;
 pub mod store;
 pub mod tunnel;
+pub mod wake;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -28,7 +31,8 @@ use tokio::sync::mpsc;
 
 use crate::commands::ReaperPolicy;
 use crate::registry::Registry;
-use crate::store::{AgentRecord, CommandRecord, CommandStatus, Store, StoreError};
+use crate::store::{AgentRecord, CommandRecord, CommandStatus, Store, StoreError, TaskUpdate};
+use crate::wake::{Lifecycle, Reconcile, ReconcileTask, WakePolicy, WakeState};
 
 /// Behaviour switches of the server (DESIGN.md, "Legacy and fixed behaviour").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -65,6 +69,13 @@ pub struct ServerConfig {
     pub ping_interval_ms: u64,
     /// Reaper policy.
     pub reaper: ReaperPolicy,
+    /// Wake / check-in reconciler policy.
+    pub wake: WakePolicy,
+    /// Whether the reconcile queue's worker runs. False only to inject the
+    /// field's failure mode (`worker-down`): tasks are queued and never run,
+    /// so a woken agent that does not check in gets no second wake and stays
+    /// `provisioning`. True in every shipped build.
+    pub wake_worker: bool,
     /// Path of the store on the env's disk.
     pub store_path: String,
     /// Injected defect (field hypothesis H7): commands with exactly this
@@ -149,6 +160,8 @@ impl Default for ServerConfig {
             inbound_timeout_ms: 90_000,
             ping_interval_ms: 30_000,
             reaper: ReaperPolicy::default(),
+            wake: WakePolicy::default(),
+            wake_worker: true,
             store_path: "server.redb".into(),
             malformed_commands: Vec::new(),
             stale_registry_agents: Vec::new(),
@@ -258,6 +271,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 enum Control {
     Dispatch { agent: String, command: String },
     Evict { agent: String },
+    Wake { agent: String },
 }
 
 /// The operator's handle on a running server.
@@ -273,8 +287,12 @@ pub struct AgentView {
     /// Stored record.
     #[serde(flatten)]
     pub record: AgentRecord,
-    /// `online` (live command channel and tunnel), `offline`.
+    /// `online` (live command channel and tunnel); otherwise
+    /// `provisioning` while the reconciler waits for a check-in, else
+    /// `offline`.
     pub status: String,
+    /// The reconciler's state, if the agent was ever woken.
+    pub wake: Option<WakeState>,
     /// The registered tunnel connection, if any.
     pub tunnel_conn: Option<String>,
     /// The registered command-channel connection, if any.
@@ -325,6 +343,14 @@ impl ServerHandle {
         });
     }
 
+    /// Wakes the agent (an update of it): sends a wake if it has a live
+    /// command-channel session and starts a new check-in escalation.
+    pub fn wake(&self, agent: &str) {
+        let _ = self.control.send(Control::Wake {
+            agent: agent.into(),
+        });
+    }
+
     /// Every agent as the server sees it, by agent id.
     pub fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
         let sessions = lock(&self.shared.sessions);
@@ -337,14 +363,21 @@ impl ServerHandle {
             .map(|record| {
                 let ws_conn = sessions.get(&record.agent_id).map(|e| e.conn.clone());
                 let tunnel_conn = tunnels.get(&record.agent_id).map(|e| e.conn.clone());
+                let wake = self.shared.store.wake(&record.agent_id).ok().flatten();
+                let provisioning = wake
+                    .as_ref()
+                    .is_some_and(|w| w.lifecycle == Lifecycle::Provisioning);
                 let status = if ws_conn.is_some() && tunnel_conn.is_some() {
                     "online"
+                } else if provisioning {
+                    "provisioning"
                 } else {
                     "offline"
                 };
                 AgentView {
                     record,
                     status: status.into(),
+                    wake,
                     tunnel_conn,
                     ws_conn,
                 }
@@ -425,6 +458,9 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
     let (control, rx) = mpsc::unbounded_channel();
     tokio::spawn(control_loop(shared.clone(), rx));
     tokio::spawn(timeout_loop(shared.clone()));
+    if shared.cfg.wake_worker {
+        tokio::spawn(reconcile_worker(shared.clone()));
+    }
     env.event("server.started", fields! {});
     Ok(ServerHandle { shared, control })
 }
@@ -434,6 +470,13 @@ async fn control_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Contr
         match c {
             Control::Dispatch { agent, command } => shared.dispatch(&agent, &command),
             Control::Evict { agent } => shared.evict(&agent),
+            Control::Wake { agent } => match shared.agent_by_name(&agent) {
+                Some(rec) => shared.wake(&rec.agent_id, &rec.name, "updated"),
+                None => shared.env.event(
+                    "lifecycle.wake_rejected",
+                    fields! {"agent" => agent, "reason" => "unknown agent"},
+                ),
+            },
         }
     }
 }
@@ -448,7 +491,150 @@ async fn timeout_loop(shared: Arc<Shared>) {
     }
 }
 
+// Runs the due reconcile tasks of the store's queue once a second of
+// (simulated) time.
+async fn reconcile_worker(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        shared.run_due_tasks();
+    }
+}
+
 impl Shared {
+    fn wake_state(&self, agent_id: &str, agent_name: &str) -> WakeState {
+        match self.store.wake(agent_id) {
+            Ok(Some(w)) => w,
+            Ok(None) => WakeState::new(agent_id, agent_name),
+            Err(e) => {
+                tracing::error!(error = %e, agent_id, "store read failed");
+                WakeState::new(agent_id, agent_name)
+            }
+        }
+    }
+
+    fn put_wake(&self, w: &WakeState, task: TaskUpdate<'_>) -> bool {
+        match self.store.put_wake(w, task) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, agent_id = %w.agent_id, "store write failed");
+                false
+            }
+        }
+    }
+
+    /// Sends the agent a wake on its command-channel session, if it has
+    /// one; true when the session's channel accepted it.
+    fn send_wake(&self, agent_id: &str, agent_name: &str) -> bool {
+        let json =
+            serde_json::to_string(&proto::msg::ServerMsg::Wake).expect("server messages serialize");
+        self.send_to(agent_id, agent_name, json)
+    }
+
+    // `reason`: what queued the task (a wake, a retrigger, a deferral).
+    fn enqueued(&self, t: &ReconcileTask, reason: &str) {
+        self.env.event(
+            "lifecycle.queue.enqueued",
+            fields! {"agent" => t.agent_name, "attempt" => t.attempt, "due_us" => t.due_us, "reason" => reason},
+        );
+    }
+
+    /// The agent was provisioned (`reason` = "provisioned") or updated:
+    /// wake it and queue the reconcile task for its check-in deadline.
+    pub(crate) fn wake(&self, agent_id: &str, agent_name: &str, reason: &str) {
+        let mut w = self.wake_state(agent_id, agent_name);
+        let task = self.cfg.wake.handle_wake(&mut w, self.env.now_us());
+        if !self.put_wake(&w, TaskUpdate::Put(&task)) {
+            return;
+        }
+        let delivered = self.send_wake(agent_id, agent_name);
+        self.env.event(
+            "lifecycle.queue.enqueued",
+            fields! {"agent" => agent_name, "attempt" => task.attempt, "due_us" => task.due_us, "reason" => reason, "wake_delivered" => delivered},
+        );
+    }
+
+    /// The agent checked in (an authenticated session or a Heartbeat).
+    pub(crate) fn checkin(&self, agent_id: &str) {
+        let Ok(Some(mut w)) = self.store.wake(agent_id) else {
+            return;
+        };
+        if self.cfg.wake.handle_checkin(&mut w, self.env.now_us()) {
+            self.put_wake(&w, TaskUpdate::Keep);
+        }
+    }
+
+    /// Runs every queued reconcile task that is due.
+    fn run_due_tasks(&self) {
+        let now = self.env.now_us();
+        let tasks = match self.store.reconcile_tasks() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "store read failed");
+                return;
+            }
+        };
+        for task in tasks.into_iter().take_while(|t| t.due_us <= now) {
+            self.run_task(&task, now);
+        }
+    }
+
+    fn run_task(&self, task: &ReconcileTask, now: u64) {
+        let mut w = self.wake_state(&task.agent_id, &task.agent_name);
+        let verdict = self.cfg.wake.handle_due(&mut w, now);
+        let next = match verdict {
+            Reconcile::Deferred { due_us } | Reconcile::Retriggered { due_us, .. } => {
+                Some(ReconcileTask {
+                    due_us,
+                    attempt: w.wake_attempts,
+                    ..task.clone()
+                })
+            }
+            Reconcile::SkipNotStuck | Reconcile::MaxAttemptsReached => None,
+        };
+        let update = match &next {
+            Some(t) => TaskUpdate::Put(t),
+            None => TaskUpdate::Remove,
+        };
+        if !self.put_wake(&w, update) {
+            return;
+        }
+        let agent = task.agent_name.as_str();
+        match verdict {
+            Reconcile::SkipNotStuck => self.env.event(
+                "lifecycle.reconcile.skip_not_stuck",
+                fields! {"agent" => agent, "attempt" => task.attempt, "wake_attempts" => w.wake_attempts},
+            ),
+            Reconcile::Deferred { due_us } => self.env.event(
+                "lifecycle.reconcile.deferred",
+                fields! {"agent" => agent, "attempt" => task.attempt, "due_us" => due_us},
+            ),
+            Reconcile::Retriggered { attempt, .. } => {
+                let delivered = self.send_wake(&task.agent_id, agent);
+                self.env.event(
+                    "lifecycle.reconcile.retriggered",
+                    fields! {"agent" => agent, "attempt" => attempt, "wake_delivered" => delivered},
+                );
+            }
+            Reconcile::MaxAttemptsReached => self.env.event(
+                "lifecycle.reconcile.max_attempts_reached",
+                fields! {"agent" => agent, "attempt" => w.wake_attempts, "error" => w.last_provision_error.clone().unwrap_or_default()},
+            ),
+        }
+        if let Some(t) = &next {
+            let reason = match verdict {
+                Reconcile::Deferred { .. } => "deferred",
+                _ => "retriggered",
+            };
+            self.enqueued(t, reason);
+        }
+        self.env.event(
+            "queue.worker.success",
+            fields! {"task" => "lifecycle.reconcile", "agent" => agent, "attempt" => task.attempt},
+        );
+    }
+
     fn agent_by_name(&self, name: &str) -> Option<AgentRecord> {
         let agents = self.store.agents().ok()?;
         agents
@@ -622,6 +808,7 @@ impl Shared {
             a.last_seen_us = Some(now);
             let _ = self.store.put_agent(&a);
         }
+        self.checkin(agent_id);
         for mut c in self.pending_for(agent_id) {
             match self.cfg.reaper.handle_heartbeat(&mut c, now) {
                 commands::Verdict::Offer => {

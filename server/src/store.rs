@@ -24,6 +24,8 @@ use redb::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::wake::{ReconcileTask, WakeState};
+
 /// Schema version this code writes and understands.
 pub const SCHEMA_VERSION: u64 = 1;
 
@@ -35,6 +37,8 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 const AGENTS_BY_CERT: TableDefinition<&str, &str> = TableDefinition::new("agents_by_cert");
 const COMMANDS: TableDefinition<&str, &[u8]> = TableDefinition::new("commands");
+const WAKE: TableDefinition<&str, &[u8]> = TableDefinition::new("wake");
+const RECONCILE: TableDefinition<&str, &[u8]> = TableDefinition::new("reconcile_queue");
 
 const KEY_CA: &str = "ca";
 const KEY_SCHEMA: &str = "schema_version";
@@ -120,6 +124,17 @@ pub struct CommandRecord {
     pub exit_code: Option<i32>,
     /// The result's output.
     pub output: Option<String>,
+}
+
+/// What [`Store::put_wake`] does with the agent's queued reconcile task.
+#[derive(Clone, Copy, Debug)]
+pub enum TaskUpdate<'a> {
+    /// Leave it as it is.
+    Keep,
+    /// Take it off the queue (it ran).
+    Remove,
+    /// Queue this one, replacing any queued for the agent.
+    Put(&'a ReconcileTask),
 }
 
 /// Why a store operation failed.
@@ -335,6 +350,8 @@ impl Store {
             txn.open_table(AGENTS)?;
             txn.open_table(AGENTS_BY_CERT)?;
             txn.open_table(COMMANDS)?;
+            txn.open_table(WAKE)?;
+            txn.open_table(RECONCILE)?;
             Ok(())
         })
     }
@@ -441,6 +458,48 @@ impl Store {
             counters.insert(KEY_COMMAND_SEQ, next)?;
             Ok(next)
         })
+    }
+
+    /// Stores an agent's wake state and, in the same transaction, what
+    /// becomes of its queued reconcile task.
+    pub fn put_wake(&self, w: &WakeState, task: TaskUpdate<'_>) -> Result<(), StoreError> {
+        let json = encode("wake", w)?;
+        let task_json = match task {
+            TaskUpdate::Put(t) => Some(encode("reconcile_queue", t)?),
+            _ => None,
+        };
+        self.write(|txn| {
+            txn.open_table(WAKE)?
+                .insert(w.agent_id.as_str(), json.as_slice())?;
+            let mut queue = txn.open_table(RECONCILE)?;
+            match task {
+                TaskUpdate::Keep => {}
+                TaskUpdate::Remove => {
+                    queue.remove(w.agent_id.as_str())?;
+                }
+                TaskUpdate::Put(_) => {
+                    let j = task_json.as_deref().unwrap_or_default();
+                    queue.insert(w.agent_id.as_str(), j)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The wake state of the agent with this id.
+    pub fn wake(&self, agent_id: &str) -> Result<Option<WakeState>, StoreError> {
+        self.get(WAKE, "wake", agent_id)
+    }
+
+    /// Every queued reconcile task, by due time (then agent id).
+    pub fn reconcile_tasks(&self) -> Result<Vec<ReconcileTask>, StoreError> {
+        let mut all: Vec<ReconcileTask> = self.all(RECONCILE, "reconcile_queue")?;
+        all.sort_by(|a, b| {
+            a.due_us
+                .cmp(&b.due_us)
+                .then_with(|| natural_cmp(&a.agent_id, &b.agent_id))
+        });
+        Ok(all)
     }
 
     /// Runs `f` in a write transaction and commits it durably; aborts it if `f` fails.
@@ -717,6 +776,31 @@ mod tests {
         );
         assert_eq!(store.commands().unwrap(), vec![command("cmd-0001", "a1")]);
         assert_eq!(store.next_command_seq().unwrap(), 2);
+    }
+
+    #[test]
+    fn wake_state_and_reconcile_queue_persist_across_reopen() {
+        let tmp = TempDir::new("wake");
+        let p = crate::wake::WakePolicy::default();
+        let mut a = WakeState::new("agent-2", "b");
+        let ta = p.handle_wake(&mut a, 10);
+        let mut b = WakeState::new("agent-1", "a");
+        let tb = p.handle_wake(&mut b, 5);
+        {
+            let store = Store::open(&tmp.disk(), "server.redb").unwrap();
+            store.put_wake(&a, TaskUpdate::Put(&ta)).unwrap();
+            store.put_wake(&b, TaskUpdate::Put(&tb)).unwrap();
+        }
+        let store = Store::open(&tmp.disk(), "server.redb").unwrap();
+        assert_eq!(store.wake("agent-2").unwrap(), Some(a.clone()));
+        // Due first, first.
+        assert_eq!(store.reconcile_tasks().unwrap(), vec![tb, ta.clone()]);
+        b.wake_attempts = 0;
+        store.put_wake(&b, TaskUpdate::Remove).unwrap();
+        store.put_wake(&a, TaskUpdate::Keep).unwrap();
+        assert_eq!(store.reconcile_tasks().unwrap(), vec![ta]);
+        assert_eq!(store.wake("agent-1").unwrap(), Some(b));
+        assert_eq!(store.wake("agent-3").unwrap(), None);
     }
 
     #[test]

@@ -86,6 +86,11 @@ pub enum ActionKind {
         /// Which agent.
         agent: String,
     },
+    /// The server wakes the agent and starts its check-in deadline.
+    Wake {
+        /// Which agent.
+        agent: String,
+    },
 }
 
 /// An action at a time.
@@ -133,6 +138,8 @@ pub struct RunSpec {
     pub invalid_token: Vec<String>,
     /// Windows in which enrollment answers an HTTP error (`enroll-errors`).
     pub enroll_outages: Vec<server::Outage>,
+    /// The server's reconcile queue worker does not run (`worker-down`).
+    pub worker_down: bool,
 }
 
 impl RunSpec {
@@ -312,6 +319,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let stale_registry = spec.stale_registry.clone();
         let stall_writes = spec.stall_writes.clone();
         let enroll_outages = spec.enroll_outages.clone();
+        let wake_worker = !spec.worker_down;
         let seed = spec.seed;
         let firewall = firewall.clone();
         let boots = Arc::new(Mutex::new(0u64));
@@ -340,6 +348,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
                 stale_registry_agents: stale_registry.clone(),
                 stall_writes: stall_writes.clone(),
                 enroll_outages: enroll_outages.clone(),
+                wake_worker,
                 channel_proxy: Some(server::ChannelProxy {
                     public_host: PROXY_HOST.into(),
                     public_port: proto::msg::WS_PORT,
@@ -521,6 +530,12 @@ fn apply(
             }
             ("bench.evict", agent)
         }
+        ActionKind::Wake { agent } => {
+            if let Some(h) = &handle {
+                h.wake(agent);
+            }
+            ("bench.wake", agent)
+        }
     };
     observer.event(EventRecord {
         t_us: now.as_micros() as u64,
@@ -655,6 +670,8 @@ fn outcome(
                 "ws": { "connected": st.ws_connected, "connects": st.ws_connects },
                 "commands": { "completed": st.commands_completed },
                 "last_error": st.last_error,
+                "wake_attempts": view.and_then(|v| v.wake.as_ref()).map(|w| w.wake_attempts),
+                "last_provision_error": view.and_then(|v| v.wake.as_ref()).and_then(|w| w.last_provision_error.clone()),
             }),
         );
     }

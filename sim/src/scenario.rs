@@ -29,7 +29,7 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, worker-down";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -58,6 +58,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
     let mut stale_registry = Vec::new();
     let (mut half_open, mut drops, mut stall_writes) = (Vec::new(), Vec::new(), Vec::new());
     let (mut invalid_token, mut enroll_outages) = (Vec::new(), Vec::new());
+    let mut worker_down = false;
     for f in &sc.faults {
         let windowed = matches!(
             f.kind,
@@ -144,6 +145,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 from_us: from.as_micros() as u64,
                 until_us: f.until.map(|u| u.as_micros() as u64),
             }),
+            FaultKind::WorkerDown => worker_down = true,
             other => return Err(unsupported(format!("fault `{}`", other.name()))),
         }
     }
@@ -189,6 +191,12 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                     agent: agent.clone(),
                 },
             }),
+            FileAction::Wake { agent } => actions.push(ActionSpec {
+                at: a.at,
+                kind: ActionKind::Wake {
+                    agent: agent.clone(),
+                },
+            }),
             other => return Err(unsupported(format!("action `{}`", other.name()))),
         }
     }
@@ -218,6 +226,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         stall_writes,
         invalid_token,
         enroll_outages,
+        worker_down,
     })
 }
 

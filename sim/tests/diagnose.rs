@@ -904,6 +904,7 @@ fn smoke(seed: u64, evict: bool) -> RunSpec {
         stall_writes: Vec::new(),
         invalid_token: Vec::new(),
         enroll_outages: Vec::new(),
+        worker_down: false,
     }
 }
 

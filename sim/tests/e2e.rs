@@ -42,6 +42,7 @@ fn smoke(seed: u64) -> RunSpec {
         stall_writes: Vec::new(),
         invalid_token: Vec::new(),
         enroll_outages: Vec::new(),
+        worker_down: false,
     }
 }
 

@@ -1,0 +1,59 @@
+//! The wake / check-in reconciler's timeline in the shipped wake scenarios:
+//! what the outcome cannot say (when each wake went out, what the worker did).
+
+use sim::scenario::{catalogue_dir, resolve};
+
+fn events(name: &str) -> Vec<(u64, String, serde_json::Value)> {
+    let sc = format::load(&catalogue_dir().join(format!("{name}.toml"))).unwrap();
+    let out = sim::run::run(&resolve(&sc, None).unwrap()).unwrap();
+    out.events
+        .iter()
+        .filter(|e| e.event.starts_with("lifecycle.") || e.event.starts_with("queue."))
+        .map(|e| {
+            let attempt = e.fields.get("attempt").cloned().unwrap_or_default();
+            (e.t_us / 1_000_000, e.event.clone(), attempt)
+        })
+        .collect()
+}
+
+fn at(ev: &[(u64, String, serde_json::Value)], name: &str) -> Vec<(u64, i64)> {
+    ev.iter()
+        .filter(|(_, e, _)| e == name)
+        .map(|(t, _, a)| (*t, a.as_i64().unwrap_or(-1)))
+        .collect()
+}
+
+#[test]
+fn an_agent_that_never_checks_in_is_woken_three_times_then_offline_at_ninety_seconds() {
+    let ev = events("wake-never-checks-in");
+    assert_eq!(
+        at(&ev, "lifecycle.reconcile.retriggered"),
+        [(31, 2), (61, 3)]
+    );
+    assert_eq!(
+        at(&ev, "lifecycle.reconcile.max_attempts_reached"),
+        [(91, 3)]
+    );
+    assert_eq!(at(&ev, "queue.worker.success").len(), 3);
+    assert!(at(&ev, "lifecycle.reconcile.skip_not_stuck").is_empty());
+}
+
+#[test]
+fn an_agent_that_checks_in_after_the_second_wake_is_not_woken_again() {
+    let ev = events("wake-checks-in-second");
+    assert_eq!(at(&ev, "lifecycle.reconcile.retriggered"), [(31, 2)]);
+    // The task of the second wake finds it checked in; so does the task of
+    // the operator's wake at 150 s, which its live session answered.
+    assert_eq!(
+        at(&ev, "lifecycle.reconcile.skip_not_stuck"),
+        [(61, 2), (180, 1)]
+    );
+    assert!(at(&ev, "lifecycle.reconcile.max_attempts_reached").is_empty());
+}
+
+#[test]
+fn with_the_worker_down_nothing_runs_the_queue() {
+    let ev = events("wake-worker-down");
+    assert_eq!(at(&ev, "lifecycle.queue.enqueued"), [(0, 1)]);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+}
