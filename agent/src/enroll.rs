@@ -13,6 +13,7 @@ use rustls_pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use crate::backoff::Backoff;
+use crate::service::jitter;
 use crate::{AgentConfig, StatusCell};
 
 /// Attempts of one enrollment round (the inner retry).
@@ -143,12 +144,6 @@ pub async fn enroll_once(
         serde_json::from_slice(&bytes).map_err(|e| EnrollError::BadAnswer(e.to_string()))?;
     env.event("enroll.ok", fields! {"agent_id" => parsed.agent_id});
     Ok(parsed)
-}
-
-fn jitter(env: &Env) -> u32 {
-    let mut b = [0u8; 4];
-    env.fill_random(&mut b);
-    u32::from_le_bytes(b)
 }
 
 /// One enrollment round (the field's inner retry): up to

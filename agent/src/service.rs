@@ -120,7 +120,8 @@ pub async fn up(env: &Env, cfg: &AgentConfig, status: &StatusCell) -> Result<Str
     result
 }
 
-fn jitter(env: &Env) -> u32 {
+/// A random jitter input for [`Backoff::handle_failure`] from the agent's random source.
+pub(crate) fn jitter(env: &Env) -> u32 {
     let mut b = [0u8; 4];
     env.fill_random(&mut b);
     u32::from_le_bytes(b)
