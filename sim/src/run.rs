@@ -143,6 +143,35 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
+    /// A run of `agents` and `actions` with the fixed server, the default
+    /// 10 ms tick and no fault.
+    pub fn new(
+        name: &str,
+        seed: u64,
+        duration: Duration,
+        agents: Vec<AgentSpec>,
+        actions: Vec<ActionSpec>,
+    ) -> RunSpec {
+        RunSpec {
+            name: name.into(),
+            seed,
+            duration,
+            tick: Duration::from_millis(10),
+            server_switches: ServerSwitches::FIXED,
+            agents,
+            actions,
+            blocks: Vec::new(),
+            malformed_commands: Vec::new(),
+            stale_registry: Vec::new(),
+            drops: Vec::new(),
+            half_open: Vec::new(),
+            stall_writes: Vec::new(),
+            invalid_token: Vec::new(),
+            enroll_outages: Vec::new(),
+            worker_down: false,
+        }
+    }
+
     /// The hypotheses the injected faults make true for an agent: the
     /// ground truth the diagnosis is scored against.
     pub fn truth(&self, agent: &str) -> Vec<&'static str> {

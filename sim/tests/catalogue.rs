@@ -2,23 +2,10 @@
 //! every fixed scenario that has a legacy twin fails under the legacy preset.
 
 use format::scenario::{Behavior, Preset, Scenario};
-use sim::scenario::{catalogue_dir, evaluate, resolve};
+use sim::scenario::{evaluate, resolve};
 
-fn shipped() -> Vec<(String, Scenario)> {
-    let mut files: Vec<_> = std::fs::read_dir(catalogue_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let sc = format::load(&p).unwrap_or_else(|e| panic!("{e}"));
-            (p.file_stem().unwrap().to_string_lossy().into_owned(), sc)
-        })
-        .collect()
-}
+mod common;
+use common::shipped;
 
 fn failures(sc: &Scenario) -> Vec<String> {
     let spec = resolve(sc, None).unwrap_or_else(|e| panic!("{e}"));

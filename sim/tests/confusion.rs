@@ -26,8 +26,11 @@ use std::sync::Mutex;
 
 use format::scenario::Scenario;
 use sim::diagnose::View;
-use sim::scenario::{catalogue_dir, resolve};
+use sim::scenario::resolve;
 use sim::score::{cases, view_key, Case, Score};
+
+mod common;
+use common::shipped;
 
 /// Hypotheses the server view must never miss when they are injected.
 const SERVER_MUST_SEE: [&str; 3] = ["H1", "H5", "H7"];
@@ -36,22 +39,6 @@ const SERVER_MUST_SEE: [&str; 3] = ["H1", "H5", "H7"];
 const EXTRA_SEEDS: u64 = 2;
 
 const THREADS: usize = 2;
-
-fn shipped() -> Vec<(String, Scenario)> {
-    let mut files: Vec<_> = std::fs::read_dir(catalogue_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let sc = format::load(&p).unwrap_or_else(|e| panic!("{e}"));
-            (p.file_stem().unwrap().to_string_lossy().into_owned(), sc)
-        })
-        .collect()
-}
 
 /// One run to do.
 struct Job<'a> {

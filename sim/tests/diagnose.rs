@@ -7,7 +7,6 @@ use std::time::Duration;
 use agent::AgentSwitches;
 use proto::frame::{Dir, EventRecord, FrameKind, FrameRecord, Stage};
 use serde_json::{json, Value};
-use server::ServerSwitches;
 use sim::diagnose::{diagnose, Diagnosis, Status, View};
 use sim::run::{run, ActionKind, ActionSpec, AgentSpec, RunSpec};
 
@@ -888,24 +887,7 @@ fn smoke(seed: u64, evict: bool) -> RunSpec {
             },
         });
     }
-    RunSpec {
-        name: "smoke".into(),
-        seed,
-        duration: Duration::from_secs(180),
-        tick: Duration::from_millis(10),
-        server_switches: ServerSwitches::FIXED,
-        agents,
-        actions,
-        blocks: Vec::new(),
-        malformed_commands: Vec::new(),
-        stale_registry: Vec::new(),
-        drops: Vec::new(),
-        half_open: Vec::new(),
-        stall_writes: Vec::new(),
-        invalid_token: Vec::new(),
-        enroll_outages: Vec::new(),
-        worker_down: false,
-    }
+    RunSpec::new("smoke", seed, Duration::from_secs(180), agents, actions)
 }
 
 #[test]
