@@ -21,6 +21,7 @@ use tungstenite::Message;
 
 use crate::backoff::Watchdog;
 use crate::install::Credentials;
+use crate::upgrade::driver::{Input, UpgradeLink};
 use crate::{execute, AgentConfig, AgentDefect, StatusCell};
 
 /// Why a session ended.
@@ -51,6 +52,12 @@ fn tls_event(env: &Env, conn: &str, kind: &str, error: Option<String>) {
             FrameKind::Tls,
         )
     });
+}
+
+fn heartbeat_sent(env: &Env, status: &StatusCell) {
+    let mut s = status.lock();
+    s.heartbeats_sent += 1;
+    s.last_heartbeat_us = Some(env.now_us());
 }
 
 type Ws =
@@ -107,6 +114,7 @@ pub async fn run_session(
     cfg: &AgentConfig,
     creds: &Credentials,
     status: &StatusCell,
+    link: &UpgradeLink,
 ) -> Result<(), ChannelError> {
     let conn = env.observer.next_conn_id();
     let peer = "server";
@@ -144,6 +152,15 @@ pub async fn run_session(
         site: cfg.site.clone(),
     }));
 
+    // Where a self-upgrade stands, said again on every new session.
+    let mut reports = link.reports();
+    let current = reports.borrow_and_update().clone();
+    if let Some(report) = current {
+        write!(send(report));
+    }
+    // A build with the never-heartbeats defect runs but stays silent.
+    let silent = cfg.build_defect == Some(proto::build::BuildDefect::NeverHeartbeats);
+
     let mut watchdog = Watchdog::new(cfg.inbound_timeout_ms * 1000, env.now_us());
     let mut hb_period = Duration::from_millis(cfg.heartbeat_interval_ms);
     let mut heartbeats =
@@ -165,8 +182,21 @@ pub async fn run_session(
             biased;
             m = ws.next() => m,
             _ = heartbeats.tick() => {
-                hb_seq += 1;
-                write!(send(AgentMsg::Heartbeat { seq: hb_seq, agent_version: cfg.version.clone() }));
+                if !silent {
+                    hb_seq += 1;
+                    write!(send(AgentMsg::Heartbeat { seq: hb_seq, agent_version: cfg.version.clone() }));
+                    heartbeat_sent(env, status);
+                }
+                continue;
+            }
+            changed = reports.changed() => {
+                let report = reports.borrow_and_update().clone();
+                match (changed, report) {
+                    (Ok(()), Some(report)) => write!(send(report)),
+                    // The driver is gone (the agent is exiting): nothing more to report.
+                    (Err(_), _) => reports = UpgradeLink::detached().reports(),
+                    _ => {}
+                }
                 continue;
             }
             _ = tokio::time::sleep(Duration::from_micros(until_deadline)) => {
@@ -209,12 +239,20 @@ pub async fn run_session(
                         heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     }
                 }
+                Ok(ServerMsg::Wake) if silent => {}
                 Ok(ServerMsg::Wake) => {
                     hb_seq += 1;
                     write!(send(AgentMsg::Heartbeat {
                         seq: hb_seq,
                         agent_version: cfg.version.clone()
                     }));
+                    heartbeat_sent(env, status);
+                }
+                Ok(ServerMsg::Upgrade { version, sha256 }) => {
+                    link.send(Input::Start { version, sha256 });
+                }
+                Ok(ServerMsg::UpgradeStop { version }) => {
+                    link.send(Input::Stop { version });
                 }
                 Ok(ServerMsg::Command { .. }) if commands_broken => {}
                 Ok(ServerMsg::Command {

@@ -7,6 +7,8 @@
 //! - [`tunnel`]: the QUIC + mTLS tunnel client, shared by the service and `up`'s probe.
 //! - [`channel`]: the WebSocket command channel client.
 //! - [`service`]: `agent up` and the long-running agent service.
+//! - [`upgrade`]: self-upgrade with automatic rollback (sans-IO state machine
+//!   and its driver; the process supervisor is a seam).
 
 pub mod backoff;
 pub mod channel;
@@ -15,6 +17,7 @@ pub mod install;
 pub mod installer;
 pub mod service;
 pub mod tunnel;
+pub mod upgrade;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -82,6 +85,12 @@ pub struct AgentConfig {
     pub switches: AgentSwitches,
     /// An injected defect, if any.
     pub defect: Option<AgentDefect>,
+    /// The defect of the build this agent runs (read from its build
+    /// document by the supervisor that started it); `None` in every
+    /// shipped build.
+    pub build_defect: Option<proto::build::BuildDefect>,
+    /// Self-upgrade timing.
+    pub upgrade: upgrade::UpgradePolicy,
     /// Bound on a TCP connect to the server (enrollment), and on the command
     /// channel's connect, TLS handshake and WebSocket upgrade together.
     pub connect_timeout_ms: u64,
@@ -113,6 +122,8 @@ impl AgentConfig {
             delay_enroll: false,
             switches: AgentSwitches::FIXED,
             defect: None,
+            build_defect: None,
+            upgrade: upgrade::UpgradePolicy::default(),
             connect_timeout_ms: 20_000,
             probe_timeout_ms: 20_000,
             probe_drain_ms: 3_000,
@@ -146,6 +157,12 @@ pub struct AgentStatus {
     pub ws_connects: u64,
     /// Commands executed.
     pub commands_completed: u64,
+    /// Heartbeats written on the command channel.
+    pub heartbeats_sent: u64,
+    /// When the last one was written (microseconds).
+    pub last_heartbeat_us: Option<u64>,
+    /// The self-upgrade's phase (`None`: never asked to upgrade).
+    pub upgrade_phase: Option<String>,
     /// Last connection error.
     pub last_error: Option<String>,
 }

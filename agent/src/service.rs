@@ -1,8 +1,10 @@
 //! `agent up` (enroll, then in the fixed behaviour probe the tunnel) and the
 //! long-running agent service (tunnel + command channel, reconnecting).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use proto::build::BuildDefect;
 use proto::env::Env;
 use proto::fields;
 
@@ -10,7 +12,8 @@ use crate::backoff::Backoff;
 use crate::enroll::{enroll_once, EnrollError};
 use crate::install::{self, Credentials};
 use crate::tunnel::{TunnelClient, TunnelError};
-use crate::{channel, AgentConfig, StatusCell};
+use crate::upgrade::driver::{Supervisor, Unsupervised, UpgradeLink};
+use crate::{channel, upgrade, AgentConfig, StatusCell};
 
 /// Why `agent up` failed.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +132,27 @@ pub(crate) fn jitter(env: &Env) -> u32 {
 
 /// The agent service: waits for an enrollment on disk, then keeps the tunnel
 /// and the command channel up, reconnecting with backoff. Never returns.
+/// Upgrades fail at their cutover: there is no supervisor to start a new
+/// version (see [`run_with`]).
 pub async fn run(env: Env, cfg: AgentConfig, status: StatusCell) {
+    run_with(env, cfg, status, Arc::new(Unsupervised)).await
+}
+
+/// [`run`], with a process supervisor for self-upgrades. Returns at once
+/// when the build is one that crashes on start (an injected defect).
+pub async fn run_with(
+    env: Env,
+    cfg: AgentConfig,
+    status: StatusCell,
+    supervisor: Arc<dyn Supervisor>,
+) {
+    if cfg.build_defect == Some(BuildDefect::CrashesOnStart) {
+        env.event(
+            "agent.crashed",
+            fields! {"version" => cfg.version, "defect" => "crashes-on-start"},
+        );
+        return;
+    }
     if cfg.delay_enroll && matches!(install::load(env.disk.as_ref()), Ok(None)) {
         let resp = match crate::enroll::delayed_enroll(&env, &cfg, &status).await {
             Ok(r) => r,
@@ -155,14 +178,28 @@ pub async fn run(env: Env, cfg: AgentConfig, status: StatusCell) {
         tokio::time::sleep(Duration::from_secs(5)).await;
     };
     status.lock().agent_id = Some(creds.file.agent_id.clone());
-    let tunnel = tokio::spawn(run_tunnel(
+    env.event("agent.started", fields! {"version" => cfg.version});
+    // The agent's tasks end with it, also when it is stopped from outside
+    // (its future dropped): a process takes its threads with it.
+    let _tunnel = AbortOnDrop(tokio::spawn(run_tunnel(
         env.clone(),
         cfg.clone(),
         creds.clone(),
         status.clone(),
-    ));
-    run_channel(env, cfg, creds, status).await;
-    tunnel.abort();
+    )));
+    let (link, upgrade) =
+        upgrade::driver::spawn(env.clone(), cfg.clone(), status.clone(), supervisor);
+    let _upgrade = AbortOnDrop(upgrade);
+    run_channel(env, cfg, creds, status, link).await;
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn run_tunnel(env: Env, cfg: AgentConfig, creds: Credentials, status: StatusCell) {
@@ -216,11 +253,17 @@ async fn run_tunnel(env: Env, cfg: AgentConfig, creds: Credentials, status: Stat
     }
 }
 
-async fn run_channel(env: Env, cfg: AgentConfig, creds: Credentials, status: StatusCell) {
+async fn run_channel(
+    env: Env,
+    cfg: AgentConfig,
+    creds: Credentials,
+    status: StatusCell,
+    link: UpgradeLink,
+) {
     let mut backoff = Backoff::new(cfg.backoff_base_ms, cfg.backoff_cap_ms);
     loop {
         let connects = status.lock().ws_connects;
-        let result = channel::run_session(&env, &cfg, &creds, &status).await;
+        let result = channel::run_session(&env, &cfg, &creds, &status, &link).await;
         let was_up = status.lock().ws_connects > connects;
         status.lock().ws_connected = false;
         if was_up {

@@ -553,7 +553,51 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
     ),
     (
         "agents.<name>.upgrade.phase",
-        "the upgrade phase at the end, e.g. \"staging\", \"verifying\", \"cutover-ready\", \"done\", \"reverted\"",
+        "the upgrade phase at the end, as the server's device record shows it: \"requested\", \"staging\", \"verifying\", \"cutover-ready\", \"stopping\", \"done\", \"reverted\" (null: never upgraded)",
+    ),
+    (
+        "agents.<name>.upgrade.agent_phase",
+        "the upgrade phase as the agent itself last reported it (its newest process that took part), or null",
+    ),
+    (
+        "agents.<name>.upgrade.from_version",
+        "the version the agent ran when the operator asked for the upgrade (or null: no upgrade)",
+    ),
+    (
+        "agents.<name>.upgrade.to_version",
+        "the version the upgrade went to (or null)",
+    ),
+    (
+        "agents.<name>.upgrade.stops_sent",
+        "how many `UpgradeStop`s the operator sent for the agent's upgrade (0 or 1)",
+    ),
+    (
+        "agents.<name>.upgrade.reason",
+        "why the agent reverted, as it reported (a string, or null)",
+    ),
+    (
+        "agents.<name>.upgrade.processes",
+        "how many agent processes (versions) run at the end",
+    ),
+    (
+        "agents.<name>.upgrade.processes_started",
+        "how many agent processes were ever started (the first service, and each new version an upgrade started)",
+    ),
+    (
+        "agents.<name>.upgrade.running_versions",
+        "the versions whose agent process runs at the end, in start order (array)",
+    ),
+    (
+        "agents.<name>.upgrade.heartbeating_versions",
+        "the running versions that sent a heartbeat in the last 65 s of the run (array)",
+    ),
+    (
+        "agents.<name>.upgrade.active",
+        "the active version on the agent's disk (the `active` pointer an upgrade switches), or null: never switched",
+    ),
+    (
+        "agents.<name>.upgrade.versions_on_disk",
+        "the versions kept under `versions/` on the agent's disk (array; never deleted)",
     ),
     ("agents.<name>.tunnel.connected", "whether the agent's QUIC tunnel is up at the end"),
     ("agents.<name>.tunnel.connects", "how many tunnel connections the agent's service established"),

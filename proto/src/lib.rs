@@ -9,7 +9,9 @@
 //! - [`quic`]: quinn endpoint configuration with every random input from the env.
 //! - [`ws`]: WebSocket frame helpers shared by the agent, server and relays.
 //! - [`files`]: whole-file helpers over [`env::Disk`] (atomic replace).
+//! - [`build`]: agent builds as upgrades serve, verify and run them.
 
+pub mod build;
 pub mod env;
 pub mod files;
 pub mod frame;

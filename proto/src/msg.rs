@@ -105,6 +105,18 @@ pub enum AgentMsg {
         /// Captured output.
         output: String,
     },
+    /// Where the agent's self-upgrade stands (sent on every phase change
+    /// and again after each Auth, so a report lost in a reconnect or a
+    /// server restart arrives later).
+    UpgradeStatus {
+        /// The phase: `staging`, `verifying`, `cutover-ready`, `done`, `reverted`.
+        phase: String,
+        /// The version the upgrade goes to.
+        to_version: String,
+        /// Why it reverted, if it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 /// Server -> agent over the WebSocket (Text frames).
@@ -132,6 +144,22 @@ pub enum ServerMsg {
     },
     /// Check in now: the agent answers with an immediate Heartbeat.
     Wake,
+    /// Upgrade to this build: download it from
+    /// [`crate::build::ARTIFACTS_PATH`]`<version>` on the enrollment
+    /// listener and verify it against `sha256`.
+    Upgrade {
+        /// The new version.
+        version: String,
+        /// Lowercase hex SHA-256 of the build's bytes.
+        sha256: String,
+    },
+    /// The operator saw the new version heartbeat: the old agent, armed in
+    /// CutoverReady, stops. Every session of the agent receives it; an agent
+    /// not armed ignores it.
+    UpgradeStop {
+        /// The version the upgrade went to.
+        version: String,
+    },
 }
 
 /// Messages on the tunnel's control stream (newline-delimited JSON).
@@ -165,6 +193,7 @@ impl AgentMsg {
             AgentMsg::Heartbeat { .. } => "Heartbeat",
             AgentMsg::CommandAck { .. } => "CommandAck",
             AgentMsg::CommandResult { .. } => "CommandResult",
+            AgentMsg::UpgradeStatus { .. } => "UpgradeStatus",
         }
     }
 
@@ -187,6 +216,8 @@ impl ServerMsg {
             ServerMsg::ConfigUpdate { .. } => "ConfigUpdate",
             ServerMsg::Command { .. } => "Command",
             ServerMsg::Wake => "Wake",
+            ServerMsg::Upgrade { .. } => "Upgrade",
+            ServerMsg::UpgradeStop { .. } => "UpgradeStop",
         }
     }
 

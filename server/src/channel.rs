@@ -191,9 +191,11 @@ async fn session<S>(
             proto::ws::log(&shared.env, &conn, &peer, Dir::Rx, Stage::Read, &m);
             match m {
                 Message::Text(t) => match serde_json::from_str::<AgentMsg>(t.as_str()) {
-                    Ok(AgentMsg::Auth { agent_id, site, .. }) if agent_id == agent.agent_id => {
-                        Some(site)
-                    }
+                    Ok(AgentMsg::Auth {
+                        agent_id,
+                        site,
+                        agent_version,
+                    }) if agent_id == agent.agent_id => Some((site, agent_version)),
                     _ => None,
                 },
                 _ => None,
@@ -201,7 +203,7 @@ async fn session<S>(
         }
         _ => None,
     };
-    let Some(site) = authed else {
+    let Some((site, version)) = authed else {
         shared.env.event(
             "channel.auth_failed",
             fields! {"conn" => conn, "agent" => peer},
@@ -254,6 +256,7 @@ async fn session<S>(
         let json = serde_json::to_string(&msg).expect("server messages serialize");
         shared.enqueue(&tx, &conn, &peer, json);
     }
+    shared.upgrade_session_opened(&agent.agent_id, &conn, &version, &tx);
     let writer = tokio::spawn(send_loop(
         shared.clone(),
         conn.clone(),
@@ -276,7 +279,17 @@ async fn session<S>(
         proto::ws::log(&shared.env, &conn, &peer, Dir::Rx, Stage::Read, &m);
         match m {
             Message::Text(t) => match serde_json::from_str::<AgentMsg>(t.as_str()) {
-                Ok(AgentMsg::Heartbeat { .. }) => shared.handle_heartbeat(&agent.agent_id),
+                Ok(AgentMsg::Heartbeat { agent_version, .. }) => {
+                    shared.handle_heartbeat(&agent.agent_id);
+                    shared.upgrade_heartbeat(&agent.agent_id, &agent_version);
+                }
+                Ok(AgentMsg::UpgradeStatus {
+                    phase,
+                    to_version,
+                    reason,
+                }) => {
+                    shared.upgrade_report(&agent.agent_id, &to_version, &phase, reason.as_deref())
+                }
                 Ok(AgentMsg::CommandAck { command_id }) => {
                     shared.handle_ack(&agent.agent_id, &command_id)
                 }
@@ -295,6 +308,7 @@ async fn session<S>(
             _ => {}
         }
     }
+    shared.upgrade_session_closed(&agent.agent_id, &conn);
     // Stop the send task and take its channel back.
     let _ = tx.send(Outbound::Close);
     drop(tx);

@@ -8,17 +8,22 @@
 //! - [`channel`]: the WebSocket command channel (TLS with client certificates).
 //! - [`wake`]: the wake / check-in reconciler, a sans-IO brain; its delayed
 //!   reconcile tasks live in the store and a worker task runs them when due.
+//! - [`upgrade`]: the upgrade operator, a sans-IO commit decision (when to
+//!   send `UpgradeStop`); its marker and status live in the store.
+//! - [`artifacts`]: the agent builds served for upgrades.
 //!
 //! [`start`] brings all of it up on an [`proto::env::Env`] and returns a
 //! [`ServerHandle`] through which the operator (the `fleet-server` binary or
 //! the simulator) dispatches commands and reads the server's view.
 
+pub mod artifacts;
 pub mod channel;
 pub mod commands;
 pub mod enroll;
 pub mod registry;
 pub mod store;
 pub mod tunnel;
+pub mod upgrade;
 pub mod wake;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,16 +44,22 @@ use crate::wake::{Lifecycle, Reconcile, ReconcileTask, WakePolicy, WakeState};
 pub struct ServerSwitches {
     /// Unregister a tunnel connection only if it is the registered one.
     pub registry_generation_check: bool,
+    /// The upgrade operator sends `UpgradeStop` only after it saw a
+    /// heartbeat of the new version itself (legacy: on the agent's own
+    /// cutover-ready report).
+    pub operator_waits_for_new_heartbeat: bool,
 }
 
 impl ServerSwitches {
     /// The behaviour that produced the field incidents.
     pub const LEGACY: ServerSwitches = ServerSwitches {
         registry_generation_check: false,
+        operator_waits_for_new_heartbeat: false,
     };
     /// The fixed behaviour (the shipped default).
     pub const FIXED: ServerSwitches = ServerSwitches {
         registry_generation_check: true,
+        operator_waits_for_new_heartbeat: true,
     };
 }
 
@@ -242,6 +253,9 @@ pub struct Shared {
     enroll_requests: std::sync::atomic::AtomicU64,
     // Ids of the pending commands (rebuilt from the store at start).
     pending: Mutex<std::collections::BTreeSet<String>>,
+    // Every authenticated command-channel session with its version (an
+    // agent has two during an upgrade's cutover).
+    live: Mutex<upgrade::LiveSessions>,
 }
 
 /// The ports the server actually listens on.
@@ -269,9 +283,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Operator requests, executed inside the server's runtime.
 #[derive(Debug)]
 enum Control {
-    Dispatch { agent: String, command: String },
-    Evict { agent: String },
-    Wake { agent: String },
+    Dispatch {
+        agent: String,
+        command: String,
+    },
+    Evict {
+        agent: String,
+    },
+    Wake {
+        agent: String,
+    },
+    Upgrade {
+        agent: String,
+        to: String,
+        defect: Option<proto::build::BuildDefect>,
+    },
 }
 
 /// The operator's handle on a running server.
@@ -349,6 +375,21 @@ impl ServerHandle {
         let _ = self.control.send(Control::Wake {
             agent: agent.into(),
         });
+    }
+
+    /// Upgrades the agent to the build `to` (with an injected `defect`):
+    /// publishes the build, writes the upgrade marker, sends the request.
+    pub fn upgrade(&self, agent: &str, to: &str, defect: Option<proto::build::BuildDefect>) {
+        let _ = self.control.send(Control::Upgrade {
+            agent: agent.into(),
+            to: to.into(),
+            defect,
+        });
+    }
+
+    /// Every agent's upgrade marker and status, by agent id.
+    pub fn upgrades(&self) -> Result<Vec<upgrade::UpgradeRecord>, StoreError> {
+        self.shared.store.upgrades()
     }
 
     /// Every agent as the server sees it, by agent id.
@@ -451,7 +492,9 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         graveyard: Mutex::new(Vec::new()),
         enroll_requests: Default::default(),
         pending: Mutex::new(pending),
+        live: Mutex::new(upgrade::LiveSessions::default()),
     });
+    shared.resume_upgrades();
     enroll::spawn(shared.clone(), &shared.identity).await?;
     tunnel::spawn(shared.clone(), &shared.identity).await?;
     channel::spawn(shared.clone(), &shared.identity).await?;
@@ -470,6 +513,7 @@ async fn control_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Contr
         match c {
             Control::Dispatch { agent, command } => shared.dispatch(&agent, &command),
             Control::Evict { agent } => shared.evict(&agent),
+            Control::Upgrade { agent, to, defect } => shared.start_upgrade(&agent, &to, defect),
             Control::Wake { agent } => match shared.agent_by_name(&agent) {
                 Some(rec) => shared.wake(&rec.agent_id, &rec.name, "updated"),
                 None => shared.env.event(

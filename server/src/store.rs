@@ -24,6 +24,8 @@ use redb::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::Artifact;
+use crate::upgrade::UpgradeRecord;
 use crate::wake::{ReconcileTask, WakeState};
 
 /// Schema version this code writes and understands.
@@ -39,6 +41,8 @@ const AGENTS_BY_CERT: TableDefinition<&str, &str> = TableDefinition::new("agents
 const COMMANDS: TableDefinition<&str, &[u8]> = TableDefinition::new("commands");
 const WAKE: TableDefinition<&str, &[u8]> = TableDefinition::new("wake");
 const RECONCILE: TableDefinition<&str, &[u8]> = TableDefinition::new("reconcile_queue");
+const UPGRADES: TableDefinition<&str, &[u8]> = TableDefinition::new("upgrades");
+const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts");
 
 const KEY_CA: &str = "ca";
 const KEY_SCHEMA: &str = "schema_version";
@@ -352,6 +356,8 @@ impl Store {
             txn.open_table(COMMANDS)?;
             txn.open_table(WAKE)?;
             txn.open_table(RECONCILE)?;
+            txn.open_table(UPGRADES)?;
+            txn.open_table(ARTIFACTS)?;
             Ok(())
         })
     }
@@ -500,6 +506,43 @@ impl Store {
                 .then_with(|| natural_cmp(&a.agent_id, &b.agent_id))
         });
         Ok(all)
+    }
+
+    /// Stores an agent's upgrade marker and status, one record in one transaction.
+    pub fn put_upgrade(&self, r: &UpgradeRecord) -> Result<(), StoreError> {
+        let json = encode("upgrades", r)?;
+        self.write(|txn| {
+            txn.open_table(UPGRADES)?
+                .insert(r.agent_id.as_str(), json.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// The upgrade marker and status of the agent with this id.
+    pub fn upgrade(&self, agent_id: &str) -> Result<Option<UpgradeRecord>, StoreError> {
+        self.get(UPGRADES, "upgrades", agent_id)
+    }
+
+    /// Every upgrade record, by agent id (natural order).
+    pub fn upgrades(&self) -> Result<Vec<UpgradeRecord>, StoreError> {
+        let mut all: Vec<UpgradeRecord> = self.all(UPGRADES, "upgrades")?;
+        all.sort_by(|a, b| natural_cmp(&a.agent_id, &b.agent_id));
+        Ok(all)
+    }
+
+    /// Stores a published agent build.
+    pub fn put_artifact(&self, a: &Artifact) -> Result<(), StoreError> {
+        let json = encode("artifacts", a)?;
+        self.write(|txn| {
+            txn.open_table(ARTIFACTS)?
+                .insert(a.version.as_str(), json.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// The published build of `version`.
+    pub fn artifact(&self, version: &str) -> Result<Option<Artifact>, StoreError> {
+        self.get(ARTIFACTS, "artifacts", version)
     }
 
     /// Runs `f` in a write transaction and commits it durably; aborts it if `f` fails.
@@ -801,6 +844,26 @@ mod tests {
         assert_eq!(store.reconcile_tasks().unwrap(), vec![ta]);
         assert_eq!(store.wake("agent-1").unwrap(), Some(b));
         assert_eq!(store.wake("agent-3").unwrap(), None);
+    }
+
+    #[test]
+    fn upgrade_markers_and_artifacts_persist_across_reopen() {
+        let tmp = TempDir::new("upgrade");
+        let mut r = UpgradeRecord::new("agent-1", "a", "1.0.0", "1.1.0", "abc", 5);
+        r.stops_sent = 1;
+        r.stop_sent_us = Some(9);
+        let art = Artifact::new("1.1.0", None);
+        {
+            let store = Store::open(&tmp.disk(), "server.redb").unwrap();
+            assert_eq!(store.upgrade("agent-1").unwrap(), None);
+            store.put_upgrade(&r).unwrap();
+            store.put_artifact(&art).unwrap();
+        }
+        let store = Store::open(&tmp.disk(), "server.redb").unwrap();
+        assert_eq!(store.upgrade("agent-1").unwrap(), Some(r.clone()));
+        assert_eq!(store.upgrades().unwrap(), vec![r]);
+        assert_eq!(store.artifact("1.1.0").unwrap(), Some(art));
+        assert_eq!(store.artifact("2.0.0").unwrap(), None);
     }
 
     #[test]

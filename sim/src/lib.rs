@@ -10,6 +10,7 @@
 //! - [`scenario`]: scenario files to runs, expectations to verdicts.
 //! - [`diagnose`]: the hypothesis engine (H1..H7, outcome-table rows).
 //! - [`score`]: the engine scored against the injected truth (confusion tables).
+//! - [`upgrade`]: agent processes and the supervisor an agent's self-upgrade drives.
 //! - [`cli`]: `simbench list`, `run`, `check`, `sweep`.
 pub mod cli;
 pub mod clock;
@@ -25,3 +26,4 @@ pub mod quic;
 pub mod run;
 pub mod scenario;
 pub mod score;
+pub mod upgrade;

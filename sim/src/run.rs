@@ -91,6 +91,15 @@ pub enum ActionKind {
         /// Which agent.
         agent: String,
     },
+    /// The operator upgrades the agent to a new build.
+    Upgrade {
+        /// Which agent.
+        agent: String,
+        /// The new version.
+        to: String,
+        /// A defect of the new build.
+        defect: Option<proto::build::BuildDefect>,
+    },
 }
 
 /// An action at a time.
@@ -287,6 +296,7 @@ impl RunOutput {
 #[derive(Debug, Default)]
 struct AgentSlot {
     status: StatusCell,
+    procs: Arc<crate::upgrade::Procs>,
     disk: Arc<KillableDisk>,
     install: Mutex<Option<agent::installer::InstallReport>>,
 }
@@ -472,6 +482,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
                     slot.clone(),
                     rx.clone(),
                     server_slot.clone(),
+                    seed,
                 ));
             }
             async { std::future::pending::<Result<(), Box<dyn std::error::Error>>>().await }
@@ -565,6 +576,12 @@ fn apply(
             }
             ("bench.wake", agent)
         }
+        ActionKind::Upgrade { agent, to, defect } => {
+            if let Some(h) = &handle {
+                h.upgrade(agent, to, *defect);
+            }
+            ("bench.upgrade", agent)
+        }
     };
     observer.event(EventRecord {
         t_us: now.as_micros() as u64,
@@ -583,8 +600,13 @@ async fn agent_main(
     slot: Arc<AgentSlot>,
     install: Arc<Mutex<InstallRx>>,
     server: ServerSlot,
+    seed: u64,
 ) {
-    let mut service: Option<tokio::task::JoinHandle<()>> = None;
+    let penv = crate::upgrade::ProcEnv {
+        env: env.clone(),
+        seed,
+        name: spec.name.clone(),
+    };
     loop {
         let Some(order) = std::future::poll_fn(|cx| lock(&install).poll_recv(cx)).await else {
             return;
@@ -622,17 +644,14 @@ async fn agent_main(
         let ok = report.result == agent::installer::InstallResult::Success;
         *lock(&slot.install) = Some(report);
         if ok {
-            if let Some(old) = service.take() {
-                old.abort();
+            // Whatever ran (a prior install, versions an upgrade started) is replaced.
+            slot.procs.stop_all(env.now_us());
+            {
                 let mut st = slot.status.lock();
                 st.tunnel_connected = false;
                 st.ws_connected = false;
             }
-            service = Some(tokio::spawn(agent::service::run(
-                env.clone(),
-                cfg,
-                slot.status.clone(),
-            )));
+            slot.procs.spawn(&penv, cfg, slot.status.clone(), None);
         }
     }
 }
@@ -644,10 +663,18 @@ fn outcome(
     slots: &BTreeMap<String, Arc<AgentSlot>>,
 ) -> Value {
     let views = server.agents().unwrap_or_default();
+    let upgrades = server.upgrades().unwrap_or_default();
     let mut agents = serde_json::Map::new();
     for a in &spec.agents {
         let slot = &slots[&a.name];
-        let st = slot.status.get();
+        let procs = slot.procs.snapshot();
+        // What the agent reports is its newest running process's status.
+        let st = procs
+            .iter()
+            .rev()
+            .find(|p| p.2)
+            .map(|p| p.1.clone())
+            .unwrap_or_else(|| slot.status.get());
         let view = st
             .agent_id
             .as_ref()
@@ -701,6 +728,7 @@ fn outcome(
                 "last_error": st.last_error,
                 "wake_attempts": view.and_then(|v| v.wake.as_ref()).map(|w| w.wake_attempts),
                 "last_provision_error": view.and_then(|v| v.wake.as_ref()).and_then(|w| w.last_provision_error.clone()),
+                "upgrade": upgrade_outcome(&procs, st.agent_id.as_deref(), &upgrades, &files, sim_time_us),
             }),
         );
     }
@@ -733,6 +761,61 @@ fn outcome(
             "registry": { "tunnels": tunnels.len(), "tunnel_conns": tunnel_conns },
             "enroll": { "requests": server.enroll_requests() },
         },
+    })
+}
+
+/// A process counts as heartbeating when its last heartbeat is at most this
+/// old at the end of the run: two heartbeat intervals and some slack.
+pub const HEARTBEAT_WINDOW_US: u64 = 65_000_000;
+
+// `agents.<name>.upgrade`: the operator's record, the agent's processes and
+// its disk.
+fn upgrade_outcome(
+    procs: &[(String, agent::AgentStatus, bool)],
+    agent_id: Option<&str>,
+    upgrades: &[server::upgrade::UpgradeRecord],
+    files: &BTreeMap<String, Vec<u8>>,
+    sim_time_us: u64,
+) -> Value {
+    let rec = agent_id.and_then(|id| upgrades.iter().find(|u| u.agent_id == id));
+    let running: Vec<&str> = procs.iter().filter(|p| p.2).map(|p| p.0.as_str()).collect();
+    let heartbeating: Vec<&str> = procs
+        .iter()
+        .filter(|p| {
+            p.2 && p
+                .1
+                .last_heartbeat_us
+                .is_some_and(|t| t + HEARTBEAT_WINDOW_US >= sim_time_us)
+        })
+        .map(|p| p.0.as_str())
+        .collect();
+    // The agent's own view: the newest process that took part in an upgrade.
+    let agent_phase = procs.iter().rev().find_map(|p| p.1.upgrade_phase.clone());
+    let versions_on_disk: Vec<String> = files
+        .keys()
+        .filter_map(|p| {
+            p.strip_prefix(agent::upgrade::driver::VERSIONS_DIR)
+                .and_then(|r| r.strip_suffix("/agent.bin"))
+                .map(str::to_string)
+        })
+        .collect();
+    let active = files
+        .get(agent::upgrade::driver::ACTIVE)
+        .map(|b| String::from_utf8_lossy(b).trim().to_string());
+    json!({
+        "phase": rec.map(|r| r.phase.name()),
+        "from_version": rec.map(|r| r.from_version.clone()),
+        "to_version": rec.map(|r| r.to_version.clone()),
+        "stops_sent": rec.map_or(0, |r| r.stops_sent),
+        "reason": rec.and_then(|r| r.reason.clone()),
+        "history": rec.map(|r| r.history.iter().map(|c| json!({"phase": c.phase.name(), "at_us": c.at_us})).collect::<Vec<_>>()),
+        "agent_phase": agent_phase,
+        "processes": running.len(),
+        "running_versions": running,
+        "heartbeating_versions": heartbeating,
+        "processes_started": procs.len(),
+        "active": active,
+        "versions_on_disk": versions_on_disk,
     })
 }
 

@@ -29,7 +29,7 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, worker-down";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake, upgrade; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, worker-down";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -42,6 +42,8 @@ fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
 fn server_switches(b: &format::scenario::Behavior) -> ServerSwitches {
     ServerSwitches {
         registry_generation_check: b.is_on("registry_generation_check"),
+        operator_waits_for_new_heartbeat: b
+            .is_on(format::catalogue::switch::OPERATOR_WAITS_FOR_NEW_HEARTBEAT),
     }
 }
 
@@ -197,6 +199,14 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                     agent: agent.clone(),
                 },
             }),
+            FileAction::Upgrade { agent, to, defect } => actions.push(ActionSpec {
+                at: a.at,
+                kind: ActionKind::Upgrade {
+                    agent: agent.clone(),
+                    to: to.clone(),
+                    defect: defect.map(build_defect),
+                },
+            }),
             other => return Err(unsupported(format!("action `{}`", other.name()))),
         }
     }
@@ -228,6 +238,17 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         enroll_outages,
         worker_down,
     })
+}
+
+fn build_defect(d: format::scenario::UpgradeDefect) -> proto::build::BuildDefect {
+    use format::scenario::UpgradeDefect as D;
+    use proto::build::BuildDefect as B;
+    match d {
+        D::Corrupt => B::Corrupt,
+        D::FailsSelfTest => B::FailsSelfTest,
+        D::NeverHeartbeats => B::NeverHeartbeats,
+        D::CrashesOnStart => B::CrashesOnStart,
+    }
 }
 
 fn frame_kind(f: FrameType) -> FrameKind {

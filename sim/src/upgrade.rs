@@ -1,0 +1,264 @@
+//! Agent processes in the simulator, and the process supervisor the
+//! agent's self-upgrade drives ([`agent::upgrade::driver::Supervisor`]).
+//!
+//! Every running agent version is a process: an `agent::service::run_with`
+//! task with its own status, random stream and supervisor, sharing the
+//! agent's identity, disk and network. The harness starts the first one
+//! after a successful install; an upgrade's cutover starts the new version
+//! beside it (the field's transient unit); the operator's stop makes the
+//! old one exit; a revert stops the new one. The [`Procs`] table keeps
+//! every process ever started, so the outcome can say which versions run
+//! and which of them heartbeat.
+//!
+//! A new process runs the build its document on the agent's disk names
+//! (`versions/<v>/agent.bin`, see [`proto::build`]), defect included:
+//! `crashes-on-start` exits at once, `never-heartbeats` stays silent, and
+//! `fails-self-test` fails the self-test the old agent runs.
+
+use std::sync::{Arc, Mutex};
+
+use agent::upgrade::driver::{build_path, Supervisor};
+use agent::{AgentConfig, AgentStatus, StatusCell};
+use proto::build::{Build, BuildDefect};
+use proto::env::{BoxFuture, Env};
+use proto::fields;
+use tokio::sync::watch;
+
+use crate::crypto::{derive_seed, seeded_provider};
+
+/// One agent process.
+#[derive(Debug)]
+pub struct Proc {
+    /// The version it runs.
+    pub version: String,
+    /// Its own status.
+    pub status: StatusCell,
+    /// Which process started it (`None`: the harness).
+    pub parent: Option<usize>,
+    /// When it started (microseconds).
+    pub started_us: u64,
+    /// When it exited, if it did.
+    pub exited_us: Option<u64>,
+    task: Option<tokio::task::AbortHandle>,
+    exited: watch::Sender<bool>,
+}
+
+/// Every process of one agent, in start order.
+#[derive(Debug, Default)]
+pub struct Procs(Mutex<Vec<Proc>>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a process of an agent needs to start another.
+#[derive(Clone, Debug)]
+pub struct ProcEnv {
+    /// The agent's env (its net, clock, disk, observer, point).
+    pub env: Env,
+    /// The run's seed, for each process's random stream.
+    pub seed: u64,
+    /// The agent's name.
+    pub name: String,
+}
+
+impl Procs {
+    /// A copy of the table: (version, status, running).
+    pub fn snapshot(&self) -> Vec<(String, AgentStatus, bool)> {
+        lock(&self.0)
+            .iter()
+            .map(|p| (p.version.clone(), p.status.get(), p.exited_us.is_none()))
+            .collect()
+    }
+
+    /// Stops every running process (a reinstall replaces the service).
+    pub fn stop_all(&self, now_us: u64) {
+        let mut procs = lock(&self.0);
+        for p in procs.iter_mut().filter(|p| p.exited_us.is_none()) {
+            Self::end(p, now_us);
+        }
+    }
+
+    fn end(p: &mut Proc, now_us: u64) {
+        if let Some(t) = p.task.take() {
+            t.abort();
+        }
+        if p.exited_us.is_none() {
+            p.exited_us = Some(now_us);
+        }
+        let _ = p.exited.send(true);
+    }
+
+    /// Starts a process running `cfg` (the harness's first one, or an
+    /// upgrade's new version started by process `parent`).
+    pub fn spawn(
+        self: &Arc<Self>,
+        penv: &ProcEnv,
+        cfg: AgentConfig,
+        status: StatusCell,
+        parent: Option<usize>,
+    ) -> usize {
+        let (exited, _) = watch::channel(false);
+        let idx = {
+            let mut procs = lock(&self.0);
+            procs.push(Proc {
+                version: cfg.version.clone(),
+                status: status.clone(),
+                parent,
+                started_us: penv.env.now_us(),
+                exited_us: None,
+                task: None,
+                exited,
+            });
+            procs.len() - 1
+        };
+        let mut env = penv.env.clone();
+        // The first process keeps the agent's own random stream.
+        if idx > 0 {
+            env.crypto = seeded_provider(derive_seed(
+                penv.seed,
+                &format!("agent:{}/proc-{idx}", penv.name),
+            ));
+        }
+        let supervisor = Arc::new(SimSupervisor {
+            procs: self.clone(),
+            penv: penv.clone(),
+            cfg: cfg.clone(),
+            me: idx,
+        });
+        env.event(
+            "process.started",
+            fields! {"proc" => idx, "version" => cfg.version, "parent" => parent},
+        );
+        let procs = self.clone();
+        let task_env = env.clone();
+        let task = tokio::spawn(async move {
+            agent::service::run_with(task_env.clone(), cfg, status, supervisor).await;
+            // The service returned on its own: the process exited.
+            let mut all = lock(&procs.0);
+            let p = &mut all[idx];
+            if p.exited_us.is_none() {
+                task_env.event(
+                    "process.exited",
+                    fields! {"proc" => idx, "version" => p.version},
+                );
+                p.task = None;
+                Self::end(p, task_env.now_us());
+            }
+        });
+        let mut procs = lock(&self.0);
+        if procs[idx].exited_us.is_none() {
+            procs[idx].task = Some(task.abort_handle());
+        }
+        idx
+    }
+}
+
+/// The supervisor of one process.
+#[derive(Debug)]
+struct SimSupervisor {
+    procs: Arc<Procs>,
+    penv: ProcEnv,
+    cfg: AgentConfig,
+    me: usize,
+}
+
+impl SimSupervisor {
+    fn build(&self, version: &str) -> Result<Build, String> {
+        let path = build_path(version);
+        let bytes = proto::files::read(self.penv.env.disk.as_ref(), &path)
+            .map_err(|e| format!("{path}: {e}"))?;
+        let b = Build::parse(&bytes)?;
+        if b.version != version {
+            return Err(format!("{path} is a build of {}, not {version}", b.version));
+        }
+        Ok(b)
+    }
+
+    // The running children of this process with `version`.
+    fn children(&self, version: &str) -> Vec<usize> {
+        lock(&self.procs.0)
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.parent == Some(self.me) && p.version == version)
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+impl Supervisor for SimSupervisor {
+    fn self_test(&self, version: &str) -> BoxFuture<'static, Result<(), String>> {
+        let r = self.build(version).and_then(|b| match b.defect {
+            Some(BuildDefect::FailsSelfTest) => Err(format!(
+                "`fleet-agent --self-test` of {version} exited with 1"
+            )),
+            _ => Ok(()),
+        });
+        self.penv.env.event(
+            "process.self_test",
+            fields! {"version" => version, "ok" => r.is_ok(), "error" => r.as_ref().err().cloned()},
+        );
+        Box::pin(async move { r })
+    }
+
+    fn start(&self, version: &str) -> BoxFuture<'static, Result<(), String>> {
+        let r = self.build(version).map(|b| {
+            let mut cfg = self.cfg.clone();
+            cfg.version = b.version.clone();
+            cfg.build_defect = b.defect;
+            // The new process starts with what the agent knows of itself,
+            // none of the old one's connections.
+            let mut st = lock(&self.procs.0)[self.me].status.get();
+            st.tunnel_connected = false;
+            st.ws_connected = false;
+            st.heartbeats_sent = 0;
+            st.last_heartbeat_us = None;
+            st.upgrade_phase = None;
+            let status = StatusCell::default();
+            *status.lock() = st;
+            self.procs.spawn(&self.penv, cfg, status, Some(self.me));
+        });
+        Box::pin(async move { r })
+    }
+
+    fn exited(&self, version: &str) -> BoxFuture<'static, ()> {
+        let rx = self
+            .children(version)
+            .last()
+            .map(|&i| lock(&self.procs.0)[i].exited.subscribe());
+        Box::pin(async move {
+            match rx {
+                Some(mut rx) => {
+                    let _ = rx.wait_for(|e| *e).await;
+                }
+                None => std::future::pending().await,
+            }
+        })
+    }
+
+    fn stop(&self, version: &str) -> BoxFuture<'static, ()> {
+        let now = self.penv.env.now_us();
+        for i in self.children(version) {
+            let mut procs = lock(&self.procs.0);
+            if procs[i].exited_us.is_none() {
+                Procs::end(&mut procs[i], now);
+                self.penv.env.event(
+                    "process.stopped",
+                    fields! {"proc" => i, "version" => version, "by" => self.me},
+                );
+            }
+        }
+        Box::pin(async {})
+    }
+
+    fn exit_self(&self) {
+        let now = self.penv.env.now_us();
+        let mut procs = lock(&self.procs.0);
+        let p = &mut procs[self.me];
+        self.penv.env.event(
+            "process.exited",
+            fields! {"proc" => self.me, "version" => p.version, "reason" => "operator stop"},
+        );
+        Procs::end(p, now);
+    }
+}
