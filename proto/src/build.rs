@@ -13,8 +13,10 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Where the server serves builds: `GET {ARTIFACTS_PATH}<version>` on the
-/// HTTPS enrollment listener.
+/// Where the server serves builds: `GET {ARTIFACTS_PATH}<sha256>` on the
+/// HTTPS enrollment listener. Builds are addressed by their announced
+/// SHA-256, so two builds of one version (one with a defect, for one site's
+/// agents) are two artifacts.
 pub const ARTIFACTS_PATH: &str = "/agent/builds/";
 
 /// Size every build document is padded to.

@@ -145,7 +145,7 @@ pub enum ServerMsg {
     /// Check in now: the agent answers with an immediate Heartbeat.
     Wake,
     /// Upgrade to this build: download it from
-    /// [`crate::build::ARTIFACTS_PATH`]`<version>` on the enrollment
+    /// [`crate::build::ARTIFACTS_PATH`]`<sha256>` on the enrollment
     /// listener and verify it against `sha256`.
     Upgrade {
         /// The new version.

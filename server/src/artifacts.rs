@@ -1,10 +1,11 @@
 //! Agent builds the server serves for self-upgrades:
-//! `GET` [`proto::build::ARTIFACTS_PATH`]`<version>` on the HTTPS
+//! `GET` [`proto::build::ARTIFACTS_PATH`]`<sha256>` on the HTTPS
 //! enrollment listener, the bytes whose SHA-256 the `Upgrade` request
 //! announces.
 //!
-//! A published build is a record in the store's `artifacts` table (version,
-//! defect, announced SHA-256), so a restarted server serves it again. A
+//! A published build is a record in the store's `artifacts` table, keyed by
+//! its announced SHA-256 (version and defect in the value), so a restarted
+//! server serves it again, and two builds of one version can coexist. A
 //! build published with the `corrupt` defect is served with one byte
 //! flipped: what arrives no longer matches the announced hash.
 
@@ -21,11 +22,11 @@ use crate::Shared;
 /// A published agent build.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
-    /// The version; the key.
+    /// The version.
     pub version: String,
     /// The build's defect, if any.
     pub defect: Option<BuildDefect>,
-    /// The SHA-256 the server announces: of the build's sound bytes.
+    /// The SHA-256 the server announces, of the build's sound bytes; the key.
     pub sha256: String,
 }
 
@@ -68,14 +69,18 @@ impl Shared {
     }
 }
 
-/// Answers `GET <ARTIFACTS_PATH><version>`.
-pub(crate) fn serve(shared: &Shared, version: &str) -> Response<Full<Bytes>> {
-    let found = shared.store.artifact(version);
+/// Answers `GET <ARTIFACTS_PATH><sha256>`.
+pub(crate) fn serve(shared: &Shared, sha256: &str) -> Response<Full<Bytes>> {
+    let found = shared.store.artifact(sha256);
+    let version = found
+        .as_ref()
+        .ok()
+        .and_then(|a| a.as_ref().map(|a| a.version.clone()));
     let (status, body) = match found {
         Ok(Some(a)) => (StatusCode::OK, a.served_bytes()),
         Ok(None) => (
             StatusCode::NOT_FOUND,
-            format!("no build of version {version} is published").into_bytes(),
+            format!("no build with SHA-256 {sha256} is published").into_bytes(),
         ),
         Err(e) => {
             tracing::error!(error = %e, "store read failed");
@@ -87,7 +92,7 @@ pub(crate) fn serve(shared: &Shared, version: &str) -> Response<Full<Bytes>> {
     };
     shared.env.event(
         "artifact.served",
-        fields! {"version" => version, "status" => status.as_u16(), "bytes" => body.len()},
+        fields! {"sha256" => sha256, "version" => version, "status" => status.as_u16(), "bytes" => body.len()},
     );
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;

@@ -111,8 +111,8 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>>
 }
 
 async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-    if let Some(version) = req.uri().path().strip_prefix(proto::build::ARTIFACTS_PATH) {
-        return crate::artifacts::serve(shared, version);
+    if let Some(sha256) = req.uri().path().strip_prefix(proto::build::ARTIFACTS_PATH) {
+        return crate::artifacts::serve(shared, sha256);
     }
     if req.uri().path() != ENROLL_PATH {
         return error(

@@ -535,14 +535,14 @@ impl Store {
         let json = encode("artifacts", a)?;
         self.write(|txn| {
             txn.open_table(ARTIFACTS)?
-                .insert(a.version.as_str(), json.as_slice())?;
+                .insert(a.sha256.as_str(), json.as_slice())?;
             Ok(())
         })
     }
 
-    /// The published build of `version`.
-    pub fn artifact(&self, version: &str) -> Result<Option<Artifact>, StoreError> {
-        self.get(ARTIFACTS, "artifacts", version)
+    /// The published build whose announced SHA-256 is `sha256`.
+    pub fn artifact(&self, sha256: &str) -> Result<Option<Artifact>, StoreError> {
+        self.get(ARTIFACTS, "artifacts", sha256)
     }
 
     /// Runs `f` in a write transaction and commits it durably; aborts it if `f` fails.
@@ -862,8 +862,8 @@ mod tests {
         let store = Store::open(&tmp.disk(), "server.redb").unwrap();
         assert_eq!(store.upgrade("agent-1").unwrap(), Some(r.clone()));
         assert_eq!(store.upgrades().unwrap(), vec![r]);
-        assert_eq!(store.artifact("1.1.0").unwrap(), Some(art));
-        assert_eq!(store.artifact("2.0.0").unwrap(), None);
+        assert_eq!(store.artifact(&art.sha256).unwrap(), Some(art));
+        assert_eq!(store.artifact("1.1.0").unwrap(), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The upgrade driver: runs [`super::UpgradeState`] with I/O.
 //!
-//! - Staging: `GET` [`proto::build::ARTIFACTS_PATH`]`<version>` over HTTPS
+//! - Staging: `GET` [`proto::build::ARTIFACTS_PATH`]`<sha256>` over HTTPS
 //!   from the enrollment listener (trusting the gateway CA), SHA-256 check
 //!   against the announced hash, then the build is written atomically to
 //!   `versions/<version>/agent.bin`. Bytes that fail the check are never
@@ -308,7 +308,7 @@ async fn stage(env: &Env, cfg: &AgentConfig, version: &str, sha256: &str) -> Res
     for attempt in 1..=STAGE_ATTEMPTS {
         let got = tokio::time::timeout(
             Duration::from_millis(STAGE_TIMEOUT_MS),
-            download(env, cfg, version),
+            download(env, cfg, sha256),
         )
         .await
         .unwrap_or_else(|_| Err(format!("download timed out after {STAGE_TIMEOUT_MS} ms")));
@@ -343,8 +343,8 @@ async fn stage(env: &Env, cfg: &AgentConfig, version: &str, sha256: &str) -> Res
     Err(format!("download failed {STAGE_ATTEMPTS} times: {last}"))
 }
 
-/// `GET /agent/builds/<version>` over HTTPS from the enrollment listener.
-async fn download(env: &Env, cfg: &AgentConfig, version: &str) -> Result<Vec<u8>, String> {
+/// `GET /agent/builds/<sha256>` over HTTPS from the enrollment listener.
+async fn download(env: &Env, cfg: &AgentConfig, sha256: &str) -> Result<Vec<u8>, String> {
     let tcp = env
         .net
         .connect_tcp(&cfg.server_host, cfg.enroll_port)
@@ -361,7 +361,7 @@ async fn download(env: &Env, cfg: &AgentConfig, version: &str) -> Result<Vec<u8>
         .await
         .map_err(|e| e.to_string())?;
     let driver = tokio::spawn(conn);
-    let req = hyper::Request::get(format!("{ARTIFACTS_PATH}{version}"))
+    let req = hyper::Request::get(format!("{ARTIFACTS_PATH}{sha256}"))
         .header(hyper::header::HOST, cfg.server_host.as_str())
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
