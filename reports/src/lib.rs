@@ -1,5 +1,5 @@
 //! Turns a finished simbench run into what people and CI systems read:
-//! terminal tables and JUnit XML. Plain functions from data to `String`;
+//! terminal tables, an HTML page and JUnit XML. Plain functions from data to `String`;
 //! nothing here runs a simulation, reads a clock or touches the disk, so the
 //! `simbench` CLI, tests and other tools call the same code with any run.
 //!
@@ -15,6 +15,7 @@
 //!   one table of H1..H7 with the evidence per affected agent.
 //! - [`catalogue`]: the tables of `simbench list`, `check` and `sweep`.
 //! - [`junit`]: a hand-written JUnit XML writer that CI systems read.
+//! - [`html`]: report.html, the run's report as one self-contained page.
 //! - [`style`]: the one table style and the time formats every table uses.
 //!
 //! Output is deterministic: the same inputs give the same bytes. The only
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod catalogue;
+pub mod html;
 pub mod junit;
 pub mod run;
 pub mod style;

@@ -184,8 +184,19 @@ pub fn behavior(b: &Behavior) -> String {
 /// The faults in force: a heading line, then a table of each fault with
 /// where it acts, its settings and its window, or `none`.
 pub fn faults(sc: &Scenario) -> String {
+    match faults_table(sc) {
+        None => "Faults in force: none\n".to_string(),
+        Some(t) => format!(
+            "Faults in force ({})\n{t}\n",
+            count(sc.faults.len(), "fault", "faults")
+        ),
+    }
+}
+
+/// The table of [`faults`]; `None` when the scenario injects none.
+pub fn faults_table(sc: &Scenario) -> Option<Table> {
     if sc.faults.is_empty() {
-        return "Faults in force: none\n".to_string();
+        return None;
     }
     let mut t = style::table();
     t.set_header(vec!["kind", "where", "settings", "from", "until"]);
@@ -220,18 +231,23 @@ pub fn faults(sc: &Scenario) -> String {
                 .unwrap_or_else(|| "end".into()),
         ]);
     }
-    format!(
-        "Faults in force ({})\n{t}\n",
-        count(sc.faults.len(), "fault", "faults")
-    )
+    Some(t)
 }
 
 /// The expectations table: each `[[expect]]` with what was observed and
 /// `PASS` or `FAIL`, then the reason for each failure that is not just a
 /// different value.
 pub fn expectations(list: &[(Expect, ExpectResult)]) -> String {
+    match expectations_table(list) {
+        None => "none (the scenario has no [[expect]] tables)\n".to_string(),
+        Some(t) => format!("{t}\n"),
+    }
+}
+
+/// The table of [`expectations`]; `None` when there are none.
+pub fn expectations_table(list: &[(Expect, ExpectResult)]) -> Option<Table> {
     if list.is_empty() {
-        return "none (the scenario has no [[expect]] tables)\n".to_string();
+        return None;
     }
     let mut t = style::table();
     t.set_header(vec![
@@ -251,7 +267,7 @@ pub fn expectations(list: &[(Expect, ExpectResult)]) -> String {
             Cell::new(if r.passed { "PASS" } else { "FAIL" }),
         ]);
     }
-    format!("{t}\n")
+    Some(t)
 }
 
 /// One line: whether every expectation holds, and how many failed.

@@ -50,19 +50,35 @@ pub const MAX_UNACKED: usize = 4;
 /// `Verdicts for <agent>` for each affected agent, or one line when the
 /// outcome names no agent.
 pub fn render(outcome: &Value) -> String {
-    let agents = agents(outcome);
-    if agents.is_empty() {
+    let Some((fleet, affected)) = sections(outcome) else {
         return "no agents in the outcome\n".to_string();
-    }
-    let mut out = format!("{}\n", fleet_of(&agents));
-    for a in agents.iter().filter(|a| a.affected() == Some(true)) {
-        out.push_str(&format!(
-            "\nVerdicts for {}\n{}\n",
-            a.heading(),
-            agent(a.name, a.diagnosis)
-        ));
+    };
+    let mut out = format!("{fleet}\n");
+    for (heading, t) in affected {
+        out.push_str(&format!("\n{heading}\n{t}\n"));
     }
     out
+}
+
+/// What [`render`] shows, as tables: the fleet table, then each affected
+/// agent's heading (`Verdicts for <agent> (row ..)`) and table; `None` when
+/// the outcome names no agent. report.html renders the same tables.
+pub fn sections(outcome: &Value) -> Option<(Table, Vec<(String, Table)>)> {
+    let agents = agents(outcome);
+    if agents.is_empty() {
+        return None;
+    }
+    let affected = agents
+        .iter()
+        .filter(|a| a.affected() == Some(true))
+        .map(|a| {
+            (
+                format!("Verdicts for {}", a.heading()),
+                agent(a.name, a.diagnosis),
+            )
+        })
+        .collect();
+    Some((fleet_of(&agents), affected))
 }
 
 /// The fleet table: affected agents first, each on its own row, then the

@@ -100,6 +100,12 @@ pub enum ActionKind {
         /// A defect of the new build.
         defect: Option<proto::build::BuildDefect>,
     },
+    /// Stop the server's software (if it runs) and start it again. Its disk
+    /// is kept as it is: a clean stop loses no write.
+    RestartServer,
+    /// Kill the server's software at once and lose every write its disk has
+    /// not made durable. It stays down until a [`ActionKind::RestartServer`].
+    CrashServer,
 }
 
 /// An action at a time.
@@ -504,13 +510,13 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
     loop {
         let now = sim.elapsed();
         while next < actions.len() && actions[next].at <= now {
-            apply(
-                &actions[next].kind,
-                &server_slot,
-                &installers,
-                &observer,
-                now,
-            );
+            let kind = &actions[next].kind;
+            match kind {
+                ActionKind::RestartServer | ActionKind::CrashServer => {
+                    power(&mut sim, kind, &server_slot, &server_disk, &observer, now)
+                }
+                _ => apply(kind, &server_slot, &installers, &observer, now),
+            }
             next += 1;
         }
         if now >= spec.duration {
@@ -524,9 +530,12 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         }
     }
     let sim_time_us = sim.elapsed().as_micros() as u64;
-    let handle = lock(&server_slot)
-        .clone()
-        .ok_or_else(|| RunError::ServerStart("no server handle at the end of the run".into()))?;
+    let handle = lock(&server_slot).clone().ok_or_else(|| {
+        RunError::ServerStart(format!(
+            "the server is not running at the end of the run (at {:.1} s); a `crash` of the server needs a later `restart`",
+            sim_time_us as f64 / 1e6
+        ))
+    })?;
     let outcome = outcome(spec, sim_time_us, &handle, &slots);
     drop(sim);
     let (frames, events) = observer.take();
@@ -582,12 +591,49 @@ fn apply(
             }
             ("bench.upgrade", agent)
         }
+        ActionKind::RestartServer | ActionKind::CrashServer => {
+            unreachable!("the driver applies power actions with `power`")
+        }
     };
     observer.event(EventRecord {
         t_us: now.as_micros() as u64,
         host: "bench".into(),
         event: event.into(),
         fields: fields! {"agent" => agent, "server_up" => handle.is_some()},
+    });
+}
+
+// Restarts or crashes the server host. Its handle is gone until the host's
+// software has started again and published a new one.
+fn power(
+    sim: &mut turmoil::Sim<'_>,
+    kind: &ActionKind,
+    server: &ServerSlot,
+    disk: &SimDisk,
+    observer: &RunObserver,
+    now: Duration,
+) {
+    use proto::env::Observer;
+    let was_up = sim.is_host_running(SERVER_HOST);
+    lock(server).take();
+    let event = match kind {
+        ActionKind::CrashServer => {
+            if was_up {
+                sim.crash(SERVER_HOST);
+            }
+            disk.crash();
+            "bench.crash"
+        }
+        _ => {
+            sim.bounce(SERVER_HOST);
+            "bench.restart"
+        }
+    };
+    observer.event(EventRecord {
+        t_us: now.as_micros() as u64,
+        host: "bench".into(),
+        event: event.into(),
+        fields: fields! {"target" => SERVER_HOST, "was_running" => was_up},
     });
 }
 

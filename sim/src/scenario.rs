@@ -29,7 +29,7 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake, upgrade; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, worker-down";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake, upgrade, restart and crash (of the server); faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, worker-down";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -207,7 +207,24 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                     defect: defect.map(build_defect),
                 },
             }),
-            other => return Err(unsupported(format!("action `{}`", other.name()))),
+            FileAction::Restart {
+                agent: format::scenario::Target::Server,
+            } => actions.push(ActionSpec {
+                at: a.at,
+                kind: ActionKind::RestartServer,
+            }),
+            FileAction::Crash {
+                agent: format::scenario::Target::Server,
+            } => actions.push(ActionSpec {
+                at: a.at,
+                kind: ActionKind::CrashServer,
+            }),
+            FileAction::Restart { agent } | FileAction::Crash { agent } => {
+                return Err(unsupported(format!(
+                    "action `{}` of agent `{agent}` (restart and crash act on the server only)",
+                    a.kind.name()
+                )))
+            }
         }
     }
     Ok(RunSpec {

@@ -238,6 +238,23 @@ fn run_smoke_prints_the_whole_report_and_writes_the_logs() {
         frames.lines().count(),
         events.lines().count()
     )));
+    // The page has the report's sections and the same digest and verdict.
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
+    for needle in [
+        "<h2>Hosts</h2>",
+        "<h2>Faults in force</h2>",
+        "<h2>Timeline",
+        "<h2>Verdicts",
+        "<h2>Expectations</h2>",
+        &format!("<tr><td>digest</td><td>{digest}</td></tr>"),
+        "<p class=\"verdict pass\">PASS: ",
+    ] {
+        assert!(
+            html.contains(needle),
+            "no `{needle}` in report.html:\n{html}"
+        );
+    }
 }
 
 #[test]

@@ -1,14 +1,29 @@
 //! The wake / check-in reconciler's timeline in the shipped wake scenarios:
 //! what the outcome cannot say (when each wake went out, what the worker did).
 
+use std::time::Duration;
+
+use sim::run::{ActionKind, ActionSpec, RunSpec};
 use sim::scenario::{catalogue_dir, resolve};
 
-fn events(name: &str) -> Vec<(u64, String, serde_json::Value)> {
+fn spec(name: &str) -> RunSpec {
     let sc = format::load(&catalogue_dir().join(format!("{name}.toml"))).unwrap();
-    let out = sim::run::run(&resolve(&sc, None).unwrap()).unwrap();
+    resolve(&sc, None).unwrap()
+}
+
+fn events(name: &str) -> Vec<(u64, String, serde_json::Value)> {
+    timeline(&spec(name))
+}
+
+fn timeline(spec: &RunSpec) -> Vec<(u64, String, serde_json::Value)> {
+    let out = sim::run::run(spec).unwrap();
     out.events
         .iter()
-        .filter(|e| e.event.starts_with("lifecycle.") || e.event.starts_with("queue."))
+        .filter(|e| {
+            e.event.starts_with("lifecycle.")
+                || e.event.starts_with("queue.")
+                || e.event == "server.started"
+        })
         .map(|e| {
             let attempt = e.fields.get("attempt").cloned().unwrap_or_default();
             (e.t_us / 1_000_000, e.event.clone(), attempt)
@@ -55,5 +70,53 @@ fn an_agent_that_checks_in_after_the_second_wake_is_not_woken_again() {
 fn with_the_worker_down_nothing_runs_the_queue() {
     let ev = events("wake-worker-down");
     assert_eq!(at(&ev, "lifecycle.queue.enqueued"), [(0, 1)]);
-    assert_eq!(ev.len(), 1, "{ev:?}");
+    let lifecycle = ev.iter().filter(|(_, e, _)| e != "server.started").count();
+    assert_eq!(lifecycle, 1, "{ev:?}");
+}
+
+// The escalation of `wake-never-checks-in`, with the server down for a while
+// after the second wake: the third wake is still due at 61 s, and the task
+// queued for it runs after the reboot.
+fn assert_escalation_survives_the_restart(ev: &[(u64, String, serde_json::Value)]) {
+    assert_eq!(
+        at(ev, "server.started")
+            .iter()
+            .map(|(t, _)| *t)
+            .collect::<Vec<_>>(),
+        [0, 45],
+        "{ev:?}"
+    );
+    assert_eq!(
+        at(ev, "lifecycle.reconcile.retriggered"),
+        [(31, 2), (61, 3)]
+    );
+    assert_eq!(
+        at(ev, "lifecycle.reconcile.max_attempts_reached"),
+        [(91, 3)]
+    );
+    assert_eq!(at(ev, "queue.worker.success").len(), 3);
+}
+
+#[test]
+fn queued_reconcile_tasks_survive_a_server_restart() {
+    assert_escalation_survives_the_restart(&events("wake-server-restart"));
+}
+
+#[test]
+fn queued_reconcile_tasks_survive_a_server_crash() {
+    // The same run with a power loss at 44 s and the reboot a second later:
+    // what the store committed is durable, so nothing of the queue is lost.
+    let mut spec = spec("wake-server-restart");
+    let restart = spec
+        .actions
+        .iter_mut()
+        .find(|a| a.kind == ActionKind::RestartServer)
+        .expect("the scenario restarts the server");
+    restart.at = Duration::from_secs(45);
+    spec.actions.push(ActionSpec {
+        at: Duration::from_secs(44),
+        kind: ActionKind::CrashServer,
+    });
+    let ev = timeline(&spec);
+    assert_escalation_survives_the_restart(&ev);
 }

@@ -57,11 +57,12 @@ pub(super) fn run_once(
 }
 
 /// The files a run writes, in the order they are written.
-pub(super) const OUTPUT_FILES: [&str; 3] = ["report.json", "frames.jsonl", "events.jsonl"];
+pub(super) const OUTPUT_FILES: [&str; 4] =
+    ["report.json", "frames.jsonl", "events.jsonl", "report.html"];
 
-/// Writes report.json (pretty), frames.jsonl and events.jsonl to `dir`,
-/// creating it.
-fn write_outputs(dir: &Path, output: &RunOutput) -> Result<(), CliError> {
+/// Writes report.json (pretty), frames.jsonl, events.jsonl and report.html
+/// (the report of `view`) to `dir`, creating it.
+fn write_outputs(dir: &Path, output: &RunOutput, view: &RunView) -> Result<(), CliError> {
     let fail = |path: &Path, source| CliError::Write {
         path: path.display().to_string(),
         flag: "--out DIR",
@@ -72,6 +73,7 @@ fn write_outputs(dir: &Path, output: &RunOutput) -> Result<(), CliError> {
         report_json(output),
         output.frames_jsonl(),
         output.events_jsonl(),
+        reports::html::render(view, &timeline_options()),
     ];
     for (name, text) in OUTPUT_FILES.iter().zip(contents) {
         let path = dir.join(name);
@@ -117,8 +119,6 @@ pub(super) fn run(
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", sc.name)));
-    // Files first: whatever happens to the terminal, the run is on disk.
-    let written = write_outputs(&dir, &finished.output);
     let view = RunView {
         scenario: sc,
         outcome: &finished.output.outcome,
@@ -126,6 +126,8 @@ pub(super) fn run(
         expectations: &finished.results,
         wall_time: Some(finished.wall),
     };
+    // Files first: whatever happens to the terminal, the run is on disk.
+    let written = write_outputs(&dir, &finished.output, &view);
     let failed = view.failed() > 0;
     match s.format {
         OutputFormat::Table => {
