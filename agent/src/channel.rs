@@ -115,6 +115,7 @@ pub async fn run_session(
     creds: &Credentials,
     status: &StatusCell,
     link: &UpgradeLink,
+    mut rejoin: tokio::sync::watch::Receiver<u64>,
 ) -> Result<(), ChannelError> {
     let conn = env.observer.next_conn_id();
     let peer = "server";
@@ -152,6 +153,8 @@ pub async fn run_session(
         site: cfg.site.clone(),
     }));
 
+    // A rejoin asked before this session began is this session.
+    rejoin.borrow_and_update();
     // Where a self-upgrade stands, said again on every new session.
     let mut reports = link.reports();
     let current = reports.borrow_and_update().clone();
@@ -188,6 +191,11 @@ pub async fn run_session(
                     heartbeat_sent(env, status);
                 }
                 continue;
+            }
+            _ = crate::upgrade::driver::rejoin_requested(&mut rejoin) => {
+                env.event("channel.rejoin", fields! {"conn" => conn, "reason" => "upgrade"});
+                let _ = ws.close(None).await;
+                return Err(ChannelError::Closed("re-registering after an upgrade".into()));
             }
             changed = reports.changed() => {
                 let report = reports.borrow_and_update().clone();

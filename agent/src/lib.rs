@@ -163,6 +163,10 @@ pub struct AgentStatus {
     pub last_heartbeat_us: Option<u64>,
     /// The self-upgrade's phase (`None`: never asked to upgrade).
     pub upgrade_phase: Option<String>,
+    /// `UpgradeStop`s received.
+    pub upgrade_stops_received: u64,
+    /// `UpgradeStop`s acted on (only when armed in CutoverReady).
+    pub upgrade_stops_acted: u64,
     /// Last connection error.
     pub last_error: Option<String>,
 }

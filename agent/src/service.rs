@@ -181,16 +181,18 @@ pub async fn run_with(
     env.event("agent.started", fields! {"version" => cfg.version});
     // The agent's tasks end with it, also when it is stopped from outside
     // (its future dropped): a process takes its threads with it.
+    let (rejoin, rejoin_rx) = tokio::sync::watch::channel(0u64);
     let _tunnel = AbortOnDrop(tokio::spawn(run_tunnel(
         env.clone(),
         cfg.clone(),
         creds.clone(),
         status.clone(),
+        rejoin_rx.clone(),
     )));
     let (link, upgrade) =
-        upgrade::driver::spawn(env.clone(), cfg.clone(), status.clone(), supervisor);
+        upgrade::driver::spawn(env.clone(), cfg.clone(), status.clone(), supervisor, rejoin);
     let _upgrade = AbortOnDrop(upgrade);
-    run_channel(env, cfg, creds, status, link).await;
+    run_channel(env, cfg, creds, status, link, rejoin_rx).await;
 }
 
 /// Aborts a task when dropped.
@@ -202,7 +204,13 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn run_tunnel(env: Env, cfg: AgentConfig, creds: Credentials, status: StatusCell) {
+async fn run_tunnel(
+    env: Env,
+    cfg: AgentConfig,
+    creds: Credentials,
+    status: StatusCell,
+    mut rejoin: tokio::sync::watch::Receiver<u64>,
+) {
     let mut backoff = Backoff::new(cfg.backoff_base_ms, cfg.backoff_cap_ms);
     let client = loop {
         match TunnelClient::new(&env).await {
@@ -231,6 +239,10 @@ async fn run_tunnel(env: Env, cfg: AgentConfig, creds: Credentials, status: Stat
                     tokio::select! {
                         biased;
                         r = t.closed() => break r,
+                        _ = upgrade::driver::rejoin_requested(&mut rejoin) => {
+                            t.close(&env, "rejoin after an upgrade");
+                            break "re-registering after an upgrade".to_string();
+                        }
                         _ = tick.tick() => {
                             if let Err(e) = t.heartbeat(&env).await {
                                 break e.to_string();
@@ -259,11 +271,12 @@ async fn run_channel(
     creds: Credentials,
     status: StatusCell,
     link: UpgradeLink,
+    rejoin: tokio::sync::watch::Receiver<u64>,
 ) {
     let mut backoff = Backoff::new(cfg.backoff_base_ms, cfg.backoff_cap_ms);
     loop {
         let connects = status.lock().ws_connects;
-        let result = channel::run_session(&env, &cfg, &creds, &status, &link).await;
+        let result = channel::run_session(&env, &cfg, &creds, &status, &link, rejoin.clone()).await;
         let was_up = status.lock().ws_connects > connects;
         status.lock().ws_connected = false;
         if was_up {

@@ -572,6 +572,14 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
         "how many `UpgradeStop`s the operator sent for the agent's upgrade (0 or 1)",
     ),
     (
+        "agents.<name>.upgrade.stops_received",
+        "how many `UpgradeStop`s the agent's processes received, all versions together (both the old and the new agent receive each one)",
+    ),
+    (
+        "agents.<name>.upgrade.stops_acted",
+        "how many `UpgradeStop`s an agent process acted on (only one armed in CutoverReady acts): 1 after a completed upgrade, never 2",
+    ),
+    (
         "agents.<name>.upgrade.reason",
         "why the agent reverted, as it reported (a string, or null)",
     ),

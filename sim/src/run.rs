@@ -860,6 +860,8 @@ fn upgrade_outcome(
         "running_versions": running,
         "heartbeating_versions": heartbeating,
         "processes_started": procs.len(),
+        "stops_received": procs.iter().map(|p| p.1.upgrade_stops_received).sum::<u64>(),
+        "stops_acted": procs.iter().map(|p| p.1.upgrade_stops_acted).sum::<u64>(),
         "active": active,
         "versions_on_disk": versions_on_disk,
     })

@@ -214,6 +214,8 @@ impl Supervisor for SimSupervisor {
             st.heartbeats_sent = 0;
             st.last_heartbeat_us = None;
             st.upgrade_phase = None;
+            st.upgrade_stops_received = 0;
+            st.upgrade_stops_acted = 0;
             let status = StatusCell::default();
             *status.lock() = st;
             self.procs.spawn(&self.penv, cfg, status, Some(self.me));

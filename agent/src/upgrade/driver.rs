@@ -49,6 +49,17 @@ pub const STAGE_RETRY_MS: u64 = 5_000;
 pub const STAGE_TIMEOUT_MS: u64 = 30_000;
 /// How long the old agent lets its last report flush before it exits.
 pub const EXIT_GRACE_MS: u64 = 1_000;
+/// How long after a stop for its own version the new agent re-registers
+/// (reconnects), so that it holds the server's registrations once the old
+/// agent, which may have reconnected after it, is gone.
+pub const REJOIN_AFTER_STOP_MS: u64 = 3_000;
+
+/// Resolves when `rejoin` (see [`spawn`]) is bumped; never when its sender is gone.
+pub async fn rejoin_requested(rejoin: &mut watch::Receiver<u64>) {
+    if rejoin.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
 
 /// Path of the build of `version`.
 pub fn build_path(version: &str) -> String {
@@ -151,15 +162,23 @@ impl UpgradeLink {
 }
 
 /// Starts the driver task of the agent running `cfg.version`.
+///
+/// Two agents of one identity replace each other's registrations on the
+/// server (tunnel and command channel), and the one that leaves takes the
+/// registration it holds with it. So `rejoin` is bumped, making the tunnel
+/// and the command channel reconnect and register again, in the agent that
+/// stays: the old one after a revert stopped the new one, and the new one
+/// [`REJOIN_AFTER_STOP_MS`] after it received the stop for its own version.
 pub fn spawn(
     env: Env,
     cfg: AgentConfig,
     status: StatusCell,
     supervisor: Arc<dyn Supervisor>,
+    rejoin: watch::Sender<u64>,
 ) -> (UpgradeLink, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let (report_tx, reports) = watch::channel(None);
-    let task = tokio::spawn(drive(env, cfg, status, supervisor, rx, report_tx));
+    let task = tokio::spawn(drive(env, cfg, status, supervisor, rx, report_tx, rejoin));
     (UpgradeLink { tx, reports }, task)
 }
 
@@ -170,9 +189,11 @@ async fn drive(
     supervisor: Arc<dyn Supervisor>,
     mut rx: mpsc::UnboundedReceiver<Input>,
     reports: watch::Sender<Option<AgentMsg>>,
+    rejoin: watch::Sender<u64>,
 ) {
     let mut sm = UpgradeState::new(cfg.upgrade, &cfg.version);
     let mut new_exited: Option<BoxFuture<'static, ()>> = None;
+    let mut rejoin_at: Option<u64> = None;
     loop {
         // Do what the state machine asks, feeding each result back.
         while let Some(action) = sm.poll_action() {
@@ -215,6 +236,9 @@ async fn drive(
                         "upgrade.reverted",
                         fields! {"active" => to, "stopped" => stop},
                     );
+                    if stop.is_some() {
+                        rejoin.send_modify(|g| *g += 1);
+                    }
                 }
                 Action::Exit => {
                     new_exited = None;
@@ -246,6 +270,15 @@ async fn drive(
                 }
                 Some(Input::Stop { version }) => {
                     let acted = sm.handle_stop(env.now_us(), &version);
+                    if !acted && version == cfg.version {
+                        // This is the new agent: the old one is about to exit.
+                        rejoin_at = Some(env.now_us() + REJOIN_AFTER_STOP_MS * 1000);
+                    }
+                    {
+                        let mut st = status.lock();
+                        st.upgrade_stops_received += 1;
+                        st.upgrade_stops_acted += u64::from(acted);
+                    }
                     env.event("upgrade.stop_received", fields! {"to_version" => version, "running" => cfg.version, "phase" => sm.phase().name(), "acted" => acted});
                 }
                 None => return,
@@ -266,6 +299,16 @@ async fn drive(
                     None => std::future::pending().await,
                 }
             } => sm.handle_timeout(env.now_us()),
+            _ = async {
+                match rejoin_at {
+                    Some(t) => tokio::time::sleep(Duration::from_micros(t.saturating_sub(env.now_us()))).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                rejoin_at = None;
+                env.event("upgrade.rejoin", fields! {"version" => cfg.version, "reason" => "the old agent was stopped"});
+                rejoin.send_modify(|g| *g += 1);
+            }
         }
     }
 }
