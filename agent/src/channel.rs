@@ -115,7 +115,7 @@ pub async fn run_session(
     creds: &Credentials,
     status: &StatusCell,
     link: &UpgradeLink,
-    mut rejoin: tokio::sync::watch::Receiver<u64>,
+    mut rejoin: crate::upgrade::signal::Watcher<()>,
 ) -> Result<(), ChannelError> {
     let conn = env.observer.next_conn_id();
     let peer = "server";
@@ -157,7 +157,7 @@ pub async fn run_session(
     rejoin.borrow_and_update();
     // Where a self-upgrade stands, said again on every new session.
     let mut reports = link.reports();
-    let current = reports.borrow_and_update().clone();
+    let current = reports.borrow_and_update();
     if let Some(report) = current {
         write!(send(report));
     }
@@ -197,13 +197,9 @@ pub async fn run_session(
                 let _ = ws.close(None).await;
                 return Err(ChannelError::Closed("re-registering after an upgrade".into()));
             }
-            changed = reports.changed() => {
-                let report = reports.borrow_and_update().clone();
-                match (changed, report) {
-                    (Ok(()), Some(report)) => write!(send(report)),
-                    // The driver is gone (the agent is exiting): nothing more to report.
-                    (Err(_), _) => reports = UpgradeLink::detached().reports(),
-                    _ => {}
+            _ = reports.changed() => {
+                if let Some(report) = reports.borrow_and_update() {
+                    write!(send(report));
                 }
                 continue;
             }

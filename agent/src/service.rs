@@ -181,7 +181,8 @@ pub async fn run_with(
     env.event("agent.started", fields! {"version" => cfg.version});
     // The agent's tasks end with it, also when it is stopped from outside
     // (its future dropped): a process takes its threads with it.
-    let (rejoin, rejoin_rx) = tokio::sync::watch::channel(0u64);
+    let rejoin = upgrade::signal::Signal::new(());
+    let rejoin_rx = rejoin.watch();
     let _tunnel = AbortOnDrop(tokio::spawn(run_tunnel(
         env.clone(),
         cfg.clone(),
@@ -209,7 +210,7 @@ async fn run_tunnel(
     cfg: AgentConfig,
     creds: Credentials,
     status: StatusCell,
-    mut rejoin: tokio::sync::watch::Receiver<u64>,
+    mut rejoin: upgrade::signal::Watcher<()>,
 ) {
     let mut backoff = Backoff::new(cfg.backoff_base_ms, cfg.backoff_cap_ms);
     let client = loop {
@@ -271,7 +272,7 @@ async fn run_channel(
     creds: Credentials,
     status: StatusCell,
     link: UpgradeLink,
-    rejoin: tokio::sync::watch::Receiver<u64>,
+    rejoin: upgrade::signal::Watcher<()>,
 ) {
     let mut backoff = Backoff::new(cfg.backoff_base_ms, cfg.backoff_cap_ms);
     loop {

@@ -21,6 +21,7 @@
 //! [`Transition`] for the event log.
 
 pub mod driver;
+pub mod signal;
 
 use std::collections::VecDeque;
 

@@ -14,15 +14,18 @@
 //! (`versions/<v>/agent.bin`, see [`proto::build`]), defect included:
 //! `crashes-on-start` exits at once, `never-heartbeats` stays silent, and
 //! `fails-self-test` fails the self-test the old agent runs.
+//!
+//! Nothing here uses `tokio::sync::watch`: its wake-ups go through tokio's
+//! unseeded random generator (see [`agent::upgrade::signal`]).
 
 use std::sync::{Arc, Mutex};
 
 use agent::upgrade::driver::{build_path, Supervisor};
+use agent::upgrade::signal::Signal;
 use agent::{AgentConfig, AgentStatus, StatusCell};
 use proto::build::{Build, BuildDefect};
 use proto::env::{BoxFuture, Env};
 use proto::fields;
-use tokio::sync::watch;
 
 use crate::crypto::{derive_seed, seeded_provider};
 
@@ -40,7 +43,7 @@ pub struct Proc {
     /// When it exited, if it did.
     pub exited_us: Option<u64>,
     task: Option<tokio::task::AbortHandle>,
-    exited: watch::Sender<bool>,
+    exited: Signal<bool>,
 }
 
 /// Every process of one agent, in start order.
@@ -86,7 +89,7 @@ impl Procs {
         if p.exited_us.is_none() {
             p.exited_us = Some(now_us);
         }
-        let _ = p.exited.send(true);
+        p.exited.set(true);
     }
 
     /// Starts a process running `cfg` (the harness's first one, or an
@@ -98,7 +101,7 @@ impl Procs {
         status: StatusCell,
         parent: Option<usize>,
     ) -> usize {
-        let (exited, _) = watch::channel(false);
+        let exited = Signal::new(false);
         let idx = {
             let mut procs = lock(&self.0);
             procs.push(Proc {
@@ -227,11 +230,11 @@ impl Supervisor for SimSupervisor {
         let rx = self
             .children(version)
             .last()
-            .map(|&i| lock(&self.procs.0)[i].exited.subscribe());
+            .map(|&i| lock(&self.procs.0)[i].exited.watch());
         Box::pin(async move {
             match rx {
                 Some(mut rx) => {
-                    let _ = rx.wait_for(|e| *e).await;
+                    rx.wait_for(|e| *e).await;
                 }
                 None => std::future::pending().await,
             }

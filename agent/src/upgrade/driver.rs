@@ -31,9 +31,10 @@ use proto::env::{BoxFuture, Disk, Env};
 use proto::fields;
 use proto::msg::AgentMsg;
 use rustls_pki_types::ServerName;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 
+use super::signal::{Signal, Watcher};
 use super::{Action, Phase, UpgradeState};
 use crate::{AgentConfig, StatusCell};
 
@@ -54,11 +55,10 @@ pub const EXIT_GRACE_MS: u64 = 1_000;
 /// agent, which may have reconnected after it, is gone.
 pub const REJOIN_AFTER_STOP_MS: u64 = 3_000;
 
-/// Resolves when `rejoin` (see [`spawn`]) is bumped; never when its sender is gone.
-pub async fn rejoin_requested(rejoin: &mut watch::Receiver<u64>) {
-    if rejoin.changed().await.is_err() {
-        std::future::pending::<()>().await;
-    }
+/// Resolves when `rejoin` (see [`spawn`]) is signalled.
+pub async fn rejoin_requested(rejoin: &mut Watcher<()>) {
+    rejoin.changed().await;
+    rejoin.borrow_and_update();
 }
 
 /// Path of the build of `version`.
@@ -139,7 +139,7 @@ pub enum Input {
 #[derive(Clone, Debug)]
 pub struct UpgradeLink {
     tx: mpsc::UnboundedSender<Input>,
-    reports: watch::Receiver<Option<AgentMsg>>,
+    reports: Signal<Option<AgentMsg>>,
 }
 
 impl UpgradeLink {
@@ -149,15 +149,17 @@ impl UpgradeLink {
     }
 
     /// The report channel: the latest `UpgradeStatus`, if any.
-    pub fn reports(&self) -> watch::Receiver<Option<AgentMsg>> {
-        self.reports.clone()
+    pub fn reports(&self) -> Watcher<Option<AgentMsg>> {
+        self.reports.watch()
     }
 
     /// A link to no driver (requests are dropped; nothing is reported).
     pub fn detached() -> UpgradeLink {
         let (tx, _) = mpsc::unbounded_channel();
-        let (_, reports) = watch::channel(None);
-        UpgradeLink { tx, reports }
+        UpgradeLink {
+            tx,
+            reports: Signal::new(None),
+        }
     }
 }
 
@@ -174,11 +176,19 @@ pub fn spawn(
     cfg: AgentConfig,
     status: StatusCell,
     supervisor: Arc<dyn Supervisor>,
-    rejoin: watch::Sender<u64>,
+    rejoin: Signal<()>,
 ) -> (UpgradeLink, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let (report_tx, reports) = watch::channel(None);
-    let task = tokio::spawn(drive(env, cfg, status, supervisor, rx, report_tx, rejoin));
+    let reports = Signal::new(None);
+    let task = tokio::spawn(drive(
+        env,
+        cfg,
+        status,
+        supervisor,
+        rx,
+        reports.clone(),
+        rejoin,
+    ));
     (UpgradeLink { tx, reports }, task)
 }
 
@@ -188,8 +198,8 @@ async fn drive(
     status: StatusCell,
     supervisor: Arc<dyn Supervisor>,
     mut rx: mpsc::UnboundedReceiver<Input>,
-    reports: watch::Sender<Option<AgentMsg>>,
-    rejoin: watch::Sender<u64>,
+    reports: Signal<Option<AgentMsg>>,
+    rejoin: Signal<()>,
 ) {
     let mut sm = UpgradeState::new(cfg.upgrade, &cfg.version);
     let mut new_exited: Option<BoxFuture<'static, ()>> = None;
@@ -237,7 +247,7 @@ async fn drive(
                         fields! {"active" => to, "stopped" => stop},
                     );
                     if stop.is_some() {
-                        rejoin.send_modify(|g| *g += 1);
+                        rejoin.touch();
                     }
                 }
                 Action::Exit => {
@@ -265,7 +275,7 @@ async fn drive(
                     if !sm.handle_start(env.now_us(), &version, &sha256) {
                         env.event("upgrade.start_ignored", fields! {"to_version" => version, "phase" => sm.phase().name()});
                         // Say again where this agent stands.
-                        reports.send_modify(|_| {});
+                        reports.touch();
                     }
                 }
                 Some(Input::Stop { version }) => {
@@ -307,7 +317,7 @@ async fn drive(
             } => {
                 rejoin_at = None;
                 env.event("upgrade.rejoin", fields! {"version" => cfg.version, "reason" => "the old agent was stopped"});
-                rejoin.send_modify(|g| *g += 1);
+                rejoin.touch();
             }
         }
     }
@@ -318,7 +328,7 @@ fn publish(
     env: &Env,
     sm: &mut UpgradeState,
     status: &StatusCell,
-    reports: &watch::Sender<Option<AgentMsg>>,
+    reports: &Signal<Option<AgentMsg>>,
 ) {
     while let Some(t) = sm.poll_transition() {
         env.event(
@@ -335,14 +345,9 @@ fn publish(
         to_version: sm.target_version().unwrap_or_default().into(),
         reason: sm.reason().map(str::to_string),
     };
-    reports.send_if_modified(|cur| {
-        if cur.as_ref() == Some(&msg) {
-            false
-        } else {
-            *cur = Some(msg);
-            true
-        }
-    });
+    if reports.get().as_ref() != Some(&msg) {
+        reports.set(Some(msg));
+    }
 }
 
 /// Download, verify and keep the build of `version`.
