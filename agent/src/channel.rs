@@ -192,16 +192,17 @@ pub async fn run_session(
                 }
                 continue;
             }
-            _ = crate::upgrade::driver::rejoin_requested(&mut rejoin) => {
-                env.event("channel.rejoin", fields! {"conn" => conn, "reason" => "upgrade"});
-                let _ = ws.close(None).await;
-                return Err(ChannelError::Closed("re-registering after an upgrade".into()));
-            }
+            // Before a rejoin: the report of a revert goes out on this session.
             _ = reports.changed() => {
                 if let Some(report) = reports.borrow_and_update() {
                     write!(send(report));
                 }
                 continue;
+            }
+            _ = crate::upgrade::driver::rejoin_requested(&mut rejoin) => {
+                env.event("channel.rejoin", fields! {"conn" => conn, "reason" => "upgrade"});
+                let _ = ws.close(None).await;
+                return Err(ChannelError::Closed("re-registering after an upgrade".into()));
             }
             _ = tokio::time::sleep(Duration::from_micros(until_deadline)) => {
                 env.event("channel.inbound_timeout", fields! {"conn" => conn, "timeout_ms" => cfg.inbound_timeout_ms});

@@ -152,15 +152,6 @@ impl UpgradeLink {
     pub fn reports(&self) -> Watcher<Option<AgentMsg>> {
         self.reports.watch()
     }
-
-    /// A link to no driver (requests are dropped; nothing is reported).
-    pub fn detached() -> UpgradeLink {
-        let (tx, _) = mpsc::unbounded_channel();
-        UpgradeLink {
-            tx,
-            reports: Signal::new(None),
-        }
-    }
 }
 
 /// Starts the driver task of the agent running `cfg.version`.
