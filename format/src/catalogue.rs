@@ -422,6 +422,10 @@ pub const SWITCHES: &[(&str, &str)] = &[
         "operator_waits_for_new_heartbeat",
         "(server) the upgrade operator stops the old agent only after it sees a heartbeat from the new version",
     ),
+    (
+        "upgrade_status_persisted",
+        "(server) the upgrade marker and status live in the server's crash-safe store, so a restarted operator resumes an upgrade",
+    ),
 ];
 
 /// The switch names as constants, so code that reads a switch cannot misspell it.
@@ -438,6 +442,8 @@ pub mod switch {
     pub const LIVENESS_INCLUDES_FLEET_STATE: &str = "liveness_includes_fleet_state";
     /// See [`super::SWITCHES`].
     pub const OPERATOR_WAITS_FOR_NEW_HEARTBEAT: &str = "operator_waits_for_new_heartbeat";
+    /// See [`super::SWITCHES`].
+    pub const UPGRADE_STATUS_PERSISTED: &str = "upgrade_status_persisted";
 }
 
 /// WebSocket frame types a fault can select.
@@ -672,6 +678,7 @@ mod tests {
             switch::DELAYED_ENROLL_BACKOFF,
             switch::LIVENESS_INCLUDES_FLEET_STATE,
             switch::OPERATOR_WAITS_FOR_NEW_HEARTBEAT,
+            switch::UPGRADE_STATUS_PERSISTED,
         ];
         for c in constants {
             assert!(switch_doc(c).is_some(), "{c}");

@@ -48,6 +48,9 @@ pub struct ServerSwitches {
     /// heartbeat of the new version itself (legacy: on the agent's own
     /// cutover-ready report).
     pub operator_waits_for_new_heartbeat: bool,
+    /// The upgrade marker and status live in the crash-safe store, so a
+    /// restarted operator resumes an upgrade (legacy: in memory, forgotten).
+    pub upgrade_status_persisted: bool,
 }
 
 impl ServerSwitches {
@@ -55,11 +58,13 @@ impl ServerSwitches {
     pub const LEGACY: ServerSwitches = ServerSwitches {
         registry_generation_check: false,
         operator_waits_for_new_heartbeat: false,
+        upgrade_status_persisted: false,
     };
     /// The fixed behaviour (the shipped default).
     pub const FIXED: ServerSwitches = ServerSwitches {
         registry_generation_check: true,
         operator_waits_for_new_heartbeat: true,
+        upgrade_status_persisted: true,
     };
 }
 
@@ -256,6 +261,8 @@ pub struct Shared {
     // Every authenticated command-channel session with its version (an
     // agent has two during an upgrade's cutover).
     live: Mutex<upgrade::LiveSessions>,
+    // Upgrade records of the legacy operator (switch `upgrade_status_persisted` off).
+    volatile_upgrades: Mutex<std::collections::BTreeMap<String, upgrade::UpgradeRecord>>,
 }
 
 /// The ports the server actually listens on.
@@ -389,7 +396,7 @@ impl ServerHandle {
 
     /// Every agent's upgrade marker and status, by agent id.
     pub fn upgrades(&self) -> Result<Vec<upgrade::UpgradeRecord>, StoreError> {
-        self.shared.store.upgrades()
+        self.shared.all_upgrades()
     }
 
     /// Every agent as the server sees it, by agent id.
@@ -493,6 +500,7 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         enroll_requests: Default::default(),
         pending: Mutex::new(pending),
         live: Mutex::new(upgrade::LiveSessions::default()),
+        volatile_upgrades: Mutex::default(),
     });
     shared.resume_upgrades();
     enroll::spawn(shared.clone(), &shared.identity).await?;

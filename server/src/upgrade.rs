@@ -6,7 +6,10 @@
 //! the stop was sent, when the new version was first seen heartbeating,
 //! the phase history) are one [`UpgradeRecord`] in the store's `upgrades`
 //! table, written in one transaction before anything is sent. A restarted
-//! server reads it back and goes on from there.
+//! server reads it back and goes on from there. (Legacy, switch
+//! `upgrade_status_persisted` off: the record lives in memory, as the
+//! field's first operator kept it on fire-and-forget subjects; a restart
+//! forgets the upgrade, the agent never gets its stop and reverts.)
 //!
 //! - Fixed (`operator_waits_for_new_heartbeat`): the stop goes out once the
 //!   server itself has seen a Heartbeat carrying the new `agent_version` and
@@ -314,7 +317,28 @@ impl Shared {
         }
     }
 
+    // The legacy operator (switch `upgrade_status_persisted` off) keeps the
+    // marker and status in memory: a restart forgets the upgrade.
+    fn save_upgrade(&self, r: &UpgradeRecord) -> Result<(), crate::store::StoreError> {
+        if self.cfg.switches.upgrade_status_persisted {
+            return self.store.put_upgrade(r);
+        }
+        lock(&self.volatile_upgrades).insert(r.agent_id.clone(), r.clone());
+        Ok(())
+    }
+
+    /// Every upgrade record, wherever the operator keeps them.
+    pub(crate) fn all_upgrades(&self) -> Result<Vec<UpgradeRecord>, crate::store::StoreError> {
+        if self.cfg.switches.upgrade_status_persisted {
+            return self.store.upgrades();
+        }
+        Ok(lock(&self.volatile_upgrades).values().cloned().collect())
+    }
+
     fn upgrade_record(&self, agent_id: &str) -> Option<UpgradeRecord> {
+        if !self.cfg.switches.upgrade_status_persisted {
+            return lock(&self.volatile_upgrades).get(agent_id).cloned();
+        }
         match self.store.upgrade(agent_id) {
             Ok(r) => r,
             Err(e) => {
@@ -364,7 +388,7 @@ impl Shared {
             &artifact.sha256,
             now,
         );
-        if let Err(e) = self.store.put_upgrade(&r) {
+        if let Err(e) = self.save_upgrade(&r) {
             tracing::error!(error = %e, "cannot write the upgrade marker");
             return;
         }
@@ -387,7 +411,7 @@ impl Shared {
     // Persists a decision, then acts on it.
     fn apply_upgrade(&self, before: &UpgradeRecord, r: &UpgradeRecord, d: Decision) {
         if d.changed {
-            if let Err(e) = self.store.put_upgrade(r) {
+            if let Err(e) = self.save_upgrade(r) {
                 // Nothing is sent on a state that is not durable.
                 tracing::error!(error = %e, "cannot write the upgrade status");
                 return;
@@ -556,7 +580,7 @@ impl Shared {
 
     /// Logs the upgrades a (re)started server resumes.
     pub(crate) fn resume_upgrades(&self) {
-        match self.store.upgrades() {
+        match self.all_upgrades() {
             Ok(all) => {
                 for r in all.iter().filter(|r| !r.phase.is_settled()) {
                     self.env.event(

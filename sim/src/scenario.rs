@@ -44,6 +44,7 @@ fn server_switches(b: &format::scenario::Behavior) -> ServerSwitches {
         registry_generation_check: b.is_on("registry_generation_check"),
         operator_waits_for_new_heartbeat: b
             .is_on(format::catalogue::switch::OPERATOR_WAITS_FOR_NEW_HEARTBEAT),
+        upgrade_status_persisted: b.is_on(format::catalogue::switch::UPGRADE_STATUS_PERSISTED),
     }
 }
 
