@@ -330,6 +330,9 @@ pub struct AgentView {
     pub tunnel_conn: Option<String>,
     /// The registered command-channel connection, if any.
     pub ws_conn: Option<String>,
+    /// The agent's upgrade marker and status, if it was ever upgraded: with
+    /// `version` (its `currentVersion`) what the device record shows.
+    pub upgrade: Option<upgrade::UpgradeRecord>,
 }
 
 impl ServerHandle {
@@ -422,12 +425,14 @@ impl ServerHandle {
                 } else {
                     "offline"
                 };
+                let upgrade = self.shared.upgrade_record(&record.agent_id);
                 AgentView {
                     record,
                     status: status.into(),
                     wake,
                     tunnel_conn,
                     ws_conn,
+                    upgrade,
                 }
             })
             .collect())

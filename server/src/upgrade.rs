@@ -335,7 +335,7 @@ impl Shared {
         Ok(lock(&self.volatile_upgrades).values().cloned().collect())
     }
 
-    fn upgrade_record(&self, agent_id: &str) -> Option<UpgradeRecord> {
+    pub(crate) fn upgrade_record(&self, agent_id: &str) -> Option<UpgradeRecord> {
         if !self.cfg.switches.upgrade_status_persisted {
             return lock(&self.volatile_upgrades).get(agent_id).cloned();
         }
