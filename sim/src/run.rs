@@ -20,6 +20,7 @@ use server::{ServerConfig, ServerHandle, ServerSwitches};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::capture::Capture;
 use crate::clock::SimClock;
 use crate::crypto::{derive_seed, seeded_provider};
 use crate::diagnose::{diagnose, View};
@@ -275,6 +276,16 @@ pub struct RunOutput {
     pub events: Vec<EventRecord>,
     /// SHA-256 of frames.jsonl, events.jsonl and the outcome without the digest.
     pub digest: String,
+    /// capture.pcap, when [`RunOptions::capture`] asked for it.
+    pub pcap: Option<Vec<u8>>,
+}
+
+/// How to run, beyond what the scenario says; nothing here changes the run
+/// or its digest.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Record every packet the hosts send, for capture.pcap ([`crate::capture`]).
+    pub capture: bool,
 }
 
 impl RunOutput {
@@ -318,6 +329,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs a spec to its end.
 pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
+    run_with(spec, RunOptions::default())
+}
+
+/// Runs a spec to its end, with `options`.
+pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunError> {
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_S);
     let mut sim = turmoil::Builder::new()
         .rng_seed(spec.seed)
@@ -330,6 +346,23 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         .udp_capacity(4096)
         .build();
     let observer = Arc::new(RunObserver::default());
+    let capture = options
+        .capture
+        .then(|| Arc::new(Capture::new(EPOCH_UNIX_S)));
+    // Every host's network: its firewall, and the capture when asked for.
+    let network = {
+        let capture = capture.clone();
+        move |owner: &str, firewall: Option<&Arc<Firewall>>| {
+            let mut n = TurmoilNetwork::new(owner);
+            if let Some(f) = firewall {
+                n = n.with_firewall(f.clone());
+            }
+            if let Some(c) = &capture {
+                n = n.with_capture(c.clone());
+            }
+            Arc::new(n)
+        }
+    };
     let clock = Arc::new(SimClock::new(epoch));
     let agent_sites: BTreeMap<String, String> = spec
         .agents
@@ -357,11 +390,12 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let wake_worker = !spec.worker_down;
         let seed = spec.seed;
         let firewall = firewall.clone();
+        let network = network.clone();
         let boots = Arc::new(Mutex::new(0u64));
         sim.host(SERVER_HOST, move || {
             let slot = slot.clone();
             let env = Env {
-                net: Arc::new(TurmoilNetwork::new("server").with_firewall(firewall.clone())),
+                net: network("server", Some(&firewall)),
                 clock: clock.clone(),
                 crypto: seeded_provider(derive_seed(
                     seed,
@@ -408,9 +442,10 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let drops = spec.drops.clone();
         let seed = spec.seed;
         let sites = agent_sites.clone();
+        let network = network.clone();
         sim.host(PROXY_HOST, move || {
             let env = Env {
-                net: Arc::new(TurmoilNetwork::new(PROXY_HOST)),
+                net: network(PROXY_HOST, None),
                 clock: clock.clone(),
                 crypto: seeded_provider(derive_seed(seed, PROXY_HOST)),
                 disk: Arc::new(SimDisk::new()),
@@ -459,12 +494,11 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let server_slot = server_slot.clone();
         let seed = spec.seed;
         let firewall = firewall.clone();
+        let network = network.clone();
         sim.host(format!("site-{site}"), move || {
             for (a, slot, rx) in &agents {
                 let env = Env {
-                    net: Arc::new(
-                        TurmoilNetwork::new(a.name.clone()).with_firewall(firewall.clone()),
-                    ),
+                    net: network(&a.name, Some(&firewall)),
                     clock: clock.clone(),
                     crypto: seeded_provider(derive_seed(seed, &format!("agent:{}", a.name))),
                     disk: slot.disk.clone(),
@@ -484,6 +518,18 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         });
     }
 
+    if let Some(c) = &capture {
+        c.set_owners(
+            [SERVER_HOST, PROXY_HOST]
+                .into_iter()
+                .map(|h| (h.to_string(), sim.lookup(h)))
+                .chain(
+                    spec.agents
+                        .iter()
+                        .map(|a| (a.name.clone(), sim.lookup(format!("site-{}", a.site)))),
+                ),
+        );
+    }
     firewall.set_addresses(
         vec![sim.lookup(SERVER_HOST), sim.lookup(PROXY_HOST)],
         spec.agents
@@ -526,9 +572,12 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         ))
     })?;
     let outcome = outcome(spec, sim_time_us, &handle, &slots);
+    let pcap = capture.map(|c| c.pcap());
     drop(sim);
     let (frames, events) = observer.take();
-    Ok(finish(spec, outcome, frames, events))
+    let mut output = finish(spec, outcome, frames, events);
+    output.pcap = pcap;
+    Ok(output)
 }
 
 fn apply(
@@ -829,6 +878,7 @@ fn finish(
         frames,
         events,
         digest,
+        pcap: None,
     }
 }
 
