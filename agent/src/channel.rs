@@ -158,6 +158,10 @@ pub async fn run_session(
         let mut s = status.lock();
         s.ws_connected = true;
         s.ws_connects += 1;
+        s.health.components.insert(
+            crate::health::CHANNEL.into(),
+            crate::health::Status::new(crate::health::State::Healthy, None),
+        );
     }
     loop {
         let until_deadline = watchdog.poll_deadline().saturating_sub(env.now_us());

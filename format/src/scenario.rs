@@ -617,10 +617,16 @@ pub enum FaultKind {
         /// The HTTP status.
         status: u16,
     },
-    /// Check-ins get an HTTP error.
+    /// Fleet check-ins get an HTTP error.
     CheckinErrors {
         /// The HTTP status.
         status: u16,
+        /// Only this agent's check-ins; `None` (and no `site`): every agent's.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+        /// Only the check-ins of this site's agents.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        site: Option<String>,
     },
     /// The server's reconcile queue worker is not running.
     WorkerDown,

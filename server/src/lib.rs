@@ -96,6 +96,9 @@ pub struct ServerConfig {
     /// Windows in which enrollment answers an HTTP error (`enroll-errors`).
     /// Empty in every shipped build.
     pub enroll_outages: Vec<Outage>,
+    /// Windows in which fleet check-ins of some agents answer an HTTP error
+    /// (`checkin-errors`). Empty in every shipped build.
+    pub checkin_outages: Vec<CheckinOutage>,
     /// How long the send loop waits for one frame's socket write before it
     /// logs a `write_error` and goes on with the next frame.
     pub write_timeout_ms: u64,
@@ -124,6 +127,23 @@ impl Outage {
     /// Whether the outage is in force at `now_us`.
     pub fn covers(&self, now_us: u64) -> bool {
         self.from_us <= now_us && self.until_us.is_none_or(|u| now_us < u)
+    }
+}
+
+/// A window in which the check-ins of some agents get an HTTP error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckinOutage {
+    /// The status and the window.
+    pub outage: Outage,
+    /// The agents (by name) whose check-ins fail; empty: every agent.
+    pub agents: Vec<String>,
+}
+
+impl CheckinOutage {
+    /// Whether the outage hits the agent named `agent` at `now_us`.
+    pub fn covers(&self, agent: &str, now_us: u64) -> bool {
+        self.outage.covers(now_us)
+            && (self.agents.is_empty() || self.agents.iter().any(|a| a == agent))
     }
 }
 
@@ -167,6 +187,7 @@ impl Default for ServerConfig {
             stale_registry_agents: Vec::new(),
             stall_writes: Vec::new(),
             enroll_outages: Vec::new(),
+            checkin_outages: Vec::new(),
             write_timeout_ms: 10_000,
             enroll_port: proto::msg::ENROLL_PORT,
             tunnel_port: proto::msg::TUNNEL_PORT,
@@ -260,6 +281,12 @@ pub struct Ports {
 #[derive(Debug)]
 struct CaMaterial {
     ca: Ca,
+}
+
+/// Hex SHA-256 of an agent token, as the store keeps it.
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -562,6 +589,15 @@ impl Shared {
         };
         if self.cfg.wake.handle_checkin(&mut w, self.env.now_us()) {
             self.put_wake(&w, TaskUpdate::Keep);
+        }
+    }
+
+    /// Whether `token` is the agent token issued to `agent` (agents enrolled
+    /// before tokens were issued have none to check).
+    pub(crate) fn token_ok(agent: &AgentRecord, token: Option<&str>) -> bool {
+        match &agent.agent_token_sha256 {
+            None => true,
+            Some(h) => token.is_some_and(|t| *h == token_digest(t)),
         }
     }
 
