@@ -134,7 +134,11 @@ impl CheckinClient {
             agent_version: cfg.version.clone(),
         })
         .expect("requests serialize");
-        let token = creds.file.agent_token.clone().unwrap_or_default();
+        let token = cfg
+            .agent_token_override
+            .clone()
+            .or_else(|| creds.file.agent_token.clone())
+            .unwrap_or_default();
         let req = hyper::Request::post(checkin_path(&creds.file.agent_id))
             .header(hyper::header::HOST, cfg.server_host.as_str())
             .header(AGENT_TOKEN_HEADER, token)

@@ -118,6 +118,9 @@ pub struct AgentConfig {
     /// TCP port of the `/liveness` endpoint (plain HTTP). Agents that share
     /// a host need one each.
     pub liveness_port: u16,
+    /// Injected fault (`bad-checkin-token`): the agent presents this token
+    /// instead of the one it was issued. `None` in every shipped build.
+    pub agent_token_override: Option<String>,
 }
 
 impl AgentConfig {
@@ -144,6 +147,7 @@ impl AgentConfig {
             checkin_interval_ms: 30_000,
             checkin_timeout_ms: 10_000,
             liveness_port: LIVENESS_PORT,
+            agent_token_override: None,
         }
     }
 }

@@ -299,7 +299,9 @@ async fn run_channel(env: Env, cfg: AgentConfig, creds: Credentials, status: Sta
     loop {
         let connects = status.lock().ws_connects;
         let result = channel::run_session(&env, &cfg, &creds, &status).await;
-        let was_up = status.lock().ws_connects > connects;
+        // A refused Auth is not a session that was up: back off further.
+        let refused = matches!(result, Err(channel::ChannelError::AuthRefused(_)));
+        let was_up = status.lock().ws_connects > connects && !refused;
         status.lock().ws_connected = false;
         if was_up {
             backoff.handle_success();

@@ -294,6 +294,11 @@ pub const FAULT_KINDS: &[KindDoc] = &[
         ],
     },
     KindDoc {
+        name: "bad-checkin-token",
+        doc: "after enrolling, the agent presents a wrong agent token: its check-ins and command-channel Auth are refused",
+        keys: &[FAULT_AGENT],
+    },
+    KindDoc {
         name: "worker-down",
         doc: "the server's reconcile queue worker is not running",
         keys: &[],

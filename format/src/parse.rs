@@ -1149,6 +1149,9 @@ impl Parser<'_> {
                     site,
                 }
             }
+            "bad-checkin-token" => FaultKind::BadCheckinToken {
+                agent: self.req_agent(t, fleet)?,
+            },
             "worker-down" => FaultKind::WorkerDown,
             // The catalogue and this match are kept in step by a test; an
             // entry missing here is reported, not a panic.

@@ -628,6 +628,12 @@ pub enum FaultKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         site: Option<String>,
     },
+    /// After enrolling, the agent presents a wrong agent token: the server
+    /// refuses its check-ins and its command channel's Auth.
+    BadCheckinToken {
+        /// The agent.
+        agent: String,
+    },
     /// The server's reconcile queue worker is not running.
     WorkerDown,
 }
@@ -650,6 +656,7 @@ impl FaultKind {
             FaultKind::InvalidToken { .. } => "invalid-token",
             FaultKind::EnrollErrors { .. } => "enroll-errors",
             FaultKind::CheckinErrors { .. } => "checkin-errors",
+            FaultKind::BadCheckinToken { .. } => "bad-checkin-token",
             FaultKind::WorkerDown => "worker-down",
         }
     }

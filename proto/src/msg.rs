@@ -118,6 +118,9 @@ pub enum AgentMsg {
         /// grouping in the server's logs.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         site: Option<String>,
+        /// The agent token issued at enrollment, when it was issued one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_token: Option<String>,
     },
     /// Periodic liveness; also the reaper's trigger for re-offers.
     Heartbeat {

@@ -279,6 +279,7 @@ async fn checkin(
         );
     }
     if agent.revoked {
+        shared.refused(&agent.agent_id, "credential revoked");
         return refuse(
             StatusCode::FORBIDDEN,
             "revoked",
@@ -287,6 +288,7 @@ async fn checkin(
         );
     }
     if !Shared::token_ok(&agent, token.as_deref()) {
+        shared.refused(&agent.agent_id, "invalid agent token");
         return refuse(
             StatusCode::UNAUTHORIZED,
             "invalid_agent_token",

@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use crate::commands::ReaperPolicy;
 use crate::registry::Registry;
 use crate::store::{AgentRecord, CommandRecord, CommandStatus, Store, StoreError, TaskUpdate};
-use crate::wake::{Lifecycle, Reconcile, ReconcileTask, WakePolicy, WakeState};
+use crate::wake::{Enrollment, Lifecycle, Reconcile, ReconcileTask, WakePolicy, WakeState};
 
 /// Behaviour switches of the server (DESIGN.md, "Legacy and fixed behaviour").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -592,6 +592,18 @@ impl Shared {
         }
     }
 
+    /// The server refused a check-in of the agent (its command-channel Auth
+    /// or an HTTPS check-in) for `reason`: remembered for the reconciler's
+    /// provision error.
+    pub(crate) fn refused(&self, agent_id: &str, reason: &str) {
+        let Ok(Some(mut w)) = self.store.wake(agent_id) else {
+            return;
+        };
+        if self.cfg.wake.handle_refused(&mut w, reason) {
+            self.put_wake(&w, TaskUpdate::Keep);
+        }
+    }
+
     /// Whether `token` is the agent token issued to `agent` (agents enrolled
     /// before tokens were issued have none to check).
     pub(crate) fn token_ok(agent: &AgentRecord, token: Option<&str>) -> bool {
@@ -618,7 +630,17 @@ impl Shared {
 
     fn run_task(&self, task: &ReconcileTask, now: u64) {
         let mut w = self.wake_state(&task.agent_id, &task.agent_name);
-        let verdict = self.cfg.wake.handle_due(&mut w, now);
+        // Only an enrolled, unrevoked agent is woken again.
+        let enrollment = match self.store.agent(&task.agent_id) {
+            Ok(Some(a)) if a.revoked => Enrollment::Revoked,
+            Ok(Some(_)) => Enrollment::Enrolled,
+            Ok(None) => Enrollment::Unknown,
+            Err(e) => {
+                tracing::error!(error = %e, agent_id = %task.agent_id, "store read failed");
+                return;
+            }
+        };
+        let verdict = self.cfg.wake.handle_due(&mut w, now, enrollment);
         let next = match verdict {
             Reconcile::Deferred { due_us } | Reconcile::Retriggered { due_us, .. } => {
                 Some(ReconcileTask {
@@ -627,7 +649,7 @@ impl Shared {
                     ..task.clone()
                 })
             }
-            Reconcile::SkipNotStuck | Reconcile::MaxAttemptsReached => None,
+            Reconcile::SkipNotStuck | Reconcile::MaxAttemptsReached | Reconcile::Revoked => None,
         };
         let update = match &next {
             Some(t) => TaskUpdate::Put(t),
@@ -655,6 +677,10 @@ impl Shared {
             }
             Reconcile::MaxAttemptsReached => self.env.event(
                 "lifecycle.reconcile.max_attempts_reached",
+                fields! {"agent" => agent, "attempt" => w.wake_attempts, "error" => w.last_provision_error.clone().unwrap_or_default()},
+            ),
+            Reconcile::Revoked => self.env.event(
+                "lifecycle.reconcile.revoked",
                 fields! {"agent" => agent, "attempt" => w.wake_attempts, "error" => w.last_provision_error.clone().unwrap_or_default()},
             ),
         }

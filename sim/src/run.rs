@@ -47,6 +47,8 @@ pub const MONITOR_HOST: &str = "monitor";
 pub const MONITOR_LEAD: Duration = Duration::from_secs(2);
 /// Bound on one liveness probe (connect and answer).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The token an agent with a `bad-checkin-token` fault presents.
+pub const BAD_AGENT_TOKEN: &str = "not-the-issued-agent-token";
 
 /// One agent of a run.
 #[derive(Clone, Debug)]
@@ -147,6 +149,8 @@ pub struct RunSpec {
     /// Windows in which some agents' check-ins get an HTTP error
     /// (`checkin-errors`).
     pub checkin_outages: Vec<server::CheckinOutage>,
+    /// Agents that present a wrong agent token (`bad-checkin-token`).
+    pub bad_checkin_token: Vec<String>,
     /// The server's reconcile queue worker does not run (`worker-down`).
     pub worker_down: bool,
 }
@@ -178,6 +182,7 @@ impl RunSpec {
             invalid_token: Vec::new(),
             enroll_outages: Vec::new(),
             checkin_outages: Vec::new(),
+            bad_checkin_token: Vec::new(),
             worker_down: false,
         }
     }
@@ -470,6 +475,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         .collect();
     for (site, agents) in sites {
         let invalid_token = spec.invalid_token.clone();
+        let bad_checkin_token = spec.bad_checkin_token.clone();
         let observer = observer.clone();
         let clock = clock.clone();
         let server_slot = server_slot.clone();
@@ -492,6 +498,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
                     a.clone(),
                     AgentFaults {
                         invalid_token: invalid_token.contains(&a.name),
+                        bad_checkin_token: bad_checkin_token.contains(&a.name),
                         liveness_port: *port,
                     },
                     slot.clone(),
@@ -648,6 +655,7 @@ fn apply(
 #[derive(Clone, Copy, Debug)]
 struct AgentFaults {
     invalid_token: bool,
+    bad_checkin_token: bool,
     liveness_port: u16,
 }
 
@@ -685,6 +693,9 @@ async fn agent_main(
         cfg.defect = spec.defect;
         cfg.site = Some(spec.site.clone());
         cfg.liveness_port = faults.liveness_port;
+        if faults.bad_checkin_token {
+            cfg.agent_token_override = Some(BAD_AGENT_TOKEN.into());
+        }
         // A running service (a prior install) keeps running while the
         // installer works; it is replaced only when the new install succeeds.
         if order.kill_after_certs {

@@ -29,7 +29,7 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, checkin-errors, worker-down";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, checkin-errors, bad-checkin-token, worker-down";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -59,7 +59,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
     let mut stale_registry = Vec::new();
     let (mut half_open, mut drops, mut stall_writes) = (Vec::new(), Vec::new(), Vec::new());
     let (mut invalid_token, mut enroll_outages) = (Vec::new(), Vec::new());
-    let mut checkin_outages = Vec::new();
+    let (mut checkin_outages, mut bad_checkin_token) = (Vec::new(), Vec::new());
     let mut worker_down = false;
     let instances = sc.agent_instances();
     for f in &sc.faults {
@@ -169,6 +169,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                     (None, None) => Vec::new(),
                 },
             }),
+            FaultKind::BadCheckinToken { agent } => bad_checkin_token.push(agent.clone()),
             FaultKind::WorkerDown => worker_down = true,
             other => return Err(unsupported(format!("fault `{}`", other.name()))),
         }
@@ -250,6 +251,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         invalid_token,
         enroll_outages,
         checkin_outages,
+        bad_checkin_token,
         worker_down,
     })
 }
