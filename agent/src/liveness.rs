@@ -136,3 +136,48 @@ pub async fn probe(env: &Env, host: &str, port: u16, query: &str) -> Result<u16,
     driver.abort();
     Ok(resp?.status().as_u16())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{State, Status};
+    use http_body_util::BodyExt;
+
+    fn status(fleet: State) -> StatusCell {
+        let s = StatusCell::default();
+        {
+            let mut st = s.lock();
+            st.health.coordinator = Status::new(State::Healthy, None);
+            st.health.fleet = Status::new(fleet, Some("3 consecutive check-in failures".into()));
+        }
+        s
+    }
+
+    fn get(cfg: &AgentConfig, st: &StatusCell, method: &str, uri: &str) -> (u16, String) {
+        let req = Request::builder().method(method).uri(uri).body(()).unwrap();
+        let resp = handle(cfg, st, &req);
+        let code = resp.status().as_u16();
+        let body = futures_util::FutureExt::now_or_never(resp.into_body().collect())
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        (code, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn the_handler_answers_by_path_method_query_and_switch() {
+        let mut cfg = AgentConfig::new("a", "server", "t", "");
+        let st = status(State::Failed);
+        let (code, body) = get(&cfg, &st, "GET", "/liveness?failon=failed");
+        assert_eq!(code, 500);
+        assert!(body.contains("\"fleet\""), "{body}");
+        assert!(body.contains("3 consecutive check-in failures"), "{body}");
+        assert_eq!(get(&cfg, &st, "GET", "/liveness").0, 200);
+        assert_eq!(get(&cfg, &st, "GET", "/liveness?failon=nope").0, 400);
+        assert_eq!(get(&cfg, &st, "POST", "/liveness?failon=failed").0, 405);
+        assert_eq!(get(&cfg, &st, "GET", "/health").0, 404);
+        cfg.switches = crate::AgentSwitches::LEGACY;
+        assert_eq!(get(&cfg, &st, "GET", "/liveness?failon=failed").0, 200);
+        assert_eq!(get(&cfg, &st, "GET", "/liveness?failon=degraded").0, 200);
+    }
+}
