@@ -354,6 +354,11 @@ pub const ACTIONS: &[KindDoc] = &[
         keys: &[req("agent", "the agent to wake")],
     },
     KindDoc {
+        name: "revoke",
+        doc: "the server revokes the agent's credential: its sessions are closed, its certificate, check-ins and wakes refused",
+        keys: &[req("agent", "the agent to revoke")],
+    },
+    KindDoc {
         name: "upgrade",
         doc: "the operator upgrades the agent to a new version",
         keys: &[

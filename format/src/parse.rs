@@ -1245,6 +1245,9 @@ impl Parser<'_> {
             "wake" => ActionKind::Wake {
                 agent: self.req_agent(&t, fleet)?,
             },
+            "revoke" => ActionKind::Revoke {
+                agent: self.req_agent(&t, fleet)?,
+            },
             "upgrade" => ActionKind::Upgrade {
                 agent: self.req_agent(&t, fleet)?,
                 to: self.version(self.required(&t, "to")?, &t.label("to"))?,

@@ -709,6 +709,11 @@ pub enum ActionKind {
         /// The agent.
         agent: String,
     },
+    /// Revoke the agent's credential on the server.
+    Revoke {
+        /// The agent.
+        agent: String,
+    },
     /// Upgrade the agent.
     Upgrade {
         /// The agent.
@@ -739,6 +744,7 @@ impl ActionKind {
             ActionKind::Dispatch { .. } => "dispatch",
             ActionKind::Evict { .. } => "evict",
             ActionKind::Wake { .. } => "wake",
+            ActionKind::Revoke { .. } => "revoke",
             ActionKind::Upgrade { .. } => "upgrade",
             ActionKind::Restart { .. } => "restart",
             ActionKind::Crash { .. } => "crash",

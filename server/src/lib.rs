@@ -299,6 +299,7 @@ enum Control {
     Dispatch { agent: String, command: String },
     Evict { agent: String },
     Wake { agent: String },
+    Revoke { agent: String },
 }
 
 /// The operator's handle on a running server.
@@ -374,6 +375,15 @@ impl ServerHandle {
     /// command-channel session and starts a new check-in escalation.
     pub fn wake(&self, agent: &str) {
         let _ = self.control.send(Control::Wake {
+            agent: agent.into(),
+        });
+    }
+
+    /// Revokes the agent's credential: its certificate and agent token are
+    /// refused from now on, its command-channel session is closed, and the
+    /// reconcile worker wakes it no more (it goes `offline`).
+    pub fn revoke(&self, agent: &str) {
+        let _ = self.control.send(Control::Revoke {
             agent: agent.into(),
         });
     }
@@ -497,6 +507,7 @@ async fn control_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Contr
         match c {
             Control::Dispatch { agent, command } => shared.dispatch(&agent, &command),
             Control::Evict { agent } => shared.evict(&agent),
+            Control::Revoke { agent } => shared.revoke(&agent),
             Control::Wake { agent } => match shared.agent_by_name(&agent) {
                 Some(rec) => shared.wake(&rec.agent_id, &rec.name, "updated"),
                 None => shared.env.event(
@@ -849,6 +860,33 @@ impl Shared {
             sessions.remove(&rec.agent_id)
         };
         if let Some(e) = entry {
+            let _ = e.value.tx.send(Outbound::Close);
+            self.env.event(
+                "registry.evicted",
+                fields! {"agent" => rec.name, "conn" => e.conn},
+            );
+        }
+    }
+
+    fn revoke(&self, agent: &str) {
+        let Some(mut rec) = self.agent_by_name(agent) else {
+            self.env.event(
+                "agent.revoke_rejected",
+                fields! {"agent" => agent, "reason" => "unknown agent"},
+            );
+            return;
+        };
+        rec.revoked = true;
+        if let Err(e) = self.store.put_agent(&rec) {
+            tracing::error!(error = %e, agent, "store write failed");
+            return;
+        }
+        self.env.event(
+            "agent.revoked",
+            fields! {"agent" => rec.name, "agent_id" => rec.agent_id},
+        );
+        // Its live session goes; a new one is refused at TLS.
+        if let Some(e) = lock(&self.sessions).remove(&rec.agent_id) {
             let _ = e.value.tx.send(Outbound::Close);
             self.env.event(
                 "registry.evicted",

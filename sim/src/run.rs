@@ -99,6 +99,11 @@ pub enum ActionKind {
         /// Which agent.
         agent: String,
     },
+    /// The server revokes the agent's credential.
+    Revoke {
+        /// Which agent.
+        agent: String,
+    },
 }
 
 /// An action at a time.
@@ -641,6 +646,12 @@ fn apply(
                 h.wake(agent);
             }
             ("bench.wake", agent)
+        }
+        ActionKind::Revoke { agent } => {
+            if let Some(h) = &handle {
+                h.revoke(agent);
+            }
+            ("bench.revoke", agent)
         }
     };
     observer.event(EventRecord {

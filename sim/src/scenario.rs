@@ -29,7 +29,7 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, checkin-errors, bad-checkin-token, worker-down";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake, revoke; faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, checkin-errors, bad-checkin-token, worker-down";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -218,6 +218,12 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
             FileAction::Wake { agent } => actions.push(ActionSpec {
                 at: a.at,
                 kind: ActionKind::Wake {
+                    agent: agent.clone(),
+                },
+            }),
+            FileAction::Revoke { agent } => actions.push(ActionSpec {
+                at: a.at,
+                kind: ActionKind::Revoke {
                     agent: agent.clone(),
                 },
             }),

@@ -93,3 +93,13 @@ fn an_agent_with_a_bad_token_is_refused_woken_three_times_then_offline() {
         .to_string();
     assert!(max_error.contains("invalid agent token"), "{max_error}");
 }
+
+#[test]
+fn a_revoked_agent_is_not_woken_again_and_goes_offline_at_its_deadline() {
+    let ev = events("wake-revoked");
+    assert_eq!(at(&ev, "lifecycle.queue.enqueued"), [(0, 1)]);
+    assert_eq!(at(&ev, "lifecycle.reconcile.revoked"), [(31, 1)]);
+    assert!(at(&ev, "lifecycle.reconcile.retriggered").is_empty());
+    assert!(at(&ev, "lifecycle.reconcile.max_attempts_reached").is_empty());
+    assert_eq!(at(&ev, "queue.worker.success"), [(31, 1)]);
+}
