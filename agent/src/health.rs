@@ -80,6 +80,9 @@ pub const CHANNEL: &str = "channel";
 /// Consecutive failed check-ins after which the fleet state is `Failed`
 /// (the first failure makes it `Degraded`).
 pub const CHECKIN_FAILED_AFTER: u32 = 3;
+/// Consecutive failed connects after which a component (tunnel, command
+/// channel) is `Failed`; before that it is `Degraded`.
+pub const COMPONENT_FAILED_AFTER: u32 = 3;
 
 /// A fleet-state transition, to be logged as a `fleet.state` event.
 #[derive(Clone, Debug, PartialEq, Eq)]

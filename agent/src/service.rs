@@ -8,7 +8,7 @@ use proto::fields;
 
 use crate::backoff::Backoff;
 use crate::enroll::{enroll_once, EnrollError};
-use crate::health::{State, Status, CHANNEL, CHECKIN_FAILED_AFTER, TUNNEL};
+use crate::health::{State, Status, CHANNEL, COMPONENT_FAILED_AFTER, TUNNEL};
 use crate::install::{self, Credentials};
 use crate::tunnel::{TunnelClient, TunnelError};
 use crate::{channel, checkin, liveness, AgentConfig, StatusCell};
@@ -154,7 +154,7 @@ pub(crate) fn set_component(
 
 // A component that failed to connect `consecutive` times in a row.
 fn component_failed(status: &StatusCell, name: &str, consecutive: u32, error: String) {
-    let state = if consecutive >= CHECKIN_FAILED_AFTER {
+    let state = if consecutive >= COMPONENT_FAILED_AFTER {
         State::Failed
     } else {
         State::Degraded
