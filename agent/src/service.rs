@@ -164,9 +164,9 @@ fn component_failed(status: &StatusCell, name: &str, consecutive: u32, error: St
 
 /// The agent service: serves `/liveness`, waits for an enrollment on disk,
 /// then keeps the tunnel and the command channel up, reconnecting with
-/// backoff, and checks in with the fleet server. Never returns, except
-/// after a terminal enrollment failure (the endpoint then stays up and
-/// reports the coordinator failed).
+/// backoff, and checks in with the fleet server. Never returns: after a
+/// terminal enrollment failure it keeps serving `/liveness`, which reports
+/// the coordinator failed.
 pub async fn run(env: Env, cfg: AgentConfig, status: StatusCell) {
     {
         let mut s = status.lock();
