@@ -17,6 +17,7 @@ use proto::msg::{AgentMsg, ServerMsg};
 use rustls_pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::Message;
 
 use crate::backoff::Watchdog;
@@ -36,6 +37,10 @@ pub enum ChannelError {
     /// The connection broke or was closed.
     #[error("command channel closed: {0}")]
     Closed(String),
+    /// The server refused the agent's Auth (a close with code 1008, policy
+    /// violation): a credential problem, retried with growing backoff.
+    #[error("command channel Auth refused by the server: {0}")]
+    AuthRefused(String),
 }
 
 fn tls_event(env: &Env, conn: &str, kind: &str, error: Option<String>) {
@@ -151,6 +156,10 @@ pub async fn run_session(
         agent_id: creds.file.agent_id.clone(),
         agent_version: cfg.version.clone(),
         site: cfg.site.clone(),
+        agent_token: cfg
+            .agent_token_override
+            .clone()
+            .or_else(|| creds.file.agent_token.clone()),
     }));
 
     // A rejoin asked before this session began is this session.
@@ -178,6 +187,10 @@ pub async fn run_session(
         let mut s = status.lock();
         s.ws_connected = true;
         s.ws_connects += 1;
+        s.health.components.insert(
+            crate::health::CHANNEL.into(),
+            crate::health::Status::new(crate::health::State::Healthy, None),
+        );
     }
     loop {
         let until_deadline = watchdog.poll_deadline().saturating_sub(env.now_us());
@@ -287,9 +300,17 @@ pub async fn run_session(
                 }
                 proto::ws::log(env, &conn, peer, Dir::Tx, Stage::Written, &Message::Pong(p));
             }
-            Message::Close(_) => {
+            Message::Close(frame) => {
                 // Keep polling so tungstenite flushes the Close reply.
                 while let Some(Ok(_)) = ws.next().await {}
+                if let Some(f) = frame.filter(|f| f.code == CloseCode::Policy) {
+                    let reason = f.reason.to_string();
+                    env.event(
+                        "channel.auth_refused",
+                        fields! {"conn" => conn, "reason" => reason},
+                    );
+                    return Err(ChannelError::AuthRefused(reason));
+                }
                 return Err(ChannelError::Closed("closed by server".into()));
             }
             _ => {}

@@ -37,6 +37,9 @@ pub struct AgentFile {
     /// Where the gateway is.
     #[serde(rename = "Tunnel")]
     pub tunnel: TunnelInfo,
+    /// The agent token issued at enrollment (check-ins, command-channel Auth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_token: Option<String>,
 }
 
 /// Loaded credentials, ready for TLS.
@@ -111,6 +114,7 @@ pub fn write_enrollment(
         key_path,
         ca_path,
         tunnel: resp.tunnel.clone(),
+        agent_token: resp.agent_token.clone(),
     };
     let json = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
     let write = if transactional {

@@ -1,6 +1,9 @@
 //! The fleet agent.
 //!
 //! - [`backoff`]: sans-IO reconnect backoff and inbound watchdog.
+//! - [`health`]: sans-IO fleet state (from check-ins) and the liveness decision.
+//! - [`checkin`]: the periodic HTTPS fleet check-in that feeds the fleet state.
+//! - [`liveness`]: the `/liveness?failon=...` HTTP endpoint.
 //! - [`install`]: what enrollment leaves on the agent's disk (`agent.json`, certificates).
 //! - [`installer`]: snapshot, `up` under a timeout, rollback of what a failed `up` wrote.
 //! - [`enroll`]: the HTTPS enrollment client (hyper on rustls).
@@ -12,9 +15,12 @@
 
 pub mod backoff;
 pub mod channel;
+pub mod checkin;
 pub mod enroll;
+pub mod health;
 pub mod install;
 pub mod installer;
+pub mod liveness;
 pub mod service;
 pub mod tunnel;
 pub mod upgrade;
@@ -33,6 +39,9 @@ pub struct AgentSwitches {
     /// Delayed enrollment backs off between rounds and stops for good on a
     /// refused token (legacy: it starts the next round at once, forever).
     pub delayed_enroll_backoff: bool,
+    /// `/liveness?failon=...` also fails on the fleet (check-in) state
+    /// (legacy: coordinator and component states only).
+    pub liveness_includes_fleet_state: bool,
 }
 
 impl AgentSwitches {
@@ -41,12 +50,14 @@ impl AgentSwitches {
         up_probe: false,
         transactional_enroll_write: false,
         delayed_enroll_backoff: false,
+        liveness_includes_fleet_state: false,
     };
     /// The fixed behaviour (the shipped default).
     pub const FIXED: AgentSwitches = AgentSwitches {
         up_probe: true,
         transactional_enroll_write: true,
         delayed_enroll_backoff: true,
+        liveness_includes_fleet_state: true,
     };
 }
 
@@ -59,6 +70,9 @@ pub enum AgentDefect {
     /// are never handled (no CommandAck, no result); heartbeats go on (H3).
     CommandPathBrokenAfterConfigUpdate,
 }
+
+/// Default port of the `/liveness` endpoint.
+pub const LIVENESS_PORT: u16 = 6791;
 
 /// Agent settings.
 #[derive(Clone, Debug)]
@@ -106,6 +120,16 @@ pub struct AgentConfig {
     pub backoff_base_ms: u64,
     /// Reconnect backoff cap.
     pub backoff_cap_ms: u64,
+    /// Interval of the fleet check-ins (HTTPS, see [`checkin`]).
+    pub checkin_interval_ms: u64,
+    /// Bound on one check-in (connect, TLS and the HTTP exchange).
+    pub checkin_timeout_ms: u64,
+    /// TCP port of the `/liveness` endpoint (plain HTTP). Agents that share
+    /// a host need one each.
+    pub liveness_port: u16,
+    /// Injected fault (`bad-checkin-token`): the agent presents this token
+    /// instead of the one it was issued. `None` in every shipped build.
+    pub agent_token_override: Option<String>,
 }
 
 impl AgentConfig {
@@ -131,6 +155,10 @@ impl AgentConfig {
             inbound_timeout_ms: 90_000,
             backoff_base_ms: 1_000,
             backoff_cap_ms: 60_000,
+            checkin_interval_ms: 30_000,
+            checkin_timeout_ms: 10_000,
+            liveness_port: LIVENESS_PORT,
+            agent_token_override: None,
         }
     }
 }
@@ -169,6 +197,12 @@ pub struct AgentStatus {
     pub upgrade_stops_acted: u64,
     /// Last connection error.
     pub last_error: Option<String>,
+    /// Coordinator, component and fleet states (what liveness reads).
+    pub health: health::Health,
+    /// Fleet check-ins sent, and how many of them failed.
+    pub checkins: u64,
+    /// Failed fleet check-ins.
+    pub checkin_failures: u64,
 }
 
 /// Shared, lockable [`AgentStatus`].

@@ -32,6 +32,9 @@ struct Args {
     /// Behaviour preset: `fixed` or `legacy`.
     #[arg(long, default_value = "fixed", value_parser = ["fixed", "legacy"], global = true)]
     behavior: String,
+    /// TCP port of the `/liveness?failon=...` endpoint the service serves.
+    #[arg(long, default_value_t = agent::LIVENESS_PORT, global = true)]
+    liveness_port: u16,
     /// Write the agent's frame log (JSON Lines) here.
     #[arg(long, global = true)]
     frame_log: Option<PathBuf>,
@@ -93,6 +96,7 @@ async fn run(args: Args) -> Result<(), (i32, String)> {
     };
     let mut cfg = AgentConfig::new(&name, &args.server, &token, &ca_pem);
     cfg.enroll_port = args.enroll_port;
+    cfg.liveness_port = args.liveness_port;
     cfg.switches = if args.behavior == "legacy" {
         AgentSwitches::LEGACY
     } else {

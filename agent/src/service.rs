@@ -10,10 +10,11 @@ use proto::fields;
 
 use crate::backoff::Backoff;
 use crate::enroll::{enroll_once, EnrollError};
+use crate::health::{State, Status, CHANNEL, COMPONENT_FAILED_AFTER, TUNNEL};
 use crate::install::{self, Credentials};
 use crate::tunnel::{TunnelClient, TunnelError};
 use crate::upgrade::driver::{Supervisor, Unsupervised, UpgradeLink};
-use crate::{channel, upgrade, AgentConfig, StatusCell};
+use crate::{channel, checkin, liveness, upgrade, AgentConfig, StatusCell};
 
 /// Why `agent up` failed.
 #[derive(Debug, thiserror::Error)]
@@ -130,10 +131,46 @@ pub(crate) fn jitter(env: &Env) -> u32 {
     u32::from_le_bytes(b)
 }
 
-/// The agent service: waits for an enrollment on disk, then keeps the tunnel
-/// and the command channel up, reconnecting with backoff. Never returns.
-/// Upgrades fail at their cutover: there is no supervisor to start a new
-/// version (see [`run_with`]).
+/// A task that ends with its owner: the service's helpers (liveness
+/// endpoint, check-ins) stop when the service is stopped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sets the state of a component (`tunnel`, `channel`) in the agent's health.
+pub(crate) fn set_component(
+    status: &StatusCell,
+    name: &str,
+    state: State,
+    message: Option<String>,
+) {
+    status
+        .lock()
+        .health
+        .components
+        .insert(name.into(), Status::new(state, message));
+}
+
+// A component that failed to connect `consecutive` times in a row.
+fn component_failed(status: &StatusCell, name: &str, consecutive: u32, error: String) {
+    let state = if consecutive >= COMPONENT_FAILED_AFTER {
+        State::Failed
+    } else {
+        State::Degraded
+    };
+    set_component(status, name, state, Some(error));
+}
+
+/// The agent service: serves `/liveness`, waits for an enrollment on disk,
+/// then keeps the tunnel and the command channel up, reconnecting with
+/// backoff, and checks in with the fleet server. Never returns: after a
+/// terminal enrollment failure it keeps serving `/liveness`, which reports
+/// the coordinator failed. Upgrades fail at their cutover: there is no
+/// supervisor to start a new version (see [`run_with`]).
 pub async fn run(env: Env, cfg: AgentConfig, status: StatusCell) {
     run_with(env, cfg, status, Arc::new(Unsupervised)).await
 }
@@ -153,11 +190,30 @@ pub async fn run_with(
         );
         return;
     }
+    {
+        let mut s = status.lock();
+        s.health.coordinator = Status::new(State::Starting, None);
+        for c in [TUNNEL, CHANNEL] {
+            s.health.components.insert(c.into(), Status::default());
+        }
+    }
+    let _liveness = AbortOnDrop(tokio::spawn(liveness::serve(
+        env.clone(),
+        cfg.clone(),
+        status.clone(),
+    )));
     if cfg.delay_enroll && matches!(install::load(env.disk.as_ref()), Ok(None)) {
         let resp = match crate::enroll::delayed_enroll(&env, &cfg, &status).await {
             Ok(r) => r,
             // A terminal state: reported (event, status), and no more requests.
-            Err(_) => return,
+            Err(e) => {
+                status.lock().health.coordinator = Status::new(
+                    State::Failed,
+                    Some(format!("delayed enrollment stopped: {e}")),
+                );
+                std::future::pending::<()>().await;
+                return;
+            }
         };
         if let Err(e) = install::write_enrollment(
             env.disk.as_ref(),
@@ -165,7 +221,15 @@ pub async fn run_with(
             cfg.switches.transactional_enroll_write,
         ) {
             env.event("enroll.write_failed", fields! {"error" => e.to_string()});
-            status.lock().enroll_state = Some("failed".into());
+            {
+                let mut s = status.lock();
+                s.enroll_state = Some("failed".into());
+                s.health.coordinator = Status::new(
+                    State::Failed,
+                    Some(format!("cannot write the enrollment: {e}")),
+                );
+            }
+            std::future::pending::<()>().await;
             return;
         }
     }
@@ -177,7 +241,17 @@ pub async fn run_with(
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     };
-    status.lock().agent_id = Some(creds.file.agent_id.clone());
+    {
+        let mut s = status.lock();
+        s.agent_id = Some(creds.file.agent_id.clone());
+        s.health.coordinator = Status::new(State::Healthy, None);
+    }
+    let _checkins = AbortOnDrop(tokio::spawn(checkin::run(
+        env.clone(),
+        cfg.clone(),
+        creds.clone(),
+        status.clone(),
+    )));
     env.event("agent.started", fields! {"version" => cfg.version});
     // The agent's tasks end with it, also when it is stopped from outside
     // (its future dropped): a process takes its threads with it.
@@ -194,15 +268,6 @@ pub async fn run_with(
         upgrade::driver::spawn(env.clone(), cfg.clone(), status.clone(), supervisor, rejoin);
     let _upgrade = AbortOnDrop(upgrade);
     run_channel(env, cfg, creds, status, link, rejoin_rx).await;
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 async fn run_tunnel(
@@ -232,6 +297,7 @@ async fn run_tunnel(
                     s.tunnel_connected = true;
                     s.tunnel_connects += 1;
                 }
+                set_component(&status, TUNNEL, State::Healthy, None);
                 env.event("tunnel.connected", fields! {"conn" => t.conn_id});
                 let period = Duration::from_millis(cfg.heartbeat_interval_ms);
                 let mut tick =
@@ -252,6 +318,7 @@ async fn run_tunnel(
                     }
                 };
                 status.lock().tunnel_connected = false;
+                set_component(&status, TUNNEL, State::Degraded, Some(reason.clone()));
                 env.event(
                     "tunnel.lost",
                     fields! {"conn" => t.conn_id, "reason" => reason},
@@ -259,6 +326,7 @@ async fn run_tunnel(
             }
             Err(e) => {
                 status.lock().last_error = Some(e.to_string());
+                component_failed(&status, TUNNEL, backoff.failures() + 1, e.to_string());
                 env.event("tunnel.connect_failed", fields! {"error" => e.to_string()});
             }
         }
@@ -278,14 +346,25 @@ async fn run_channel(
     loop {
         let connects = status.lock().ws_connects;
         let result = channel::run_session(&env, &cfg, &creds, &status, &link, rejoin.clone()).await;
-        let was_up = status.lock().ws_connects > connects;
+        // A refused Auth is not a session that was up: back off further.
+        let refused = matches!(result, Err(channel::ChannelError::AuthRefused(_)));
+        let was_up = status.lock().ws_connects > connects && !refused;
         status.lock().ws_connected = false;
         if was_up {
             backoff.handle_success();
         }
-        if let Err(e) = result {
-            status.lock().last_error = Some(e.to_string());
-            env.event("channel.lost", fields! {"error" => e.to_string()});
+        let error = match &result {
+            Ok(()) => "session ended".to_string(),
+            Err(e) => e.to_string(),
+        };
+        if was_up {
+            set_component(&status, CHANNEL, State::Degraded, Some(error.clone()));
+        } else {
+            component_failed(&status, CHANNEL, backoff.failures() + 1, error.clone());
+        }
+        if result.is_err() {
+            status.lock().last_error = Some(error.clone());
+            env.event("channel.lost", fields! {"error" => error});
         }
         tokio::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(&env)))).await;
     }

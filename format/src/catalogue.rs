@@ -278,8 +278,25 @@ pub const FAULT_KINDS: &[KindDoc] = &[
     },
     KindDoc {
         name: "checkin-errors",
-        doc: "the server answers check-ins (heartbeats over HTTP) with an HTTP error",
-        keys: &[opt("status", Some("503"), "the HTTP status, 400 to 599")],
+        doc: "the server answers the agents' fleet check-ins (HTTPS) with an HTTP error; the command channel and the tunnel are untouched",
+        keys: &[
+            opt("status", Some("503"), "the HTTP status, 400 to 599"),
+            opt(
+                "agent",
+                Some("every agent"),
+                "only this agent's check-ins fail",
+            ),
+            opt(
+                "site",
+                Some("every site"),
+                "only the check-ins of this site's agents fail (not with `agent`)",
+            ),
+        ],
+    },
+    KindDoc {
+        name: "bad-checkin-token",
+        doc: "after enrolling, the agent presents a wrong agent token: its check-ins and command-channel Auth are refused",
+        keys: &[FAULT_AGENT],
     },
     KindDoc {
         name: "worker-down",
@@ -335,6 +352,11 @@ pub const ACTIONS: &[KindDoc] = &[
         name: "wake",
         doc: "the server sends the agent a wake and starts the check-in deadline",
         keys: &[req("agent", "the agent to wake")],
+    },
+    KindDoc {
+        name: "revoke",
+        doc: "the server revokes the agent's credential: its sessions are closed, its certificate, check-ins and wakes refused",
+        keys: &[req("agent", "the agent to revoke")],
     },
     KindDoc {
         name: "upgrade",
@@ -551,11 +573,35 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
     ),
     (
         "agents.<name>.liveness.failed",
-        "HTTP status of the agent's `/liveness?failon=failed` at the end",
+        "HTTP status of the agent's `/liveness?failon=failed` as the bench's monitor probed it 2 s before the end (integer, or null: unreachable)",
     ),
     (
         "agents.<name>.liveness.degraded",
-        "HTTP status of the agent's `/liveness?failon=degraded` at the end",
+        "HTTP status of the agent's `/liveness?failon=degraded` as the bench's monitor probed it 2 s before the end (integer, or null: unreachable)",
+    ),
+    (
+        "agents.<name>.fleet_state",
+        "the agent's fleet (check-in) state at the end: \"starting\", \"healthy\", \"degraded\" or \"failed\"",
+    ),
+    (
+        "agents.<name>.health.coordinator",
+        "the agent service's own (coordinator) state at the end: \"starting\", \"healthy\", \"degraded\" or \"failed\"",
+    ),
+    (
+        "agents.<name>.health.tunnel",
+        "the tunnel component's state at the end (as `health.coordinator`; null before the service ran)",
+    ),
+    (
+        "agents.<name>.health.channel",
+        "the command-channel component's state at the end (as `health.coordinator`; null before the service ran)",
+    ),
+    (
+        "agents.<name>.checkins.sent",
+        "how many fleet check-ins the agent sent",
+    ),
+    (
+        "agents.<name>.checkins.failed",
+        "how many of the agent's fleet check-ins failed",
     ),
     (
         "agents.<name>.upgrade.phase",

@@ -1112,8 +1112,45 @@ impl Parser<'_> {
             "enroll-errors" => FaultKind::EnrollErrors {
                 status: self.status(t)?,
             },
-            "checkin-errors" => FaultKind::CheckinErrors {
-                status: self.status(t)?,
+            "checkin-errors" => {
+                let agent = t
+                    .get("agent")
+                    .map(|n| self.agent_ref(n, &t.label("agent"), fleet))
+                    .transpose()?;
+                let site = match t.get("site") {
+                    None => None,
+                    Some(n) => {
+                        let label = t.label("site");
+                        let name = self.string(n, &label)?;
+                        if !fleet.sites.iter().any(|s| s == name) {
+                            return Err(self.err(
+                                &n.span,
+                                ErrorKind::UnknownSite,
+                                format!(
+                                    "unknown site {name:?} in {label}{}sites: {}",
+                                    hint(name, fleet.sites.iter().map(String::as_str)),
+                                    choices(fleet.sites.iter().map(String::as_str), 12)
+                                ),
+                            ));
+                        }
+                        if agent.is_some() {
+                            return Err(self.err(
+                                &n.span,
+                                ErrorKind::BadValue,
+                                format!("{label} and `agent` exclude each other: name one agent or one site"),
+                            ));
+                        }
+                        Some(name.to_owned())
+                    }
+                };
+                FaultKind::CheckinErrors {
+                    status: self.status(t)?,
+                    agent,
+                    site,
+                }
+            }
+            "bad-checkin-token" => FaultKind::BadCheckinToken {
+                agent: self.req_agent(t, fleet)?,
             },
             "worker-down" => FaultKind::WorkerDown,
             // The catalogue and this match are kept in step by a test; an
@@ -1206,6 +1243,9 @@ impl Parser<'_> {
                 agent: self.req_agent(&t, fleet)?,
             },
             "wake" => ActionKind::Wake {
+                agent: self.req_agent(&t, fleet)?,
+            },
+            "revoke" => ActionKind::Revoke {
                 agent: self.req_agent(&t, fleet)?,
             },
             "upgrade" => ActionKind::Upgrade {

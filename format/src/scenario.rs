@@ -617,10 +617,22 @@ pub enum FaultKind {
         /// The HTTP status.
         status: u16,
     },
-    /// Check-ins get an HTTP error.
+    /// Fleet check-ins get an HTTP error.
     CheckinErrors {
         /// The HTTP status.
         status: u16,
+        /// Only this agent's check-ins; `None` (and no `site`): every agent's.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+        /// Only the check-ins of this site's agents.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        site: Option<String>,
+    },
+    /// After enrolling, the agent presents a wrong agent token: the server
+    /// refuses its check-ins and its command channel's Auth.
+    BadCheckinToken {
+        /// The agent.
+        agent: String,
     },
     /// The server's reconcile queue worker is not running.
     WorkerDown,
@@ -644,6 +656,7 @@ impl FaultKind {
             FaultKind::InvalidToken { .. } => "invalid-token",
             FaultKind::EnrollErrors { .. } => "enroll-errors",
             FaultKind::CheckinErrors { .. } => "checkin-errors",
+            FaultKind::BadCheckinToken { .. } => "bad-checkin-token",
             FaultKind::WorkerDown => "worker-down",
         }
     }
@@ -696,6 +709,11 @@ pub enum ActionKind {
         /// The agent.
         agent: String,
     },
+    /// Revoke the agent's credential on the server.
+    Revoke {
+        /// The agent.
+        agent: String,
+    },
     /// Upgrade the agent.
     Upgrade {
         /// The agent.
@@ -726,6 +744,7 @@ impl ActionKind {
             ActionKind::Dispatch { .. } => "dispatch",
             ActionKind::Evict { .. } => "evict",
             ActionKind::Wake { .. } => "wake",
+            ActionKind::Revoke { .. } => "revoke",
             ActionKind::Upgrade { .. } => "upgrade",
             ActionKind::Restart { .. } => "restart",
             ActionKind::Crash { .. } => "crash",

@@ -13,6 +13,37 @@ pub const WS_PORT: u16 = 8443;
 pub const ENROLL_PATH: &str = "/jet/tunnel/enroll";
 /// ALPN of the QUIC tunnel.
 pub const TUNNEL_ALPN: &[u8] = b"fleet-tunnel/1";
+/// The header that carries the agent token (issued at enrollment) on check-ins.
+pub const AGENT_TOKEN_HEADER: &str = "x-agent-token";
+
+/// Path of an agent's fleet check-in: `POST /api/agents/<agent_id>/checkin`
+/// on the enrollment listener (HTTPS, TCP 7171), authenticated by the agent
+/// token in [`AGENT_TOKEN_HEADER`].
+pub fn checkin_path(agent_id: &str) -> String {
+    format!("/api/agents/{agent_id}/checkin")
+}
+
+/// The agent id of a check-in path written by [`checkin_path`].
+pub fn checkin_agent(path: &str) -> Option<&str> {
+    let id = path
+        .strip_prefix("/api/agents/")?
+        .strip_suffix("/checkin")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+/// Body of a check-in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckinRequest {
+    /// Running version.
+    pub agent_version: String,
+}
+
+/// 2xx answer to a check-in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckinResponse {
+    /// When the server saw it (its clock, microseconds).
+    pub server_time_us: u64,
+}
 
 /// Body of `POST /jet/tunnel/enroll` (the token travels as a bearer token).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,6 +89,10 @@ pub struct EnrollResponse {
     pub ca_pem: String,
     /// Where to connect next.
     pub tunnel: TunnelInfo,
+    /// The agent's credential for check-ins and the command channel's Auth
+    /// (the field's `X-Agent-Token`); `None` from servers that issue none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_token: Option<String>,
 }
 
 /// Error body of a non-2xx HTTP answer.
@@ -83,6 +118,9 @@ pub enum AgentMsg {
         /// grouping in the server's logs.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         site: Option<String>,
+        /// The agent token issued at enrollment, when it was issued one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_token: Option<String>,
     },
     /// Periodic liveness; also the reaper's trigger for re-offers.
     Heartbeat {
@@ -274,6 +312,15 @@ mod tests {
             peek_text(&s),
             (Some("Command".into()), Some("cmd-0001".into()))
         );
+    }
+
+    #[test]
+    fn checkin_paths_round_trip() {
+        assert_eq!(checkin_path("a-1"), "/api/agents/a-1/checkin");
+        assert_eq!(checkin_agent("/api/agents/a-1/checkin"), Some("a-1"));
+        assert_eq!(checkin_agent("/api/agents//checkin"), None);
+        assert_eq!(checkin_agent("/api/agents/a/b/checkin"), None);
+        assert_eq!(checkin_agent("/jet/tunnel/enroll"), None);
     }
 
     #[test]

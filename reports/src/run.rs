@@ -235,8 +235,7 @@ pub fn faults_table(sc: &Scenario) -> Option<Table> {
 }
 
 /// The expectations table: each `[[expect]]` with what was observed and
-/// `PASS` or `FAIL`, then the reason for each failure that is not just a
-/// different value.
+/// `PASS` or `FAIL` (report.html also lists each failure's message).
 pub fn expectations(list: &[(Expect, ExpectResult)]) -> String {
     match expectations_table(list) {
         None => "none (the scenario has no [[expect]] tables)\n".to_string(),

@@ -21,6 +21,8 @@ use proto::pki::Issued;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
 use tungstenite::Message;
 
 use crate::{lock, Outbound, ServerError, Session, Shared};
@@ -185,7 +187,7 @@ async fn session<S>(
     let (mut sink, mut stream) = ws.split();
 
     // The first frame must be Auth naming the certificate's agent.
-    // `Some(site)` once authenticated.
+    // `Some((site, agent token))` once authenticated.
     let authed = match stream.next().await {
         Some(Ok(m)) => {
             proto::ws::log(&shared.env, &conn, &peer, Dir::Rx, Stage::Read, &m);
@@ -194,8 +196,9 @@ async fn session<S>(
                     Ok(AgentMsg::Auth {
                         agent_id,
                         site,
+                        agent_token,
                         agent_version,
-                    }) if agent_id == agent.agent_id => Some((site, agent_version)),
+                    }) if agent_id == agent.agent_id => Some((site, agent_token, agent_version)),
                     _ => None,
                 },
                 _ => None,
@@ -203,14 +206,36 @@ async fn session<S>(
         }
         _ => None,
     };
-    let Some((site, version)) = authed else {
+    let (site, token, version) = match authed {
+        Some(a) => a,
+        None => {
+            shared.env.event(
+                "channel.auth_failed",
+                fields! {"conn" => conn, "agent" => peer},
+            );
+            let _ = sink.close().await;
+            return;
+        }
+    };
+    if !Shared::token_ok(&agent, token.as_deref()) {
+        // A credential problem the agent must be told about: a close with
+        // 1008 (policy violation) and the reason.
+        let reason = "invalid agent token";
         shared.env.event(
-            "channel.auth_failed",
-            fields! {"conn" => conn, "agent" => peer},
+            "channel.auth_refused",
+            fields! {"conn" => conn, "agent" => peer, "reason" => reason},
         );
+        shared.refused(&agent.agent_id, reason);
+        let close = Message::Close(Some(CloseFrame {
+            code: CloseCode::Policy,
+            reason: reason.into(),
+        }));
+        if sink.send(close.clone()).await.is_ok() {
+            proto::ws::log(&shared.env, &conn, &peer, Dir::Tx, Stage::Written, &close);
+        }
         let _ = sink.close().await;
         return;
-    };
+    }
 
     let (tx, rx) = mpsc::unbounded_channel();
     let stale = shared.stale_registry(&peer);

@@ -1,7 +1,15 @@
 //! `POST /jet/tunnel/enroll` over HTTPS on TCP 7171 (hyper on rustls).
 //!
 //! A valid bearer token gets a fresh `agent_id`, a client certificate issued
-//! by the server's CA for it, the CA itself and where the tunnel is.
+//! by the server's CA for it, the CA itself, where the tunnel is and an
+//! agent token (the agent's credential for check-ins and the command
+//! channel's Auth; the store keeps only its SHA-256).
+//!
+//! The same listener answers the agents' fleet check-ins,
+//! `POST /api/agents/<agent_id>/checkin` with the agent token in
+//! `X-Agent-Token`: 200 when the agent is enrolled, not revoked and the
+//! token matches; 401 for a wrong token, 403 for a revoked agent, 404 for
+//! an unknown one; the `checkin-errors` fault's status while it is in force.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,7 +20,10 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use proto::env::Listener;
 use proto::fields;
-use proto::msg::{EnrollRequest, EnrollResponse, ErrorBody, TunnelInfo, ENROLL_PATH};
+use proto::msg::{
+    checkin_agent, CheckinResponse, EnrollRequest, EnrollResponse, ErrorBody, TunnelInfo,
+    AGENT_TOKEN_HEADER, ENROLL_PATH,
+};
 use proto::pki::{uuid_from_bytes, Issued};
 use tokio_rustls::TlsAcceptor;
 
@@ -114,11 +125,15 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Respons
     if let Some(sha256) = req.uri().path().strip_prefix(proto::build::ARTIFACTS_PATH) {
         return crate::artifacts::serve(shared, sha256);
     }
+    if let Some(agent_id) = checkin_agent(req.uri().path()) {
+        let agent_id = agent_id.to_string();
+        return checkin(shared, &agent_id, req).await;
+    }
     if req.uri().path() != ENROLL_PATH {
         return error(
             StatusCode::NOT_FOUND,
             "not_found",
-            "unknown path; enroll at POST /jet/tunnel/enroll",
+            "unknown path; enroll at POST /jet/tunnel/enroll, check in at POST /api/agents/<agent_id>/checkin",
         );
     }
     if req.method() != hyper::Method::POST {
@@ -203,6 +218,95 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Respons
     }
 }
 
+// A fleet check-in. Successes are not logged (one every 30 s per agent);
+// every refusal is, as `checkin.refused`.
+async fn checkin(
+    shared: &Shared,
+    agent_id: &str,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    if req.method() != hyper::Method::POST {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use POST",
+        );
+    }
+    let token = req
+        .headers()
+        .get(AGENT_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    // Drain the (small) body so the kept-alive connection stays usable.
+    let _ = Limited::new(req.into_body(), MAX_BODY).collect().await;
+    let now = shared.env.now_us();
+    let refuse = |status: StatusCode, code: &str, message: &str, agent: &str| {
+        shared.env.event(
+            "checkin.refused",
+            fields! {"agent" => agent, "status" => status.as_u16(), "code" => code},
+        );
+        error(status, code, message)
+    };
+    let agent = match shared.store.agent(agent_id) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                "unknown_agent",
+                "no agent is enrolled with this id; install the agent again",
+                agent_id,
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store read failed");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "check-in failed on the server; retry later",
+            );
+        }
+    };
+    if let Some(o) = shared
+        .cfg
+        .checkin_outages
+        .iter()
+        .find(|o| o.covers(&agent.name, now))
+    {
+        let status =
+            StatusCode::from_u16(o.outage.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return refuse(
+            status,
+            "unavailable",
+            "check-ins are unavailable right now; retry later",
+            &agent.name,
+        );
+    }
+    if agent.revoked {
+        shared.refused(&agent.agent_id, "credential revoked");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "revoked",
+            "the agent's credential was revoked; re-enroll the agent",
+            &agent.name,
+        );
+    }
+    if !Shared::token_ok(&agent, token.as_deref()) {
+        shared.refused(&agent.agent_id, "invalid agent token");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "invalid_agent_token",
+            "the X-Agent-Token is not the one issued to this agent at enrollment; re-enroll the agent",
+            &agent.name,
+        );
+    }
+    json(
+        StatusCode::OK,
+        &CheckinResponse {
+            server_time_us: now,
+        },
+    )
+}
+
 fn issue(
     shared: &Shared,
     req: &EnrollRequest,
@@ -217,6 +321,9 @@ fn issue(
         shared.env.random_seed(),
         shared.env.clock.system_time(),
     )?;
+    let mut token = [0u8; 16];
+    shared.env.fill_random(&mut token);
+    let agent_token = hex::encode(token);
     shared.store.put_agent(&AgentRecord {
         agent_id: agent_id.clone(),
         name: req.name.clone(),
@@ -225,6 +332,7 @@ fn issue(
         enrolled_at_us: shared.env.now_us(),
         last_seen_us: None,
         revoked: false,
+        agent_token_sha256: Some(crate::token_digest(&agent_token)),
     })?;
     // Provisioned: wake it and wait for its check-in.
     shared.wake(&agent_id, &req.name, "provisioned");
@@ -244,5 +352,6 @@ fn issue(
             ws_port,
             ws_host,
         },
+        agent_token: Some(agent_token),
     })
 }

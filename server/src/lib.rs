@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 use crate::commands::ReaperPolicy;
 use crate::registry::Registry;
 use crate::store::{AgentRecord, CommandRecord, CommandStatus, Store, StoreError, TaskUpdate};
-use crate::wake::{Lifecycle, Reconcile, ReconcileTask, WakePolicy, WakeState};
+use crate::wake::{Enrollment, Lifecycle, Reconcile, ReconcileTask, WakePolicy, WakeState};
 
 /// Behaviour switches of the server (DESIGN.md, "Legacy and fixed behaviour").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -112,6 +112,9 @@ pub struct ServerConfig {
     /// Windows in which enrollment answers an HTTP error (`enroll-errors`).
     /// Empty in every shipped build.
     pub enroll_outages: Vec<Outage>,
+    /// Windows in which fleet check-ins of some agents answer an HTTP error
+    /// (`checkin-errors`). Empty in every shipped build.
+    pub checkin_outages: Vec<CheckinOutage>,
     /// How long the send loop waits for one frame's socket write before it
     /// logs a `write_error` and goes on with the next frame.
     pub write_timeout_ms: u64,
@@ -140,6 +143,23 @@ impl Outage {
     /// Whether the outage is in force at `now_us`.
     pub fn covers(&self, now_us: u64) -> bool {
         self.from_us <= now_us && self.until_us.is_none_or(|u| now_us < u)
+    }
+}
+
+/// A window in which the check-ins of some agents get an HTTP error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckinOutage {
+    /// The status and the window.
+    pub outage: Outage,
+    /// The agents (by name) whose check-ins fail; empty: every agent.
+    pub agents: Vec<String>,
+}
+
+impl CheckinOutage {
+    /// Whether the outage hits the agent named `agent` at `now_us`.
+    pub fn covers(&self, agent: &str, now_us: u64) -> bool {
+        self.outage.covers(now_us)
+            && (self.agents.is_empty() || self.agents.iter().any(|a| a == agent))
     }
 }
 
@@ -183,6 +203,7 @@ impl Default for ServerConfig {
             stale_registry_agents: Vec::new(),
             stall_writes: Vec::new(),
             enroll_outages: Vec::new(),
+            checkin_outages: Vec::new(),
             write_timeout_ms: 10_000,
             enroll_port: proto::msg::ENROLL_PORT,
             tunnel_port: proto::msg::TUNNEL_PORT,
@@ -283,6 +304,12 @@ struct CaMaterial {
     ca: Ca,
 }
 
+/// Hex SHA-256 of an agent token, as the store keeps it.
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -304,6 +331,9 @@ enum Control {
         agent: String,
         to: String,
         defect: Option<proto::build::BuildDefect>,
+    },
+    Revoke {
+        agent: String,
     },
 }
 
@@ -400,6 +430,15 @@ impl ServerHandle {
     /// Every agent's upgrade marker and status, by agent id.
     pub fn upgrades(&self) -> Result<Vec<upgrade::UpgradeRecord>, StoreError> {
         self.shared.all_upgrades()
+    }
+
+    /// Revokes the agent's credential: its certificate and agent token are
+    /// refused from now on, its command-channel session is closed, and the
+    /// reconcile worker wakes it no more (it goes `offline`).
+    pub fn revoke(&self, agent: &str) {
+        let _ = self.control.send(Control::Revoke {
+            agent: agent.into(),
+        });
     }
 
     /// Every agent as the server sees it, by agent id.
@@ -527,6 +566,7 @@ async fn control_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Contr
             Control::Dispatch { agent, command } => shared.dispatch(&agent, &command),
             Control::Evict { agent } => shared.evict(&agent),
             Control::Upgrade { agent, to, defect } => shared.start_upgrade(&agent, &to, defect),
+            Control::Revoke { agent } => shared.revoke(&agent),
             Control::Wake { agent } => match shared.agent_by_name(&agent) {
                 Some(rec) => shared.wake(&rec.agent_id, &rec.name, "updated"),
                 None => shared.env.event(
@@ -622,6 +662,27 @@ impl Shared {
         }
     }
 
+    /// The server refused a check-in of the agent (its command-channel Auth
+    /// or an HTTPS check-in) for `reason`: remembered for the reconciler's
+    /// provision error.
+    pub(crate) fn refused(&self, agent_id: &str, reason: &str) {
+        let Ok(Some(mut w)) = self.store.wake(agent_id) else {
+            return;
+        };
+        if self.cfg.wake.handle_refused(&mut w, reason) {
+            self.put_wake(&w, TaskUpdate::Keep);
+        }
+    }
+
+    /// Whether `token` is the agent token issued to `agent` (agents enrolled
+    /// before tokens were issued have none to check).
+    pub(crate) fn token_ok(agent: &AgentRecord, token: Option<&str>) -> bool {
+        match &agent.agent_token_sha256 {
+            None => true,
+            Some(h) => token.is_some_and(|t| *h == token_digest(t)),
+        }
+    }
+
     /// Runs every queued reconcile task that is due.
     fn run_due_tasks(&self) {
         let now = self.env.now_us();
@@ -639,7 +700,17 @@ impl Shared {
 
     fn run_task(&self, task: &ReconcileTask, now: u64) {
         let mut w = self.wake_state(&task.agent_id, &task.agent_name);
-        let verdict = self.cfg.wake.handle_due(&mut w, now);
+        // Only an enrolled, unrevoked agent is woken again.
+        let enrollment = match self.store.agent(&task.agent_id) {
+            Ok(Some(a)) if a.revoked => Enrollment::Revoked,
+            Ok(Some(_)) => Enrollment::Enrolled,
+            Ok(None) => Enrollment::Unknown,
+            Err(e) => {
+                tracing::error!(error = %e, agent_id = %task.agent_id, "store read failed");
+                return;
+            }
+        };
+        let verdict = self.cfg.wake.handle_due(&mut w, now, enrollment);
         let next = match verdict {
             Reconcile::Deferred { due_us } | Reconcile::Retriggered { due_us, .. } => {
                 Some(ReconcileTask {
@@ -648,7 +719,7 @@ impl Shared {
                     ..task.clone()
                 })
             }
-            Reconcile::SkipNotStuck | Reconcile::MaxAttemptsReached => None,
+            Reconcile::SkipNotStuck | Reconcile::MaxAttemptsReached | Reconcile::Revoked => None,
         };
         let update = match &next {
             Some(t) => TaskUpdate::Put(t),
@@ -676,6 +747,10 @@ impl Shared {
             }
             Reconcile::MaxAttemptsReached => self.env.event(
                 "lifecycle.reconcile.max_attempts_reached",
+                fields! {"agent" => agent, "attempt" => w.wake_attempts, "error" => w.last_provision_error.clone().unwrap_or_default()},
+            ),
+            Reconcile::Revoked => self.env.event(
+                "lifecycle.reconcile.revoked",
                 fields! {"agent" => agent, "attempt" => w.wake_attempts, "error" => w.last_provision_error.clone().unwrap_or_default()},
             ),
         }
@@ -844,6 +919,33 @@ impl Shared {
             sessions.remove(&rec.agent_id)
         };
         if let Some(e) = entry {
+            let _ = e.value.tx.send(Outbound::Close);
+            self.env.event(
+                "registry.evicted",
+                fields! {"agent" => rec.name, "conn" => e.conn},
+            );
+        }
+    }
+
+    fn revoke(&self, agent: &str) {
+        let Some(mut rec) = self.agent_by_name(agent) else {
+            self.env.event(
+                "agent.revoke_rejected",
+                fields! {"agent" => agent, "reason" => "unknown agent"},
+            );
+            return;
+        };
+        rec.revoked = true;
+        if let Err(e) = self.store.put_agent(&rec) {
+            tracing::error!(error = %e, agent, "store write failed");
+            return;
+        }
+        self.env.event(
+            "agent.revoked",
+            fields! {"agent" => rec.name, "agent_id" => rec.agent_id},
+        );
+        // Its live session goes; a new one is refused at TLS.
+        if let Some(e) = lock(&self.sessions).remove(&rec.agent_id) {
             let _ = e.value.tx.send(Outbound::Close);
             self.env.event(
                 "registry.evicted",

@@ -83,6 +83,10 @@ pub struct AgentRecord {
     pub last_seen_us: Option<u64>,
     /// Whether its certificate is no longer accepted.
     pub revoked: bool,
+    /// Hex SHA-256 of the agent token issued at enrollment (`None`: issued
+    /// none, nothing to check).
+    #[serde(default)]
+    pub agent_token_sha256: Option<String>,
 }
 
 /// Where a command is in its life.
@@ -683,6 +687,7 @@ mod tests {
             enrolled_at_us: 1_000,
             last_seen_us: None,
             revoked: false,
+            agent_token_sha256: None,
         }
     }
 

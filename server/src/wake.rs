@@ -11,7 +11,15 @@
 //! - A reconcile task that runs at the deadline with no check-in since the
 //!   wake wakes again, at most `max_attempts` wakes in all; after the last
 //!   one the agent is `offline` with a `last_provision_error`, and the
-//!   escalation stops.
+//!   escalation stops. When the server refused the agent's check-ins in the
+//!   meantime (a bad agent token), the error says so.
+//! - Before waking again, the worker checks that the agent is still enrolled
+//!   and not revoked: a revoked (or deleted) agent goes straight to
+//!   `offline` with a `last_provision_error` saying so, and gets no wake.
+//!
+//! The fleet check-ins (HTTPS, `POST /api/agents/<id>/checkin`) are not
+//! check-ins for this reconciler: a wake asks the agent's command channel to
+//! come back, so only the channel's session or Heartbeat answers it.
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +72,10 @@ pub struct WakeState {
     pub last_checkin_us: Option<u64>,
     /// Why provisioning failed, once escalation stopped.
     pub last_provision_error: Option<String>,
+    /// Why the server last refused a check-in of the agent since the last
+    /// wake (a bad agent token), if it did.
+    #[serde(default)]
+    pub last_refusal: Option<String>,
 }
 
 impl WakeState {
@@ -78,6 +90,7 @@ impl WakeState {
             last_wake_us: None,
             last_checkin_us: None,
             last_provision_error: None,
+            last_refusal: None,
         }
     }
 }
@@ -116,6 +129,19 @@ pub enum Reconcile {
     },
     /// The last wake went unanswered: the agent is offline, escalation stops.
     MaxAttemptsReached,
+    /// The agent is revoked or no longer enrolled: offline at once, no wake.
+    Revoked,
+}
+
+/// Whether the agent a reconcile task is about may still be woken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enrollment {
+    /// Enrolled, credential valid.
+    Enrolled,
+    /// Enrolled, but its credential was revoked.
+    Revoked,
+    /// No such agent any more.
+    Unknown,
 }
 
 impl WakePolicy {
@@ -126,6 +152,7 @@ impl WakePolicy {
         s.wake_attempts = 1;
         s.last_wake_us = Some(now_us);
         s.last_provision_error = None;
+        s.last_refusal = None;
         let due_us = now_us + self.checkin_deadline_us;
         s.checkin_deadline_us = Some(due_us);
         ReconcileTask {
@@ -146,26 +173,60 @@ impl WakePolicy {
         s.wake_attempts = 0;
         s.checkin_deadline_us = None;
         s.last_provision_error = None;
+        s.last_refusal = None;
         s.last_checkin_us = Some(now_us);
         changed
     }
 
-    /// A reconcile task came due.
-    pub fn handle_due(&self, s: &mut WakeState, now_us: u64) -> Reconcile {
+    /// The server refused a check-in of the agent (`reason`, e.g. a bad
+    /// agent token); true when the state changed (persist it). Remembered
+    /// only while a check-in is awaited, for the provision error.
+    pub fn handle_refused(&self, s: &mut WakeState, reason: &str) -> bool {
+        if s.lifecycle != Lifecycle::Provisioning || s.last_refusal.as_deref() == Some(reason) {
+            return false;
+        }
+        s.last_refusal = Some(reason.into());
+        true
+    }
+
+    /// A reconcile task came due; `enrollment` is what the store says about
+    /// the agent now.
+    pub fn handle_due(&self, s: &mut WakeState, now_us: u64, enrollment: Enrollment) -> Reconcile {
         let deadline = match (s.lifecycle, s.checkin_deadline_us) {
             (Lifecycle::Provisioning, Some(d)) => d,
             _ => return Reconcile::SkipNotStuck,
         };
+        if enrollment != Enrollment::Enrolled {
+            s.lifecycle = Lifecycle::Offline;
+            s.checkin_deadline_us = None;
+            s.last_provision_error = Some(match enrollment {
+                Enrollment::Revoked => "the agent's credential was revoked; no wake was sent. \
+                     Re-enroll the agent (install it again) to provision it"
+                    .into(),
+                _ => "the agent is no longer enrolled; no wake was sent. \
+                     Install it again to provision it"
+                    .into(),
+            });
+            return Reconcile::Revoked;
+        }
         if now_us < deadline {
             return Reconcile::Deferred { due_us: deadline };
         }
         if s.wake_attempts >= self.max_attempts {
             s.lifecycle = Lifecycle::Offline;
             s.checkin_deadline_us = None;
+            let cause = match &s.last_refusal {
+                Some(r) => format!(
+                    "the server refused its check-ins ({r}): fix the agent's credential \
+                     (re-enroll it), then wake it"
+                ),
+                None => "the agent is not running, or its command channel cannot reach the \
+                     server: check the agent service and the path to the command channel, \
+                     then wake it"
+                    .into(),
+            };
             s.last_provision_error = Some(format!(
-                "no check-in after {} wakes ({} s deadline each); the agent is not running, \
-                 or its command channel cannot reach the server: check the agent service and \
-                 the path to the command channel, then wake it",
+                "no check-in after {} wakes ({} s deadline each); {cause}",
                 s.wake_attempts,
                 self.checkin_deadline_us / 1_000_000
             ));
@@ -187,6 +248,7 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000;
+    const E: Enrollment = Enrollment::Enrolled;
 
     fn state() -> WakeState {
         WakeState::new("a", "pst-1")
@@ -200,28 +262,31 @@ mod tests {
         assert_eq!((t.attempt, t.due_us), (1, 35 * S));
         assert_eq!(s.lifecycle, Lifecycle::Provisioning);
         assert_eq!(
-            p.handle_due(&mut s, 35 * S),
+            p.handle_due(&mut s, 35 * S, E),
             Reconcile::Retriggered {
                 attempt: 2,
                 due_us: 65 * S
             }
         );
         assert_eq!(
-            p.handle_due(&mut s, 65 * S),
+            p.handle_due(&mut s, 65 * S, E),
             Reconcile::Retriggered {
                 attempt: 3,
                 due_us: 95 * S
             }
         );
         assert_eq!(s.last_provision_error, None);
-        assert_eq!(p.handle_due(&mut s, 95 * S), Reconcile::MaxAttemptsReached);
+        assert_eq!(
+            p.handle_due(&mut s, 95 * S, E),
+            Reconcile::MaxAttemptsReached
+        );
         assert_eq!(s.lifecycle, Lifecycle::Offline);
         assert_eq!(s.wake_attempts, 3);
         assert_eq!(s.checkin_deadline_us, None);
         let err = s.last_provision_error.clone().unwrap();
         assert!(err.contains("no check-in after 3 wakes"), "{err}");
         // Escalation stopped: a stray task changes nothing.
-        assert_eq!(p.handle_due(&mut s, 200 * S), Reconcile::SkipNotStuck);
+        assert_eq!(p.handle_due(&mut s, 200 * S, E), Reconcile::SkipNotStuck);
         assert_eq!(s.wake_attempts, 3);
     }
 
@@ -231,7 +296,7 @@ mod tests {
         let mut s = state();
         p.handle_wake(&mut s, 0);
         assert!(matches!(
-            p.handle_due(&mut s, 30 * S),
+            p.handle_due(&mut s, 30 * S, E),
             Reconcile::Retriggered { attempt: 2, .. }
         ));
         assert!(p.handle_checkin(&mut s, 31 * S));
@@ -239,7 +304,7 @@ mod tests {
         assert_eq!(s.checkin_deadline_us, None);
         assert_eq!(s.lifecycle, Lifecycle::CheckedIn);
         assert_eq!(s.last_checkin_us, Some(31 * S));
-        assert_eq!(p.handle_due(&mut s, 60 * S), Reconcile::SkipNotStuck);
+        assert_eq!(p.handle_due(&mut s, 60 * S, E), Reconcile::SkipNotStuck);
         // Further heartbeats change nothing worth a write.
         assert!(!p.handle_checkin(&mut s, 61 * S));
     }
@@ -252,12 +317,12 @@ mod tests {
         // An operator wake moved the deadline after the task was queued.
         p.handle_wake(&mut s, 10 * S);
         assert_eq!(
-            p.handle_due(&mut s, 30 * S),
+            p.handle_due(&mut s, 30 * S, E),
             Reconcile::Deferred { due_us: 40 * S }
         );
         assert_eq!(s.wake_attempts, 1);
         assert!(matches!(
-            p.handle_due(&mut s, 40 * S),
+            p.handle_due(&mut s, 40 * S, E),
             Reconcile::Retriggered { attempt: 2, .. }
         ));
     }
@@ -268,16 +333,75 @@ mod tests {
         let mut s = state();
         p.handle_wake(&mut s, 0);
         for t in [30, 60] {
-            p.handle_due(&mut s, t * S);
+            p.handle_due(&mut s, t * S, E);
         }
-        assert_eq!(p.handle_due(&mut s, 90 * S), Reconcile::MaxAttemptsReached);
+        assert_eq!(
+            p.handle_due(&mut s, 90 * S, E),
+            Reconcile::MaxAttemptsReached
+        );
         let t = p.handle_wake(&mut s, 100 * S);
         assert_eq!((t.attempt, s.wake_attempts), (1, 1));
         assert_eq!(s.lifecycle, Lifecycle::Provisioning);
         assert_eq!(s.last_provision_error, None);
         // And a late check-in clears an offline verdict.
-        p.handle_due(&mut s, 130 * S);
+        p.handle_due(&mut s, 130 * S, E);
         assert!(p.handle_checkin(&mut s, 131 * S));
         assert_eq!(s.lifecycle, Lifecycle::CheckedIn);
+    }
+
+    #[test]
+    fn a_revoked_agent_goes_offline_at_its_task_without_a_wake() {
+        let p = WakePolicy::default();
+        for (enrollment, says) in [
+            (Enrollment::Revoked, "credential was revoked"),
+            (Enrollment::Unknown, "no longer enrolled"),
+        ] {
+            let mut s = state();
+            p.handle_wake(&mut s, 0);
+            // Even before the deadline: no point waiting for a check-in the
+            // server would refuse.
+            assert_eq!(p.handle_due(&mut s, 10 * S, enrollment), Reconcile::Revoked);
+            assert_eq!(s.lifecycle, Lifecycle::Offline);
+            assert_eq!(s.wake_attempts, 1, "no further wake");
+            assert_eq!(s.checkin_deadline_us, None);
+            let err = s.last_provision_error.clone().unwrap();
+            assert!(err.contains(says), "{err}");
+            assert!(err.contains("no wake was sent"), "{err}");
+            // Escalation stopped.
+            assert_eq!(
+                p.handle_due(&mut s, 40 * S, enrollment),
+                Reconcile::SkipNotStuck
+            );
+        }
+    }
+
+    #[test]
+    fn refused_checkins_are_named_in_the_provision_error() {
+        let p = WakePolicy::default();
+        let mut s = state();
+        // Not provisioning: nothing to remember.
+        assert!(!p.handle_refused(&mut s, "invalid agent token"));
+        p.handle_wake(&mut s, 0);
+        assert!(p.handle_refused(&mut s, "invalid agent token"));
+        assert!(!p.handle_refused(&mut s, "invalid agent token"));
+        for t in [30, 60] {
+            assert!(matches!(
+                p.handle_due(&mut s, t * S, E),
+                Reconcile::Retriggered { .. }
+            ));
+        }
+        assert_eq!(
+            p.handle_due(&mut s, 90 * S, E),
+            Reconcile::MaxAttemptsReached
+        );
+        let err = s.last_provision_error.clone().unwrap();
+        assert!(err.contains("no check-in after 3 wakes"), "{err}");
+        assert!(
+            err.contains("refused its check-ins (invalid agent token)"),
+            "{err}"
+        );
+        // A check-in clears it; a new wake starts clean.
+        assert!(p.handle_checkin(&mut s, 100 * S));
+        assert_eq!(s.last_refusal, None);
     }
 }

@@ -5,13 +5,14 @@
 //!   (sockets, quinn runtime, simulated time, seeded TLS crypto, crash-safe disk).
 //! - [`fault`]: the firewall acting in the seam; [`kill`]: a disk that dies with its process.
 //! - [`run`]: one run of a resolved scenario: hosts, agents, actions, outcome, digest.
-//! - [`observe`]: the run's frame and event logs.
+//! - [`observe`]: the run's frame and event logs; [`capture`]: capture.pcap.
 //! - [`proxy`]: the reverse proxy host (the field's nginx), the `path:proxy` point and `drop-frames`.
 //! - [`scenario`]: scenario files to runs, expectations to verdicts.
 //! - [`diagnose`]: the hypothesis engine (H1..H7, outcome-table rows).
 //! - [`score`]: the engine scored against the injected truth (confusion tables).
 //! - [`upgrade`]: agent processes and the supervisor an agent's self-upgrade drives.
 //! - [`cli`]: `simbench list`, `run`, `check`, `sweep`.
+pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod crypto;

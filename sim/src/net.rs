@@ -21,6 +21,7 @@ use proto::frame::Dir;
 
 use format::scenario::{BlockAction, Proto};
 
+use crate::capture::{Capture, CapturedStream};
 use crate::fault::{Firewall, HalfOpenRule, Party, TCP_CONNECT_TIMEOUT};
 use crate::quic::{TurmoilRuntime, TurmoilUdpSocket};
 
@@ -49,6 +50,7 @@ pub struct TurmoilNetwork {
     owner: String,
     tap: Option<Arc<dyn DatagramTap>>,
     firewall: Option<Arc<Firewall>>,
+    capture: Option<Arc<Capture>>,
 }
 
 impl TurmoilNetwork {
@@ -58,7 +60,16 @@ impl TurmoilNetwork {
             owner: owner.into(),
             tap: None,
             firewall: None,
+            capture: None,
         }
+    }
+
+    /// The same network, recording what its sockets send into `capture`
+    /// (TCP streams connected or accepted, and UDP sockets bound, from now on).
+    pub fn with_capture(mut self, capture: Arc<Capture>) -> Self {
+        self.tap = Some(capture.clone());
+        self.capture = Some(capture);
+        self
     }
 
     /// The same network, reporting every UDP datagram of sockets bound
@@ -107,41 +118,64 @@ impl Network for TurmoilNetwork {
         let host = host.to_string();
         let firewall = self.firewall.clone();
         let owner = self.owner.clone();
+        let capture = self.capture.clone();
         Box::pin(async move {
             require_host("connect_tcp")?;
             let fw = firewall;
             if let Some(fw) = &fw {
-                firewall_connect(fw, &owner, &host, port).await?;
+                firewall_connect(fw, &owner, &host, port, capture.as_deref()).await?;
             }
             // A `(name, port)` pair resolves without side effects (unknown
             // names fail with NotFound), unlike `turmoil::lookup`.
-            let stream = turmoil::net::TcpStream::connect((host.as_str(), port)).await?;
+            let stream = match turmoil::net::TcpStream::connect((host.as_str(), port)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    if let (Some(c), io::ErrorKind::ConnectionRefused) = (&capture, e.kind()) {
+                        // The name resolved, so this lookup registers nothing.
+                        let dst = SocketAddr::new(turmoil::lookup(host.as_str()), port);
+                        c.tcp_syn_only(&owner, dst, true);
+                    }
+                    return Err(e);
+                }
+            };
+            let ends = (stream.local_addr()?, stream.peer_addr()?);
             let half_open = fw
                 .as_ref()
                 .map(|f| f.half_open_for(&owner))
                 .unwrap_or_default();
-            if half_open.is_empty() {
-                return Ok(Box::new(stream) as BoxStream);
-            }
-            let me = fw
-                .as_ref()
-                .map(|f| f.party_of_owner(&owner))
-                .unwrap_or(Party::Unknown);
-            Ok(Box::new(HalfOpenStream {
-                inner: stream,
-                rules: half_open,
-                me,
-            }) as BoxStream)
+            let stream: BoxStream = if half_open.is_empty() {
+                Box::new(stream)
+            } else {
+                let me = fw
+                    .as_ref()
+                    .map(|f| f.party_of_owner(&owner))
+                    .unwrap_or(Party::Unknown);
+                Box::new(HalfOpenStream {
+                    inner: stream,
+                    rules: half_open,
+                    me,
+                })
+            };
+            // Outermost: what the agent wrote is on its wire, even when a
+            // half-open path loses it further on.
+            Ok(match capture {
+                Some(c) => {
+                    c.tcp_open(ends.0, ends.1);
+                    Box::new(CapturedStream::new(stream, c, ends.0, ends.1)) as BoxStream
+                }
+                None => stream,
+            })
         })
     }
 
     fn listen_tcp(&self, port: u16) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        let capture = self.capture.clone();
         Box::pin(async move {
             require_host("listen_tcp")?;
             // turmoil assigns port 0 from the host's ephemeral range in
             // order, so the chosen port is deterministic.
             let inner = turmoil::net::TcpListener::bind(any_addr(port)).await?;
-            Ok(Box::new(TurmoilListener { inner }) as Box<dyn Listener>)
+            Ok(Box::new(TurmoilListener { inner, capture }) as Box<dyn Listener>)
         })
     }
 
@@ -183,12 +217,23 @@ impl Network for TurmoilNetwork {
 
 /// A TCP connect through the firewall: a rejected SYN fails at once, a
 /// dropped one waits for the block to lift or for the connect timeout.
-async fn firewall_connect(fw: &Firewall, owner: &str, host: &str, port: u16) -> io::Result<()> {
+async fn firewall_connect(
+    fw: &Firewall,
+    owner: &str,
+    host: &str,
+    port: u16,
+    capture: Option<&Capture>,
+) -> io::Result<()> {
+    let dst_addr = SocketAddr::new(turmoil::lookup(host), port);
     let src = fw.party_of_owner(owner);
-    let dst = fw.party_at(SocketAddr::new(turmoil::lookup(host), port));
+    let dst = fw.party_at(dst_addr);
     let now = turmoil::sim_elapsed().unwrap_or_default();
     // The client's source port is ephemeral; rules name the service port.
-    match fw.verdict(Proto::Tcp, &src, &dst, 0, port, now) {
+    let verdict = fw.verdict(Proto::Tcp, &src, &dst, 0, port, now);
+    if let (Some(c), Some(action)) = (capture, verdict) {
+        c.tcp_syn_only(owner, dst_addr, action == BlockAction::Reject);
+    }
+    match verdict {
         None => Ok(()),
         Some(BlockAction::Reject) => Err(io::Error::new(
             io::ErrorKind::ConnectionRefused,
@@ -216,13 +261,25 @@ async fn firewall_connect(fw: &Firewall, owner: &str, host: &str, port: u16) -> 
 /// A turmoil TCP listener behind the [`Listener`] seam.
 struct TurmoilListener {
     inner: turmoil::net::TcpListener,
+    capture: Option<Arc<Capture>>,
 }
 
 impl Listener for TurmoilListener {
     fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
         Box::pin(async move {
             let (stream, peer) = self.inner.accept().await?;
-            Ok((Box::new(stream) as BoxStream, peer))
+            let local = stream.local_addr()?;
+            let stream: BoxStream = match &self.capture {
+                // The connecting side recorded the handshake.
+                Some(c) => Box::new(CapturedStream::new(
+                    Box::new(stream),
+                    c.clone(),
+                    local,
+                    peer,
+                )),
+                None => Box::new(stream),
+            };
+            Ok((stream, peer))
         })
     }
 

@@ -20,6 +20,7 @@ use server::{ServerConfig, ServerHandle, ServerSwitches};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::capture::Capture;
 use crate::clock::SimClock;
 use crate::crypto::{derive_seed, seeded_provider};
 use crate::diagnose::{diagnose, View};
@@ -41,6 +42,14 @@ pub const ENROLL_TOKEN: &str = "enroll-token";
 pub const REVOKED_TOKEN: &str = "revoked-enroll-token";
 /// The server's host name in the simulation.
 pub const SERVER_HOST: &str = "server";
+/// The bench's monitor host, which probes every agent's `/liveness`.
+pub const MONITOR_HOST: &str = "monitor";
+/// How long before the end of the run the monitor probes.
+pub const MONITOR_LEAD: Duration = Duration::from_secs(2);
+/// Bound on one liveness probe (connect and answer).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The token an agent with a `bad-checkin-token` fault presents.
+pub const BAD_AGENT_TOKEN: &str = "not-the-issued-agent-token";
 
 /// One agent of a run.
 #[derive(Clone, Debug)]
@@ -106,6 +115,11 @@ pub enum ActionKind {
     /// Kill the server's software at once and lose every write its disk has
     /// not made durable. It stays down until a [`ActionKind::RestartServer`].
     CrashServer,
+    /// The server revokes the agent's credential.
+    Revoke {
+        /// Which agent.
+        agent: String,
+    },
 }
 
 /// An action at a time.
@@ -153,6 +167,11 @@ pub struct RunSpec {
     pub invalid_token: Vec<String>,
     /// Windows in which enrollment answers an HTTP error (`enroll-errors`).
     pub enroll_outages: Vec<server::Outage>,
+    /// Windows in which some agents' check-ins get an HTTP error
+    /// (`checkin-errors`).
+    pub checkin_outages: Vec<server::CheckinOutage>,
+    /// Agents that present a wrong agent token (`bad-checkin-token`).
+    pub bad_checkin_token: Vec<String>,
     /// The server's reconcile queue worker does not run (`worker-down`).
     pub worker_down: bool,
 }
@@ -183,6 +202,8 @@ impl RunSpec {
             stall_writes: Vec::new(),
             invalid_token: Vec::new(),
             enroll_outages: Vec::new(),
+            checkin_outages: Vec::new(),
+            bad_checkin_token: Vec::new(),
             worker_down: false,
         }
     }
@@ -284,6 +305,16 @@ pub struct RunOutput {
     pub events: Vec<EventRecord>,
     /// SHA-256 of frames.jsonl, events.jsonl and the outcome without the digest.
     pub digest: String,
+    /// capture.pcap, when [`RunOptions::capture`] asked for it.
+    pub pcap: Option<Vec<u8>>,
+}
+
+/// How to run, beyond what the scenario says; nothing here changes the run
+/// or its digest.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Record every packet the hosts send, for capture.pcap ([`crate::capture`]).
+    pub capture: bool,
 }
 
 impl RunOutput {
@@ -303,6 +334,8 @@ impl RunOutput {
 struct AgentSlot {
     status: StatusCell,
     procs: Arc<crate::upgrade::Procs>,
+    // The monitor's last answers: (failon=failed, failon=degraded).
+    liveness: Mutex<(Option<u16>, Option<u16>)>,
     disk: Arc<KillableDisk>,
     install: Mutex<Option<agent::installer::InstallReport>>,
 }
@@ -317,7 +350,7 @@ struct InstallOrder {
     kill_after_certs: bool,
     delay_enroll: bool,
 }
-type SiteAgent = (AgentSpec, Arc<AgentSlot>, Arc<Mutex<InstallRx>>);
+type SiteAgent = (AgentSpec, Arc<AgentSlot>, Arc<Mutex<InstallRx>>, u16);
 
 /// The installer's timeout when nothing else is said (INCIDENTS.md, incident 1).
 pub const DEFAULT_INSTALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -328,6 +361,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs a spec to its end.
 pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
+    run_with(spec, RunOptions::default())
+}
+
+/// Runs a spec to its end, with `options`.
+pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunError> {
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_S);
     let mut sim = turmoil::Builder::new()
         .rng_seed(spec.seed)
@@ -340,6 +378,23 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         .udp_capacity(4096)
         .build();
     let observer = Arc::new(RunObserver::default());
+    let capture = options
+        .capture
+        .then(|| Arc::new(Capture::new(EPOCH_UNIX_S)));
+    // Every host's network: its firewall, and the capture when asked for.
+    let network = {
+        let capture = capture.clone();
+        move |owner: &str, firewall: Option<&Arc<Firewall>>| {
+            let mut n = TurmoilNetwork::new(owner);
+            if let Some(f) = firewall {
+                n = n.with_firewall(f.clone());
+            }
+            if let Some(c) = &capture {
+                n = n.with_capture(c.clone());
+            }
+            Arc::new(n)
+        }
+    };
     let clock = Arc::new(SimClock::new(epoch));
     let agent_sites: BTreeMap<String, String> = spec
         .agents
@@ -364,14 +419,16 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let stale_registry = spec.stale_registry.clone();
         let stall_writes = spec.stall_writes.clone();
         let enroll_outages = spec.enroll_outages.clone();
+        let checkin_outages = spec.checkin_outages.clone();
         let wake_worker = !spec.worker_down;
         let seed = spec.seed;
         let firewall = firewall.clone();
+        let network = network.clone();
         let boots = Arc::new(Mutex::new(0u64));
         sim.host(SERVER_HOST, move || {
             let slot = slot.clone();
             let env = Env {
-                net: Arc::new(TurmoilNetwork::new("server").with_firewall(firewall.clone())),
+                net: network("server", Some(&firewall)),
                 clock: clock.clone(),
                 crypto: seeded_provider(derive_seed(
                     seed,
@@ -393,6 +450,7 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
                 stale_registry_agents: stale_registry.clone(),
                 stall_writes: stall_writes.clone(),
                 enroll_outages: enroll_outages.clone(),
+                checkin_outages: checkin_outages.clone(),
                 wake_worker,
                 channel_proxy: Some(server::ChannelProxy {
                     public_host: PROXY_HOST.into(),
@@ -418,9 +476,10 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         let drops = spec.drops.clone();
         let seed = spec.seed;
         let sites = agent_sites.clone();
+        let network = network.clone();
         sim.host(PROXY_HOST, move || {
             let env = Env {
-                net: Arc::new(TurmoilNetwork::new(PROXY_HOST)),
+                net: network(PROXY_HOST, None),
                 clock: clock.clone(),
                 crypto: seeded_provider(derive_seed(seed, PROXY_HOST)),
                 disk: Arc::new(SimDisk::new()),
@@ -457,24 +516,32 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         }
         installers.insert(a.name.clone(), tx);
         slots.insert(a.name.clone(), slot.clone());
-        sites
-            .entry(a.site.clone())
-            .or_default()
-            .push((a.clone(), slot, Arc::new(Mutex::new(rx))));
+        let site = sites.entry(a.site.clone()).or_default();
+        // Agents of a site share its host: one liveness port each.
+        let port = agent::LIVENESS_PORT + site.len() as u16;
+        site.push((a.clone(), slot, Arc::new(Mutex::new(rx)), port));
     }
+    let probes: Vec<(Arc<AgentSlot>, String, u16)> = sites
+        .iter()
+        .flat_map(|(site, agents)| {
+            agents
+                .iter()
+                .map(move |(_, slot, _, port)| (slot.clone(), format!("site-{site}"), *port))
+        })
+        .collect();
     for (site, agents) in sites {
         let invalid_token = spec.invalid_token.clone();
+        let bad_checkin_token = spec.bad_checkin_token.clone();
         let observer = observer.clone();
         let clock = clock.clone();
         let server_slot = server_slot.clone();
         let seed = spec.seed;
         let firewall = firewall.clone();
+        let network = network.clone();
         sim.host(format!("site-{site}"), move || {
-            for (a, slot, rx) in &agents {
+            for (a, slot, rx, port) in &agents {
                 let env = Env {
-                    net: Arc::new(
-                        TurmoilNetwork::new(a.name.clone()).with_firewall(firewall.clone()),
-                    ),
+                    net: network(&a.name, Some(&firewall)),
                     clock: clock.clone(),
                     crypto: seeded_provider(derive_seed(seed, &format!("agent:{}", a.name))),
                     disk: slot.disk.clone(),
@@ -484,7 +551,11 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
                 tokio::spawn(agent_main(
                     env,
                     a.clone(),
-                    invalid_token.contains(&a.name),
+                    AgentFaults {
+                        invalid_token: invalid_token.contains(&a.name),
+                        bad_checkin_token: bad_checkin_token.contains(&a.name),
+                        liveness_port: *port,
+                    },
                     slot.clone(),
                     rx.clone(),
                     server_slot.clone(),
@@ -495,6 +566,64 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         });
     }
 
+    // The bench's monitor: probes every agent's liveness endpoint over the
+    // simulated network shortly before the end, as a real monitor would.
+    {
+        let observer = observer.clone();
+        let clock = clock.clone();
+        let seed = spec.seed;
+        let probe_at = spec.duration.saturating_sub(MONITOR_LEAD);
+        let network = network.clone();
+        sim.host(MONITOR_HOST, move || {
+            let env = Env {
+                net: network(MONITOR_HOST, None),
+                clock: clock.clone(),
+                crypto: seeded_provider(derive_seed(seed, MONITOR_HOST)),
+                disk: Arc::new(SimDisk::new()),
+                observer: observer.clone(),
+                point: MONITOR_HOST.into(),
+            };
+            let probes = probes.clone();
+            async move {
+                tokio::time::sleep(probe_at).await;
+                let mut tasks = Vec::new();
+                for (slot, host, port) in probes {
+                    let env = env.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut codes = [None, None];
+                        for (code, query) in
+                            codes.iter_mut().zip(["failon=failed", "failon=degraded"])
+                        {
+                            let probe = agent::liveness::probe(&env, &host, port, query);
+                            *code = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                                Ok(Ok(c)) => Some(c),
+                                _ => None,
+                            };
+                        }
+                        *lock(&slot.liveness) = (codes[0], codes[1]);
+                    }));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+
+    if let Some(c) = &capture {
+        c.set_owners(
+            [SERVER_HOST, PROXY_HOST, MONITOR_HOST]
+                .into_iter()
+                .map(|h| (h.to_string(), sim.lookup(h)))
+                .chain(
+                    spec.agents
+                        .iter()
+                        .map(|a| (a.name.clone(), sim.lookup(format!("site-{}", a.site)))),
+                ),
+        );
+    }
     firewall.set_addresses(
         vec![sim.lookup(SERVER_HOST), sim.lookup(PROXY_HOST)],
         spec.agents
@@ -537,9 +666,12 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
         ))
     })?;
     let outcome = outcome(spec, sim_time_us, &handle, &slots);
+    let pcap = capture.map(|c| c.pcap());
     drop(sim);
     let (frames, events) = observer.take();
-    Ok(finish(spec, outcome, frames, events))
+    let mut output = finish(spec, outcome, frames, events);
+    output.pcap = pcap;
+    Ok(output)
 }
 
 fn apply(
@@ -594,6 +726,12 @@ fn apply(
         ActionKind::RestartServer | ActionKind::CrashServer => {
             unreachable!("the driver applies power actions with `power`")
         }
+        ActionKind::Revoke { agent } => {
+            if let Some(h) = &handle {
+                h.revoke(agent);
+            }
+            ("bench.revoke", agent)
+        }
     };
     observer.event(EventRecord {
         t_us: now.as_micros() as u64,
@@ -637,12 +775,20 @@ fn power(
     });
 }
 
+/// What the bench sets up differently for one agent.
+#[derive(Clone, Copy, Debug)]
+struct AgentFaults {
+    invalid_token: bool,
+    bad_checkin_token: bool,
+    liveness_port: u16,
+}
+
 // An agent's life in its site: wait for the installer, run `up`, then the
 // service when the install succeeded.
 async fn agent_main(
     env: Env,
     spec: AgentSpec,
-    invalid_token: bool,
+    faults: AgentFaults,
     slot: Arc<AgentSlot>,
     install: Arc<Mutex<InstallRx>>,
     server: ServerSlot,
@@ -664,7 +810,7 @@ async fn agent_main(
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let token = if invalid_token {
+        let token = if faults.invalid_token {
             REVOKED_TOKEN
         } else {
             ENROLL_TOKEN
@@ -675,6 +821,10 @@ async fn agent_main(
         cfg.switches = spec.switches;
         cfg.defect = spec.defect;
         cfg.site = Some(spec.site.clone());
+        cfg.liveness_port = faults.liveness_port;
+        if faults.bad_checkin_token {
+            cfg.agent_token_override = Some(BAD_AGENT_TOKEN.into());
+        }
         // A running service (a prior install) keeps running while the
         // installer works; it is replaced only when the new install succeeds.
         if order.kill_after_certs {
@@ -772,6 +922,18 @@ fn outcome(
                 "ws": { "connected": st.ws_connected, "connects": st.ws_connects },
                 "commands": { "completed": st.commands_completed },
                 "last_error": st.last_error,
+                "fleet_state": st.health.fleet.state.name(),
+                "fleet_message": st.health.fleet.message,
+                "health": {
+                    "coordinator": st.health.coordinator.state.name(),
+                    "tunnel": st.health.components.get(agent::health::TUNNEL).map(|c| c.state.name()),
+                    "channel": st.health.components.get(agent::health::CHANNEL).map(|c| c.state.name()),
+                },
+                "liveness": {
+                    "failed": lock(&slot.liveness).0,
+                    "degraded": lock(&slot.liveness).1,
+                },
+                "checkins": { "sent": st.checkins, "failed": st.checkin_failures },
                 "wake_attempts": view.and_then(|v| v.wake.as_ref()).map(|w| w.wake_attempts),
                 "last_provision_error": view.and_then(|v| v.wake.as_ref()).and_then(|w| w.last_provision_error.clone()),
                 "upgrade": upgrade_outcome(&procs, st.agent_id.as_deref(), &upgrades, &files, sim_time_us),
@@ -914,6 +1076,7 @@ fn finish(
         frames,
         events,
         digest,
+        pcap: None,
     }
 }
 

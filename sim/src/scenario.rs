@@ -29,13 +29,14 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake, upgrade, restart and crash (of the server); faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, worker-down";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake, upgrade, revoke, restart and crash (of the server); faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, checkin-errors, bad-checkin-token, worker-down";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
         up_probe: b.is_on("up_probe"),
         transactional_enroll_write: b.is_on("transactional_enroll_write"),
         delayed_enroll_backoff: b.is_on("delayed_enroll_backoff"),
+        liveness_includes_fleet_state: b.is_on("liveness_includes_fleet_state"),
     }
 }
 
@@ -61,7 +62,9 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
     let mut stale_registry = Vec::new();
     let (mut half_open, mut drops, mut stall_writes) = (Vec::new(), Vec::new(), Vec::new());
     let (mut invalid_token, mut enroll_outages) = (Vec::new(), Vec::new());
+    let (mut checkin_outages, mut bad_checkin_token) = (Vec::new(), Vec::new());
     let mut worker_down = false;
+    let instances = sc.agent_instances();
     for f in &sc.faults {
         let windowed = matches!(
             f.kind,
@@ -69,10 +72,11 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 | FaultKind::HalfOpen { .. }
                 | FaultKind::DropFrames { .. }
                 | FaultKind::EnrollErrors { .. }
+                | FaultKind::CheckinErrors { .. }
         );
         if (f.from.is_some() || f.until.is_some()) && !windowed {
             return Err(unsupported(format!(
-                "`from`/`until` on fault `{}` (block, half-open, drop-frames and enroll-errors have time windows)",
+                "`from`/`until` on fault `{}` (block, half-open, drop-frames, enroll-errors and checkin-errors have time windows)",
                 f.kind.name()
             )));
         }
@@ -148,11 +152,31 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 from_us: from.as_micros() as u64,
                 until_us: f.until.map(|u| u.as_micros() as u64),
             }),
+            FaultKind::CheckinErrors {
+                status,
+                agent,
+                site,
+            } => checkin_outages.push(server::CheckinOutage {
+                outage: server::Outage {
+                    status: *status,
+                    from_us: from.as_micros() as u64,
+                    until_us: f.until.map(|u| u.as_micros() as u64),
+                },
+                agents: match (agent, site) {
+                    (Some(a), _) => vec![a.clone()],
+                    (None, Some(s)) => instances
+                        .iter()
+                        .filter(|i| &i.site == s)
+                        .map(|i| i.name.clone())
+                        .collect(),
+                    (None, None) => Vec::new(),
+                },
+            }),
+            FaultKind::BadCheckinToken { agent } => bad_checkin_token.push(agent.clone()),
             FaultKind::WorkerDown => worker_down = true,
             other => return Err(unsupported(format!("fault `{}`", other.name()))),
         }
     }
-    let instances = sc.agent_instances();
     let all: Vec<String> = instances.iter().map(|a| a.name.clone()).collect();
     let mut installed_by_action = BTreeSet::new();
     let mut actions = Vec::new();
@@ -208,6 +232,12 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                     defect: defect.map(build_defect),
                 },
             }),
+            FileAction::Revoke { agent } => actions.push(ActionSpec {
+                at: a.at,
+                kind: ActionKind::Revoke {
+                    agent: agent.clone(),
+                },
+            }),
             FileAction::Restart {
                 agent: format::scenario::Target::Server,
             } => actions.push(ActionSpec {
@@ -254,6 +284,8 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         stall_writes,
         invalid_token,
         enroll_outages,
+        checkin_outages,
+        bad_checkin_token,
         worker_down,
     })
 }

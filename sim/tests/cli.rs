@@ -255,6 +255,15 @@ fn run_smoke_prints_the_whole_report_and_writes_the_logs() {
             "no `{needle}` in report.html:\n{html}"
         );
     }
+    // capture.pcap: classic pcap of raw IPv4, opening with the first
+    // enrollment's SYN to the server's HTTPS port.
+    let pcap = std::fs::read(dir.join("capture.pcap")).unwrap();
+    assert_eq!(pcap[..4], 0xa1b2_c3d4u32.to_le_bytes());
+    assert_eq!(pcap[20..24], 101u32.to_le_bytes());
+    let first = &pcap[40..];
+    assert_eq!((first[0], first[9]), (0x45, 6), "IPv4 carrying TCP");
+    assert_eq!(u16::from_be_bytes([first[22], first[23]]), 7171);
+    assert_eq!(first[33], 0x02, "SYN");
 }
 
 #[test]

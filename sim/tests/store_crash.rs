@@ -21,6 +21,7 @@ fn agent(n: u64) -> AgentRecord {
         enrolled_at_us: n * 1_000,
         last_seen_us: Some(n * 2_000),
         revoked: false,
+        agent_token_sha256: None,
     }
 }
 

@@ -236,7 +236,10 @@ fn after_any_upgrade_and_restarts_exactly_one_version_runs_heartbeats_and_matche
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // The property is not vacuous: both ways out were taken.
     assert!(tally.keys().any(|k| k.ends_with("done:1.1.0")), "{tally:?}");
-    assert!(tally.keys().any(|k| k.ends_with("reverted:1.0.0")), "{tally:?}");
+    assert!(
+        tally.keys().any(|k| k.ends_with("reverted:1.0.0")),
+        "{tally:?}"
+    );
 }
 
 /// The check can fail: the legacy operator (stop on the agent's own word)

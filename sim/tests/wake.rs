@@ -120,3 +120,49 @@ fn queued_reconcile_tasks_survive_a_server_crash() {
     let ev = timeline(&spec);
     assert_escalation_survives_the_restart(&ev);
 }
+
+#[test]
+fn an_agent_with_a_bad_token_is_refused_woken_three_times_then_offline() {
+    let ev = events("wake-bad-token");
+    // The same timeline as an agent that never checks in: its channel's Auth
+    // and its check-ins are refused, so no check-in lands.
+    assert_eq!(at(&ev, "lifecycle.queue.enqueued")[0], (0, 1));
+    assert_eq!(
+        at(&ev, "lifecycle.reconcile.retriggered"),
+        [(31, 2), (61, 3)]
+    );
+    assert_eq!(
+        at(&ev, "lifecycle.reconcile.max_attempts_reached"),
+        [(91, 3)]
+    );
+    assert!(at(&ev, "lifecycle.reconcile.skip_not_stuck").is_empty());
+    assert!(at(&ev, "lifecycle.reconcile.revoked").is_empty());
+    let sc = format::load(&catalogue_dir().join("wake-bad-token.toml")).unwrap();
+    let out = sim::run::run(&resolve(&sc, None).unwrap()).unwrap();
+    let refused: Vec<u64> = out
+        .events
+        .iter()
+        .filter(|e| e.event == "channel.auth_refused" && e.host == "server")
+        .map(|e| e.t_us)
+        .collect();
+    // The agent keeps retrying, with a growing backoff: gaps never shrink
+    // much and the last ones are tens of seconds.
+    assert!(refused.len() >= 5, "{refused:?}");
+    let gaps: Vec<u64> = refused.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(*gaps.last().unwrap() >= 20_000_000, "{gaps:?}");
+    let max_error = out.outcome["agents"]["pst-server"]["last_provision_error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(max_error.contains("invalid agent token"), "{max_error}");
+}
+
+#[test]
+fn a_revoked_agent_is_not_woken_again_and_goes_offline_at_its_deadline() {
+    let ev = events("wake-revoked");
+    assert_eq!(at(&ev, "lifecycle.queue.enqueued"), [(0, 1)]);
+    assert_eq!(at(&ev, "lifecycle.reconcile.revoked"), [(31, 1)]);
+    assert!(at(&ev, "lifecycle.reconcile.retriggered").is_empty());
+    assert!(at(&ev, "lifecycle.reconcile.max_attempts_reached").is_empty());
+    assert_eq!(at(&ev, "queue.worker.success"), [(31, 1)]);
+}

@@ -14,6 +14,7 @@ use super::pool::{run_all, Progress};
 use super::run::run_once;
 use super::settings::CheckSettings;
 use super::{replay_command, source, CliError, Exit};
+use crate::run::RunOptions;
 
 /// What one run of a scenario gave: its digest and failed expectations,
 /// or why it did not finish.
@@ -164,7 +165,7 @@ fn write_error(path: &std::path::Path, source: std::io::Error) -> CliError {
 /// One of the two runs: digest, failed expectations and their count.
 fn run_twice_half(sc: &Scenario) -> RunResult {
     let started = Instant::now();
-    let outcome = match run_once(sc, None) {
+    let outcome = match run_once(sc, None, RunOptions::default()) {
         Ok(Ok(f)) => Ok((
             f.output.digest.clone(),
             f.failures().into_iter().map(String::from).collect(),

@@ -12,7 +12,7 @@ use reports::timeline::TimelineOptions;
 use super::args::OutputFormat;
 use super::settings::RunSettings;
 use super::{replay_command, source, CliError, Exit};
-use crate::run::{RunError, RunOutput};
+use crate::run::{RunError, RunOptions, RunOutput};
 use crate::scenario::{evaluate, resolve, Unsupported};
 
 /// A run that went to its end, judged.
@@ -42,10 +42,11 @@ impl Finished {
 pub(super) fn run_once(
     sc: &Scenario,
     seed: Option<u64>,
+    options: RunOptions,
 ) -> Result<Result<Finished, RunError>, Unsupported> {
     let spec = resolve(sc, seed)?;
     let started = Instant::now();
-    Ok(crate::run::run(&spec).map(|output| {
+    Ok(crate::run::run_with(&spec, options).map(|output| {
         let wall = started.elapsed();
         let results = evaluate(sc, &output.outcome);
         Finished {
@@ -57,11 +58,16 @@ pub(super) fn run_once(
 }
 
 /// The files a run writes, in the order they are written.
-pub(super) const OUTPUT_FILES: [&str; 4] =
-    ["report.json", "frames.jsonl", "events.jsonl", "report.html"];
+pub(super) const OUTPUT_FILES: [&str; 5] = [
+    "report.json",
+    "frames.jsonl",
+    "events.jsonl",
+    "report.html",
+    "capture.pcap",
+];
 
-/// Writes report.json (pretty), frames.jsonl, events.jsonl and report.html
-/// (the report of `view`) to `dir`, creating it.
+/// Writes report.json (pretty), frames.jsonl, events.jsonl, report.html
+/// (the report of `view`) and capture.pcap to `dir`, creating it.
 fn write_outputs(dir: &Path, output: &RunOutput, view: &RunView) -> Result<(), CliError> {
     let fail = |path: &Path, source| CliError::Write {
         path: path.display().to_string(),
@@ -70,10 +76,11 @@ fn write_outputs(dir: &Path, output: &RunOutput, view: &RunView) -> Result<(), C
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
     let contents = [
-        report_json(output),
-        output.frames_jsonl(),
-        output.events_jsonl(),
-        reports::html::render(view, &timeline_options()),
+        report_json(output).into_bytes(),
+        output.frames_jsonl().into_bytes(),
+        output.events_jsonl().into_bytes(),
+        reports::html::render(view, &timeline_options()).into_bytes(),
+        output.pcap.clone().unwrap_or_default(),
     ];
     for (name, text) in OUTPUT_FILES.iter().zip(contents) {
         let path = dir.join(name);
@@ -103,7 +110,7 @@ pub(super) fn run(
     let sc = &loaded.scenario;
     let seed = s.seed.unwrap_or(sc.seed);
     let replay = replay_command(&loaded.shown, seed);
-    let finished = match run_once(sc, Some(seed))? {
+    let finished = match run_once(sc, Some(seed), RunOptions { capture: true })? {
         Ok(f) => f,
         Err(e) => {
             writeln!(

@@ -11,6 +11,7 @@ use super::pool::{run_all, Progress};
 use super::run::run_once;
 use super::settings::SweepSettings;
 use super::{replay_command, source, CliError, Exit};
+use crate::run::RunOptions;
 
 pub(super) fn sweep(
     s: &SweepSettings,
@@ -55,7 +56,7 @@ pub(super) fn sweep(
         &seeds,
         s.jobs,
         |r: &Result<Option<String>, String>| progress.tick(!matches!(r, Ok(None))),
-        |seed| match run_once(sc, Some(*seed)) {
+        |seed| match run_once(sc, Some(*seed), RunOptions::default()) {
             Ok(Ok(f)) => {
                 let failures = f.failures();
                 match failures.as_slice() {

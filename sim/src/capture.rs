@@ -1,0 +1,498 @@
+//! capture.pcap: what every simulated host put on the wire, for Wireshark.
+//!
+//! The capture is taken at each host's sockets, in the network seam
+//! ([`crate::net::TurmoilNetwork::with_capture`]): every TCP byte a host
+//! writes and every UDP datagram it sends is recorded once, by its sender,
+//! at the simulated time it was sent. Bytes a fault loses on the path (a
+//! blocked datagram, a half-open direction) are in the capture, as a
+//! capture on the sending host would show them.
+//!
+//! The file is classic pcap with raw IPv4 packets (link type 101). turmoil
+//! carries streams, not segments, so the TCP segments are synthesized: a
+//! three-way handshake when a connect succeeds, the written bytes in
+//! segments of at most [`MSS`] bytes with consistent sequence and
+//! acknowledgement numbers, a FIN when a side shuts down or drops its
+//! stream. A connect the firewall refuses is a SYN answered by an RST; one
+//! it drops is a lone SYN; neither has a real source port, so they use
+//! ports counted from [`SYN_ONLY_PORT_BASE`]. Checksums are computed.
+//!
+//! Payloads are the real TLS records and QUIC packets, so they are
+//! encrypted. The capture is not part of the digest: tungstenite draws the
+//! client's WebSocket masks from the OS, so its ciphertext differs between
+//! two runs of one seed while every log stays the same.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use proto::env::BoxStream;
+use proto::frame::Dir;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::net::DatagramTap;
+
+/// The largest TCP payload of one synthesized segment.
+pub const MSS: usize = 1460;
+/// The first source port of connects that never got a socket.
+pub const SYN_ONLY_PORT_BASE: u16 = 61000;
+
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const PSH: u8 = 0x08;
+const ACK: u8 = 0x10;
+
+/// The packets of one run, in the order they were sent.
+#[derive(Debug)]
+pub struct Capture {
+    epoch_unix_s: u64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    // (simulated time in microseconds, IPv4 packet).
+    packets: Vec<(u64, Vec<u8>)>,
+    // Next sequence number per direction of a TCP connection.
+    next_seq: HashMap<(SocketAddr, SocketAddr), u32>,
+    // The address of each network owner's host, for UDP sockets bound to
+    // 0.0.0.0 (turmoil fills the host's address in only on the wire).
+    owners: BTreeMap<String, Ipv4Addr>,
+    syn_only: u16,
+    ip_id: u16,
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_us() -> u64 {
+    turmoil::sim_elapsed().unwrap_or(Duration::ZERO).as_micros() as u64
+}
+
+fn v4(ip: IpAddr) -> Ipv4Addr {
+    match ip {
+        IpAddr::V4(v) => v,
+        // Simulations are IPv4 (see `net::any_addr`); keep the file valid.
+        IpAddr::V6(v) => v.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+impl Capture {
+    /// An empty capture whose timestamps count from `epoch_unix_s`.
+    pub fn new(epoch_unix_s: u64) -> Capture {
+        Capture {
+            epoch_unix_s,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Tells which host address each network owner (`server`, an agent's
+    /// name, ...) sends from.
+    pub fn set_owners(&self, owners: impl IntoIterator<Item = (String, IpAddr)>) {
+        let mut s = lock(&self.state);
+        for (owner, ip) in owners {
+            s.owners.insert(owner, v4(ip));
+        }
+    }
+
+    /// How many packets it holds.
+    pub fn len(&self) -> usize {
+        lock(&self.state).packets.len()
+    }
+
+    /// Whether it holds no packet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A connect that succeeded: SYN, SYN-ACK, ACK.
+    pub fn tcp_open(&self, client: SocketAddr, server: SocketAddr) {
+        let t = now_us();
+        let mut s = lock(&self.state);
+        s.next_seq.insert((client, server), 1);
+        s.next_seq.insert((server, client), 1);
+        s.tcp(t, client, server, 0, 0, SYN, &[]);
+        s.tcp(t, server, client, 0, 1, SYN | ACK, &[]);
+        s.tcp(t, client, server, 1, 1, ACK, &[]);
+    }
+
+    /// A connect that never got a socket (the firewall refused or dropped
+    /// its SYN): a SYN from `owner`'s host, and an RST when `refused`.
+    pub fn tcp_syn_only(&self, owner: &str, server: SocketAddr, refused: bool) {
+        let t = now_us();
+        let mut s = lock(&self.state);
+        let ip = s
+            .owners
+            .get(owner)
+            .copied()
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let port = SYN_ONLY_PORT_BASE.wrapping_add(s.syn_only);
+        s.syn_only = s.syn_only.wrapping_add(1);
+        let client = SocketAddr::new(IpAddr::V4(ip), port);
+        s.tcp(t, client, server, 0, 0, SYN, &[]);
+        if refused {
+            s.tcp(t, server, client, 0, 1, RST | ACK, &[]);
+        }
+    }
+
+    /// Bytes written on a connection, from `src` to `dst`.
+    pub fn tcp_data(&self, src: SocketAddr, dst: SocketAddr, bytes: &[u8]) {
+        let t = now_us();
+        let mut s = lock(&self.state);
+        for chunk in bytes.chunks(MSS) {
+            let seq = s.seq(src, dst);
+            let ack = s.seq(dst, src);
+            s.tcp(t, src, dst, seq, ack, PSH | ACK, chunk);
+            s.next_seq
+                .insert((src, dst), seq.wrapping_add(chunk.len() as u32));
+        }
+    }
+
+    /// `src` closed its side of the connection.
+    pub fn tcp_fin(&self, src: SocketAddr, dst: SocketAddr) {
+        let t = now_us();
+        let mut s = lock(&self.state);
+        let seq = s.seq(src, dst);
+        let ack = s.seq(dst, src);
+        s.tcp(t, src, dst, seq, ack, FIN | ACK, &[]);
+        s.next_seq.insert((src, dst), seq.wrapping_add(1));
+    }
+
+    /// The pcap file: packets in time order (ties in the order they were
+    /// sent).
+    pub fn pcap(&self) -> Vec<u8> {
+        let s = lock(&self.state);
+        let mut order: Vec<&(u64, Vec<u8>)> = s.packets.iter().collect();
+        order.sort_by_key(|(t, _)| *t);
+        let mut out =
+            Vec::with_capacity(24 + s.packets.iter().map(|p| 16 + p.1.len()).sum::<usize>());
+        out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(&4u16.to_le_bytes());
+        out.extend_from_slice(&0i32.to_le_bytes()); // thiszone
+        out.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
+        out.extend_from_slice(&65_535u32.to_le_bytes()); // snaplen
+        out.extend_from_slice(&101u32.to_le_bytes()); // LINKTYPE_RAW
+        for (t, p) in order {
+            let secs = self.epoch_unix_s + t / 1_000_000;
+            out.extend_from_slice(&(secs as u32).to_le_bytes());
+            out.extend_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(p);
+        }
+        out
+    }
+}
+
+impl State {
+    fn seq(&self, src: SocketAddr, dst: SocketAddr) -> u32 {
+        self.next_seq.get(&(src, dst)).copied().unwrap_or(1)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tcp(
+        &mut self,
+        t: u64,
+        src: SocketAddr,
+        dst: SocketAddr,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &[u8],
+    ) {
+        let mut seg = Vec::with_capacity(20 + payload.len());
+        seg.extend_from_slice(&src.port().to_be_bytes());
+        seg.extend_from_slice(&dst.port().to_be_bytes());
+        seg.extend_from_slice(&seq.to_be_bytes());
+        seg.extend_from_slice(&ack.to_be_bytes());
+        seg.push(5 << 4); // data offset: 5 words, no options
+        seg.push(flags);
+        seg.extend_from_slice(&65_535u16.to_be_bytes()); // window
+        seg.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+        seg.extend_from_slice(payload);
+        self.ip(t, v4(src.ip()), v4(dst.ip()), 6, seg, 16);
+    }
+
+    fn udp(&mut self, t: u64, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        let mut seg = Vec::with_capacity(8 + payload.len());
+        seg.extend_from_slice(&src.port().to_be_bytes());
+        seg.extend_from_slice(&dst.port().to_be_bytes());
+        seg.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        seg.extend_from_slice(&[0, 0]);
+        seg.extend_from_slice(payload);
+        self.ip(t, v4(src.ip()), v4(dst.ip()), 17, seg, 6);
+    }
+
+    // Wraps a transport segment in an IPv4 header and fills in both
+    // checksums (`sum_at`: where the transport checksum goes).
+    fn ip(
+        &mut self,
+        t: u64,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        proto: u8,
+        mut seg: Vec<u8>,
+        sum_at: usize,
+    ) {
+        let mut pseudo = Vec::with_capacity(12);
+        pseudo.extend_from_slice(&src.octets());
+        pseudo.extend_from_slice(&dst.octets());
+        pseudo.extend_from_slice(&[0, proto]);
+        pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+        let mut sum = checksum(&[&pseudo, &seg]);
+        if proto == 17 && sum == 0 {
+            sum = 0xffff; // UDP: zero means "no checksum"
+        }
+        seg[sum_at..sum_at + 2].copy_from_slice(&sum.to_be_bytes());
+        let total = 20 + seg.len();
+        let mut p = Vec::with_capacity(total);
+        p.push(0x45);
+        p.push(0);
+        p.extend_from_slice(&(total.min(usize::from(u16::MAX)) as u16).to_be_bytes());
+        p.extend_from_slice(&self.ip_id.to_be_bytes());
+        self.ip_id = self.ip_id.wrapping_add(1);
+        p.extend_from_slice(&[0x40, 0]); // don't fragment
+        p.push(64);
+        p.push(proto);
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        let header_sum = checksum(&[&p]);
+        p[10..12].copy_from_slice(&header_sum.to_be_bytes());
+        p.extend_from_slice(&seg);
+        self.packets.push((t, p));
+    }
+}
+
+/// The Internet checksum (RFC 1071) of the concatenated parts.
+fn checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut odd: Option<u8> = None;
+    for part in parts {
+        for &b in *part {
+            match odd.take() {
+                Some(hi) => sum += u32::from(u16::from_be_bytes([hi, b])),
+                None => odd = Some(b),
+            }
+        }
+    }
+    if let Some(hi) = odd {
+        sum += u32::from(u16::from_be_bytes([hi, 0]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+impl DatagramTap for Capture {
+    fn datagram(
+        &self,
+        owner: &str,
+        dir: Dir,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: &[u8],
+    ) {
+        // The sender records each datagram; a receive would count it twice.
+        if dir != Dir::Tx {
+            return;
+        }
+        let t = now_us();
+        let mut s = lock(&self.state);
+        let ip = match local.ip() {
+            ip if !ip.is_unspecified() => v4(ip),
+            _ => s
+                .owners
+                .get(owner)
+                .copied()
+                .unwrap_or(Ipv4Addr::UNSPECIFIED),
+        };
+        s.udp(
+            t,
+            SocketAddr::new(IpAddr::V4(ip), local.port()),
+            remote,
+            payload,
+        );
+    }
+}
+
+/// A TCP stream whose writes and close go into a [`Capture`].
+pub struct CapturedStream {
+    inner: BoxStream,
+    capture: Arc<Capture>,
+    local: SocketAddr,
+    peer: SocketAddr,
+    closed: bool,
+}
+
+impl CapturedStream {
+    /// Wraps `inner`, the stream between `local` and `peer`.
+    pub fn new(
+        inner: BoxStream,
+        capture: Arc<Capture>,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Self {
+        CapturedStream {
+            inner,
+            capture,
+            local,
+            peer,
+            closed: false,
+        }
+    }
+}
+
+impl AsyncRead for CapturedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CapturedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            this.capture.tcp_data(this.local, this.peer, &buf[..*n]);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
+        if matches!(r, Poll::Ready(Ok(()))) && !this.closed {
+            this.closed = true;
+            this.capture.tcp_fin(this.local, this.peer);
+        }
+        r
+    }
+}
+
+impl Drop for CapturedStream {
+    // Dropping a socket closes it (the kernel sends the FIN); the teardown
+    // of the whole simulation after the run is not a close on the wire.
+    fn drop(&mut self) {
+        if !self.closed && turmoil::sim_elapsed().is_some() {
+            self.capture.tcp_fin(self.local, self.peer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_checksum_of_a_known_ipv4_header_verifies() {
+        // RFC 1071's example words, and a header whose checksum is known.
+        let header = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(checksum(&[&header]), 0xb861);
+        // Odd lengths pad with a zero byte; splitting the input changes nothing.
+        assert_eq!(checksum(&[&[1, 2, 3]]), checksum(&[&[1], &[2, 3]]));
+    }
+
+    #[test]
+    fn a_connection_is_a_handshake_segments_and_fins_with_consistent_numbers() {
+        let c = Capture::new(1_767_225_600);
+        let (a, b) = (addr("192.168.0.2:49152"), addr("192.168.0.1:8443"));
+        c.tcp_open(a, b);
+        c.tcp_data(a, b, &[7u8; 3000]);
+        c.tcp_data(b, a, b"ok");
+        c.tcp_fin(a, b);
+        let s = lock(&c.state);
+        let tcp: Vec<(u32, u32, u8, usize)> = s
+            .packets
+            .iter()
+            .map(|(_, p)| {
+                let seg = &p[20..];
+                let seq = u32::from_be_bytes(seg[4..8].try_into().unwrap());
+                let ack = u32::from_be_bytes(seg[8..12].try_into().unwrap());
+                (seq, ack, seg[13], seg.len() - 20)
+            })
+            .collect();
+        assert_eq!(
+            tcp,
+            [
+                (0, 0, SYN, 0),
+                (0, 1, SYN | ACK, 0),
+                (1, 1, ACK, 0),
+                (1, 1, PSH | ACK, 1460),
+                (1461, 1, PSH | ACK, 1460),
+                (2921, 1, PSH | ACK, 80),
+                (1, 3001, PSH | ACK, 2),
+                (3001, 3, FIN | ACK, 0),
+            ]
+        );
+        // Every IPv4 header and TCP segment checksums to zero with its sum in place.
+        for (_, p) in &s.packets {
+            assert_eq!(checksum(&[&p[..20]]), 0);
+            let seg = &p[20..];
+            let mut pseudo = p[12..20].to_vec();
+            pseudo.extend_from_slice(&[0, 6]);
+            pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+            assert_eq!(checksum(&[&pseudo, seg]), 0);
+        }
+    }
+
+    #[test]
+    fn the_file_is_classic_pcap_of_raw_ipv4_in_time_order() {
+        let c = Capture::new(1_767_225_600);
+        c.set_owners([("pst-1".to_string(), "192.168.0.3".parse().unwrap())]);
+        c.datagram(
+            "pst-1",
+            Dir::Tx,
+            addr("0.0.0.0:50000"),
+            addr("192.168.0.1:4433"),
+            b"quic",
+        );
+        c.datagram(
+            "pst-1",
+            Dir::Rx,
+            addr("0.0.0.0:50000"),
+            addr("192.168.0.1:4433"),
+            b"x",
+        );
+        let f = c.pcap();
+        assert_eq!(&f[..4], &0xa1b2_c3d4u32.to_le_bytes());
+        assert_eq!(u32::from_le_bytes(f[20..24].try_into().unwrap()), 101);
+        // One record (the receive is the sender's datagram, not recorded twice).
+        let len = u32::from_le_bytes(f[32..36].try_into().unwrap()) as usize;
+        assert_eq!(
+            u32::from_le_bytes(f[24..28].try_into().unwrap()),
+            1_767_225_600
+        );
+        assert_eq!(f.len(), 24 + 16 + len);
+        let p = &f[40..];
+        assert_eq!(&p[12..16], &[192, 168, 0, 3], "the owner's host address");
+        assert_eq!(p[9], 17);
+        assert_eq!(&p[28..], b"quic");
+    }
+}
