@@ -38,19 +38,25 @@ fn at(ev: &[(u64, String, serde_json::Value)], name: &str) -> Vec<(u64, i64)> {
         .collect()
 }
 
-#[test]
-fn an_agent_that_never_checks_in_is_woken_three_times_then_offline_at_ninety_seconds() {
-    let ev = events("wake-never-checks-in");
+// The escalation of an agent enrolled at 0 s that never checks in: woken
+// again at 31 and 61 s, offline at 91 s, each task run once.
+fn assert_woken_three_times_then_offline(ev: &[(u64, String, serde_json::Value)]) {
     assert_eq!(
-        at(&ev, "lifecycle.reconcile.retriggered"),
-        [(31, 2), (61, 3)]
+        at(ev, "lifecycle.reconcile.retriggered"),
+        [(31, 2), (61, 3)],
+        "{ev:?}"
     );
     assert_eq!(
-        at(&ev, "lifecycle.reconcile.max_attempts_reached"),
+        at(ev, "lifecycle.reconcile.max_attempts_reached"),
         [(91, 3)]
     );
-    assert_eq!(at(&ev, "queue.worker.success").len(), 3);
-    assert!(at(&ev, "lifecycle.reconcile.skip_not_stuck").is_empty());
+    assert_eq!(at(ev, "queue.worker.success").len(), 3);
+    assert!(at(ev, "lifecycle.reconcile.skip_not_stuck").is_empty());
+}
+
+#[test]
+fn an_agent_that_never_checks_in_is_woken_three_times_then_offline_at_ninety_seconds() {
+    assert_woken_three_times_then_offline(&events("wake-never-checks-in"));
 }
 
 #[test]
@@ -86,15 +92,7 @@ fn assert_escalation_survives_the_restart(ev: &[(u64, String, serde_json::Value)
         [0, 45],
         "{ev:?}"
     );
-    assert_eq!(
-        at(ev, "lifecycle.reconcile.retriggered"),
-        [(31, 2), (61, 3)]
-    );
-    assert_eq!(
-        at(ev, "lifecycle.reconcile.max_attempts_reached"),
-        [(91, 3)]
-    );
-    assert_eq!(at(ev, "queue.worker.success").len(), 3);
+    assert_woken_three_times_then_offline(ev);
 }
 
 #[test]
@@ -127,15 +125,7 @@ fn an_agent_with_a_bad_token_is_refused_woken_three_times_then_offline() {
     // The same timeline as an agent that never checks in: its channel's Auth
     // and its check-ins are refused, so no check-in lands.
     assert_eq!(at(&ev, "lifecycle.queue.enqueued")[0], (0, 1));
-    assert_eq!(
-        at(&ev, "lifecycle.reconcile.retriggered"),
-        [(31, 2), (61, 3)]
-    );
-    assert_eq!(
-        at(&ev, "lifecycle.reconcile.max_attempts_reached"),
-        [(91, 3)]
-    );
-    assert!(at(&ev, "lifecycle.reconcile.skip_not_stuck").is_empty());
+    assert_woken_three_times_then_offline(&ev);
     assert!(at(&ev, "lifecycle.reconcile.revoked").is_empty());
     let sc = format::load(&catalogue_dir().join("wake-bad-token.toml")).unwrap();
     let out = sim::run::run(&resolve(&sc, None).unwrap()).unwrap();
