@@ -49,14 +49,19 @@ const ACK: u8 = 0x10;
 /// The packets of one run, in the order they were sent.
 #[derive(Debug)]
 pub struct Capture {
-    epoch_unix_s: u64,
     state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    // (simulated time in microseconds, IPv4 packet).
-    packets: Vec<(u64, Vec<u8>)>,
+    epoch_unix_s: u64,
+    // The pcap records (record header, IPv4 packet) back to back, in the
+    // order the packets were sent. turmoil moves each host's clock on in
+    // turn at a tick, so that order is not always simulated-time order.
+    records: Vec<u8>,
+    count: usize,
+    last_us: u64,
+    out_of_order: bool,
     // Next sequence number per direction of a TCP connection.
     next_seq: HashMap<(SocketAddr, SocketAddr), u32>,
     // The address of each network owner's host, for UDP sockets bound to
@@ -86,8 +91,10 @@ impl Capture {
     /// An empty capture whose timestamps count from `epoch_unix_s`.
     pub fn new(epoch_unix_s: u64) -> Capture {
         Capture {
-            epoch_unix_s,
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                epoch_unix_s,
+                ..State::default()
+            }),
         }
     }
 
@@ -102,7 +109,7 @@ impl Capture {
 
     /// How many packets it holds.
     pub fn len(&self) -> usize {
-        lock(&self.state).packets.len()
+        lock(&self.state).count
     }
 
     /// Whether it holds no packet.
@@ -163,14 +170,16 @@ impl Capture {
         s.next_seq.insert((src, dst), seq.wrapping_add(1));
     }
 
-    /// The pcap file: packets in time order (ties in the order they were
-    /// sent).
-    pub fn pcap(&self) -> Vec<u8> {
-        let s = lock(&self.state);
-        let mut order: Vec<&(u64, Vec<u8>)> = s.packets.iter().collect();
-        order.sort_by_key(|(t, _)| *t);
-        let mut out =
-            Vec::with_capacity(24 + s.packets.iter().map(|p| 16 + p.1.len()).sum::<usize>());
+    /// The pcap file, taking the packets out of the capture.
+    pub fn take_pcap(&self) -> Vec<u8> {
+        let mut s = lock(&self.state);
+        let mut records = std::mem::take(&mut s.records);
+        if std::mem::take(&mut s.out_of_order) {
+            records = in_time_order(&records);
+        }
+        s.count = 0;
+        s.last_us = 0;
+        let mut out = Vec::with_capacity(24 + records.len());
         out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
         out.extend_from_slice(&2u16.to_le_bytes());
         out.extend_from_slice(&4u16.to_le_bytes());
@@ -178,14 +187,7 @@ impl Capture {
         out.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
         out.extend_from_slice(&65_535u32.to_le_bytes()); // snaplen
         out.extend_from_slice(&101u32.to_le_bytes()); // LINKTYPE_RAW
-        for (t, p) in order {
-            let secs = self.epoch_unix_s + t / 1_000_000;
-            out.extend_from_slice(&(secs as u32).to_le_bytes());
-            out.extend_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
-            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            out.extend_from_slice(p);
-        }
+        out.extend_from_slice(&records);
         out
     }
 }
@@ -266,8 +268,38 @@ impl State {
         let header_sum = checksum(&[&p]);
         p[10..12].copy_from_slice(&header_sum.to_be_bytes());
         p.extend_from_slice(&seg);
-        self.packets.push((t, p));
+        self.out_of_order |= t < self.last_us;
+        self.last_us = self.last_us.max(t);
+        let secs = self.epoch_unix_s + t / 1_000_000;
+        self.records.extend_from_slice(&(secs as u32).to_le_bytes());
+        self.records
+            .extend_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
+        self.records
+            .extend_from_slice(&(p.len() as u32).to_le_bytes());
+        self.records
+            .extend_from_slice(&(p.len() as u32).to_le_bytes());
+        self.records.extend_from_slice(&p);
+        self.count += 1;
     }
+}
+
+/// Pcap records sorted by their timestamps; records with equal times keep
+/// their order.
+fn in_time_order(records: &[u8]) -> Vec<u8> {
+    let word = |at: usize| u32::from_le_bytes(records[at..at + 4].try_into().expect("4 bytes"));
+    let mut index = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        let len = 16 + word(at + 8) as usize;
+        index.push(((word(at), word(at + 4)), at, len));
+        at += len;
+    }
+    index.sort_by_key(|(t, _, _)| *t);
+    let mut out = Vec::with_capacity(records.len());
+    for (_, at, len) in index {
+        out.extend_from_slice(&records[at..at + len]);
+    }
+    out
 }
 
 /// The Internet checksum (RFC 1071) of the concatenated parts.
@@ -407,6 +439,41 @@ mod tests {
         s.parse().unwrap()
     }
 
+    // The packets of a pcap file, with their timestamps.
+    fn packets(file: &[u8]) -> Vec<((u32, u32), Vec<u8>)> {
+        let word = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
+        let mut out = Vec::new();
+        let mut at = 24;
+        while at < file.len() {
+            let len = word(at + 8) as usize;
+            assert_eq!(word(at + 12) as usize, len, "captured = original length");
+            out.push((
+                (word(at), word(at + 4)),
+                file[at + 16..at + 16 + len].to_vec(),
+            ));
+            at += 16 + len;
+        }
+        assert_eq!(at, file.len());
+        out
+    }
+
+    #[test]
+    fn records_come_out_in_time_order_with_ties_in_send_order() {
+        let c = Capture::new(0);
+        let (a, b) = (addr("10.0.0.1:1000"), addr("10.0.0.2:2000"));
+        {
+            let mut s = lock(&c.state);
+            for (t, byte) in [(5, 1u8), (3, 2), (5, 3), (4, 4)] {
+                s.udp(t, a, b, &[byte]);
+            }
+        }
+        let order: Vec<(u32, u8)> = packets(&c.take_pcap())
+            .iter()
+            .map(|((_, us), p)| (*us, p[28]))
+            .collect();
+        assert_eq!(order, [(3, 2), (4, 4), (5, 1), (5, 3)]);
+    }
+
     #[test]
     fn the_checksum_of_a_known_ipv4_header_verifies() {
         // RFC 1071's example words, and a header whose checksum is known.
@@ -427,9 +494,10 @@ mod tests {
         c.tcp_data(a, b, &[7u8; 3000]);
         c.tcp_data(b, a, b"ok");
         c.tcp_fin(a, b);
-        let s = lock(&c.state);
-        let tcp: Vec<(u32, u32, u8, usize)> = s
-            .packets
+        assert_eq!(c.len(), 8);
+        let all = packets(&c.take_pcap());
+        assert!(c.is_empty(), "taken out");
+        let tcp: Vec<(u32, u32, u8, usize)> = all
             .iter()
             .map(|(_, p)| {
                 let seg = &p[20..];
@@ -452,7 +520,7 @@ mod tests {
             ]
         );
         // Every IPv4 header and TCP segment checksums to zero with its sum in place.
-        for (_, p) in &s.packets {
+        for (_, p) in &all {
             assert_eq!(checksum(&[&p[..20]]), 0);
             let seg = &p[20..];
             let mut pseudo = p[12..20].to_vec();
@@ -463,7 +531,7 @@ mod tests {
     }
 
     #[test]
-    fn the_file_is_classic_pcap_of_raw_ipv4_in_time_order() {
+    fn the_file_is_classic_pcap_of_raw_ipv4_sent_datagrams_once() {
         let c = Capture::new(1_767_225_600);
         c.set_owners([("pst-1".to_string(), "192.168.0.3".parse().unwrap())]);
         c.datagram(
@@ -480,17 +548,15 @@ mod tests {
             addr("192.168.0.1:4433"),
             b"x",
         );
-        let f = c.pcap();
+        let f = c.take_pcap();
         assert_eq!(&f[..4], &0xa1b2_c3d4u32.to_le_bytes());
         assert_eq!(u32::from_le_bytes(f[20..24].try_into().unwrap()), 101);
-        // One record (the receive is the sender's datagram, not recorded twice).
-        let len = u32::from_le_bytes(f[32..36].try_into().unwrap()) as usize;
-        assert_eq!(
-            u32::from_le_bytes(f[24..28].try_into().unwrap()),
-            1_767_225_600
-        );
-        assert_eq!(f.len(), 24 + 16 + len);
-        let p = &f[40..];
+        // One record (the receive is the sender's datagram, not recorded twice),
+        // stamped with the epoch (no simulation runs here: time 0).
+        let all = packets(&f);
+        assert_eq!(all.len(), 1);
+        let ((secs, micros), p) = &all[0];
+        assert_eq!((*secs, *micros), (1_767_225_600, 0));
         assert_eq!(&p[12..16], &[192, 168, 0, 3], "the owner's host address");
         assert_eq!(p[9], 17);
         assert_eq!(&p[28..], b"quic");

@@ -666,7 +666,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         ))
     })?;
     let outcome = outcome(spec, sim_time_us, &handle, &slots);
-    let pcap = capture.map(|c| c.pcap());
+    let pcap = capture.map(|c| c.take_pcap());
     drop(sim);
     let (frames, events) = observer.take();
     let mut output = finish(spec, outcome, frames, events);
