@@ -37,7 +37,7 @@ pub enum EnrollError {
         source: std::io::Error,
     },
     /// TLS failed (wrong CA, bad name, expired certificate).
-    #[error("TLS with the enrollment service failed: {0}; check the installer's gateway CA")]
+    #[error("TLS with the enrollment service failed: {0}; {hint}", hint = tls_hint(.0))]
     Tls(std::io::Error),
     /// The HTTP exchange failed.
     #[error("enrollment HTTP exchange failed: {0}")]
@@ -58,6 +58,26 @@ pub enum EnrollError {
     /// Local configuration problem.
     #[error("enrollment configuration: {0}")]
     Config(String),
+}
+
+/// What to check after a failed TLS handshake with the enrollment service:
+/// a certificate outside its validity period says more about this machine's
+/// clock than about the CA.
+fn tls_hint(e: &std::io::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    let cert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|r| match r {
+            rustls::Error::InvalidCertificate(c) => Some(c),
+            _ => None,
+        });
+    match cert {
+        Some(
+            C::NotValidYet | C::NotValidYetContext { .. } | C::Expired | C::ExpiredContext { .. },
+        ) => "check this machine's date and time (NTP): certificates are judged by its clock",
+        _ => "check the installer's gateway CA",
+    }
 }
 
 impl EnrollError {
@@ -215,5 +235,26 @@ pub async fn delayed_enroll(
             fields! {"error" => e.to_string(), "delay_ms" => delay},
         );
         tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(e: rustls::Error) -> EnrollError {
+        EnrollError::Tls(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    #[test]
+    fn a_certificate_out_of_its_validity_points_at_the_clock() {
+        use rustls::CertificateError as C;
+        for c in [C::NotValidYet, C::Expired] {
+            let msg = tls(rustls::Error::InvalidCertificate(c)).to_string();
+            assert!(msg.contains("date and time (NTP)"), "{msg}");
+            assert!(!msg.contains("gateway CA"), "{msg}");
+        }
+        let msg = tls(rustls::Error::InvalidCertificate(C::UnknownIssuer)).to_string();
+        assert!(msg.ends_with("check the installer's gateway CA"), "{msg}");
     }
 }

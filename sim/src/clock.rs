@@ -13,12 +13,27 @@ use proto::env::Clock;
 pub struct SimClock {
     /// Calendar time at the start of the run.
     pub epoch: SystemTime,
+    /// How far calendar time is off (`clock-skew`): behind when true.
+    skew: (bool, Duration),
 }
 
 impl SimClock {
     /// A clock whose run starts at `epoch`.
     pub fn new(epoch: SystemTime) -> Self {
-        SimClock { epoch }
+        SimClock {
+            epoch,
+            skew: (false, Duration::ZERO),
+        }
+    }
+
+    /// The same clock with its calendar time `by` behind (or ahead). The
+    /// time since the start of the run (timers, timeouts) is not skewed: a
+    /// machine's wrong date does not change how fast its seconds go.
+    pub fn skewed(&self, behind: bool, by: Duration) -> Self {
+        SimClock {
+            epoch: self.epoch,
+            skew: (behind, by),
+        }
     }
 
     fn elapsed(&self) -> Duration {
@@ -35,7 +50,11 @@ impl Clock for SimClock {
     }
 
     fn system_time(&self) -> SystemTime {
-        self.epoch + self.elapsed()
+        let t = self.epoch + self.elapsed();
+        match self.skew {
+            (true, by) => t - by,
+            (false, by) => t + by,
+        }
     }
 }
 
@@ -49,5 +68,18 @@ mod tests {
         let clock = SimClock::new(epoch);
         assert_eq!(clock.now_us(), 0);
         assert_eq!(clock.system_time(), epoch);
+    }
+
+    #[test]
+    fn a_skewed_clock_moves_calendar_time_only() {
+        let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let day = Duration::from_secs(86_400);
+        let behind = SimClock::new(epoch).skewed(true, day);
+        assert_eq!(behind.system_time(), epoch - day);
+        assert_eq!(behind.now_us(), 0);
+        assert_eq!(
+            SimClock::new(epoch).skewed(false, day).system_time(),
+            epoch + day
+        );
     }
 }

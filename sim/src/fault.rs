@@ -57,6 +57,56 @@ pub struct BlockRule {
     pub until: Option<Duration>,
 }
 
+/// What a `latency` or `jitter` fault does to a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkShape {
+    /// Every packet takes exactly this long, one way.
+    Latency(Duration),
+    /// Packets take up to this much longer than the path's least delay.
+    Jitter(Duration),
+}
+
+/// A `latency` or `jitter` fault, resolved: it shapes the links between one
+/// site's host and the server's side (the server and the reverse proxy),
+/// both ways, for every protocol. turmoil delays each message by a time
+/// drawn between a least and a largest delay; the run's own path is 1 to
+/// 20 ms ([`DEFAULT_DELAY`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkRule {
+    /// The site whose path it shapes.
+    pub site: String,
+    /// How.
+    pub shape: LinkShape,
+    /// In force from.
+    pub from: Duration,
+    /// In force until (exclusive); `None` = to the end.
+    pub until: Option<Duration>,
+}
+
+/// The least and largest one-way delay of a path no fault shapes.
+pub const DEFAULT_DELAY: (Duration, Duration) =
+    (Duration::from_millis(1), Duration::from_millis(20));
+
+impl LinkRule {
+    fn in_force(&self, now: Duration) -> bool {
+        now >= self.from && self.until.is_none_or(|u| now < u)
+    }
+}
+
+/// The (least, largest) one-way delay of `site`'s path at `now`: the
+/// default, then each rule in force in order. A latency fixes both at its
+/// value; a jitter lets the delay reach its amount above the least.
+pub fn link_delay(rules: &[LinkRule], site: &str, now: Duration) -> (Duration, Duration) {
+    let mut d = DEFAULT_DELAY;
+    for r in rules.iter().filter(|r| r.site == site && r.in_force(now)) {
+        d = match r.shape {
+            LinkShape::Latency(v) => (v, v),
+            LinkShape::Jitter(j) => (d.0, d.0 + j),
+        };
+    }
+    d
+}
+
 /// A `half-open` fault, resolved: while in force, bytes of the agents' TCP
 /// streams (command channel, enrollment) going one way are silently lost,
 /// FIN included; the other way keeps working and neither side is told.
@@ -381,5 +431,38 @@ mod tests {
         );
         let forever = Firewall::new(vec![rule(Direction::Both, 0, None)], BTreeMap::new());
         assert_eq!(forever.lifted_at(Proto::Udp, &p, &s, 1, 4433, at(1)), None);
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    #[test]
+    fn latency_fixes_the_delay_and_jitter_widens_it_inside_their_windows() {
+        let rules = vec![
+            LinkRule {
+                site: "pst".into(),
+                shape: LinkShape::Latency(ms(300)),
+                from: ms(1000),
+                until: Some(ms(5000)),
+            },
+            LinkRule {
+                site: "pst".into(),
+                shape: LinkShape::Jitter(ms(200)),
+                from: ms(2000),
+                until: None,
+            },
+        ];
+        assert_eq!(link_delay(&rules, "pst", ms(0)), DEFAULT_DELAY);
+        assert_eq!(link_delay(&rules, "pst", ms(1000)), (ms(300), ms(300)));
+        assert_eq!(link_delay(&rules, "pst", ms(2000)), (ms(300), ms(500)));
+        // The latency's window ends: jitter on the default path.
+        assert_eq!(link_delay(&rules, "pst", ms(5000)), (ms(1), ms(201)));
+        assert_eq!(link_delay(&rules, "hq", ms(3000)), DEFAULT_DELAY);
     }
 }

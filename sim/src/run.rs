@@ -25,7 +25,7 @@ use crate::clock::SimClock;
 use crate::crypto::{derive_seed, seeded_provider};
 use crate::diagnose::{diagnose, View};
 use crate::disk::SimDisk;
-use crate::fault::{BlockRule, Firewall, HalfOpenRule};
+use crate::fault::{link_delay, BlockRule, Firewall, HalfOpenRule, LinkRule, DEFAULT_DELAY};
 use crate::kill::KillableDisk;
 use crate::net::TurmoilNetwork;
 use crate::observe::{to_jsonl, RunObserver};
@@ -174,6 +174,11 @@ pub struct RunSpec {
     pub bad_checkin_token: Vec<String>,
     /// The server's reconcile queue worker does not run (`worker-down`).
     pub worker_down: bool,
+    /// Delays on sites' paths (`latency`, `jitter`).
+    pub links: Vec<LinkRule>,
+    /// Agents whose calendar clock is off (`clock-skew`): behind when the
+    /// flag is set, by the duration.
+    pub clock_skew: Vec<(String, bool, Duration)>,
 }
 
 impl RunSpec {
@@ -205,6 +210,8 @@ impl RunSpec {
             checkin_outages: Vec::new(),
             bad_checkin_token: Vec::new(),
             worker_down: false,
+            links: Vec::new(),
+            clock_skew: Vec::new(),
         }
     }
 
@@ -372,8 +379,8 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         .epoch(epoch)
         .tick_duration(spec.tick)
         .simulation_duration(spec.duration + Duration::from_secs(60))
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(20))
+        .min_message_latency(DEFAULT_DELAY.0)
+        .max_message_latency(DEFAULT_DELAY.1)
         .tcp_capacity(4096)
         .udp_capacity(4096)
         .build();
@@ -534,15 +541,20 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         let bad_checkin_token = spec.bad_checkin_token.clone();
         let observer = observer.clone();
         let clock = clock.clone();
+        let clock_skew = spec.clock_skew.clone();
         let server_slot = server_slot.clone();
         let seed = spec.seed;
         let firewall = firewall.clone();
         let network = network.clone();
         sim.host(format!("site-{site}"), move || {
             for (a, slot, rx, port) in &agents {
+                let clock = match clock_skew.iter().find(|(name, ..)| *name == a.name) {
+                    Some((_, behind, by)) => Arc::new(clock.skewed(*behind, *by)),
+                    None => clock.clone(),
+                };
                 let env = Env {
                     net: network(&a.name, Some(&firewall)),
-                    clock: clock.clone(),
+                    clock,
                     crypto: seeded_provider(derive_seed(seed, &format!("agent:{}", a.name))),
                     disk: slot.disk.clone(),
                     observer: observer.clone(),
@@ -636,8 +648,25 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
     let mut actions = spec.actions.clone();
     actions.sort_by_key(|a| a.at);
     let mut next = 0;
+    // The delays each shaped site's path has now.
+    let mut shaped: BTreeMap<&str, (Duration, Duration)> = spec
+        .links
+        .iter()
+        .map(|l| (l.site.as_str(), DEFAULT_DELAY))
+        .collect();
     loop {
         let now = sim.elapsed();
+        for (site, applied) in shaped.iter_mut() {
+            let want = link_delay(&spec.links, site, now);
+            if want != *applied {
+                let host = format!("site-{site}");
+                for end in [SERVER_HOST, PROXY_HOST] {
+                    sim.set_link_latency(host.as_str(), end, want.0);
+                    sim.set_link_max_message_latency(host.as_str(), end, want.1);
+                }
+                *applied = want;
+            }
+        }
         while next < actions.len() && actions[next].at <= now {
             let kind = &actions[next].kind;
             match kind {

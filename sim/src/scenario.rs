@@ -13,7 +13,7 @@ use format::scenario::{ActionKind as FileAction, Bug, Endpoint, FaultKind, Frame
 use proto::frame::FrameKind;
 use server::ServerSwitches;
 
-use crate::fault::{BlockRule, HalfOpenRule};
+use crate::fault::{BlockRule, HalfOpenRule, LinkRule, LinkShape};
 use crate::proxy::DropRule;
 use crate::run::{ActionKind, ActionSpec, AgentSpec, RunSpec};
 
@@ -29,7 +29,7 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake, upgrade, revoke, restart and crash (of the server); faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, checkin-errors, bad-checkin-token, worker-down";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake, upgrade, revoke, restart and crash (of the server); faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, checkin-errors, bad-checkin-token, worker-down, latency and jitter (between the server and a site), clock-skew";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -64,6 +64,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
     let (mut invalid_token, mut enroll_outages) = (Vec::new(), Vec::new());
     let (mut checkin_outages, mut bad_checkin_token) = (Vec::new(), Vec::new());
     let mut worker_down = false;
+    let (mut links, mut clock_skew) = (Vec::new(), Vec::new());
     let instances = sc.agent_instances();
     for f in &sc.faults {
         let windowed = matches!(
@@ -73,10 +74,12 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 | FaultKind::DropFrames { .. }
                 | FaultKind::EnrollErrors { .. }
                 | FaultKind::CheckinErrors { .. }
+                | FaultKind::Latency { .. }
+                | FaultKind::Jitter { .. }
         );
         if (f.from.is_some() || f.until.is_some()) && !windowed {
             return Err(unsupported(format!(
-                "`from`/`until` on fault `{}` (block, half-open, drop-frames, enroll-errors and checkin-errors have time windows)",
+                "`from`/`until` on fault `{}` (block, half-open, drop-frames, enroll-errors checkin-errors, latency and jitter have time windows)",
                 f.kind.name()
             )));
         }
@@ -174,6 +177,21 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
             }),
             FaultKind::BadCheckinToken { agent } => bad_checkin_token.push(agent.clone()),
             FaultKind::WorkerDown => worker_down = true,
+            FaultKind::Latency { between, mean } => links.push(LinkRule {
+                site: shaped_site(between, f.kind.name()).map_err(unsupported)?,
+                shape: LinkShape::Latency(*mean),
+                from,
+                until: f.until,
+            }),
+            FaultKind::Jitter { between, amount } => links.push(LinkRule {
+                site: shaped_site(between, f.kind.name()).map_err(unsupported)?,
+                shape: LinkShape::Jitter(*amount),
+                from,
+                until: f.until,
+            }),
+            FaultKind::ClockSkew { agent, offset } => {
+                clock_skew.push((agent.clone(), offset.negative, offset.magnitude))
+            }
             other => return Err(unsupported(format!("fault `{}`", other.name()))),
         }
     }
@@ -287,6 +305,8 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         checkin_outages,
         bad_checkin_token,
         worker_down,
+        links,
+        clock_skew,
     })
 }
 
@@ -298,6 +318,22 @@ fn build_defect(d: format::scenario::UpgradeDefect) -> proto::build::BuildDefect
         D::FailsSelfTest => B::FailsSelfTest,
         D::NeverHeartbeats => B::NeverHeartbeats,
         D::CrashesOnStart => B::CrashesOnStart,
+    }
+}
+
+// The site whose path a `latency` or `jitter` fault shapes: one end is the
+// server, the other a site (agents of a site share its host and its path).
+fn shaped_site(between: &[Endpoint; 2], kind: &str) -> Result<String, String> {
+    let other: Vec<&Endpoint> = between.iter().filter(|e| **e != Endpoint::Server).collect();
+    match other.as_slice() {
+        [Endpoint::Site(site)] => Ok(site.clone()),
+        [Endpoint::Agent(a)] => Err(format!(
+            "`{kind}` between the server and agent `{a}`: the agents of a site share its host and its path, so name the site (`site:<name>`)"
+        )),
+        _ => Err(format!(
+            "`{kind}` between {} and {}: one end must be the server, the other a site",
+            between[0], between[1]
+        )),
     }
 }
 
