@@ -57,20 +57,25 @@ pub struct BlockRule {
     pub until: Option<Duration>,
 }
 
-/// What a `latency` or `jitter` fault does to a path.
+/// What a `latency`, `jitter` or `partition` fault does to a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkShape {
     /// Every packet takes exactly this long, one way.
     Latency(Duration),
     /// Packets take up to this much longer than the path's least delay.
     Jitter(Duration),
+    /// Nothing gets through while in force. turmoil holds what is sent and
+    /// delivers it when the partition ends: established TCP streams stall
+    /// and resume intact (as TCP's retransmissions would make them), new
+    /// connects wait, and the applications' own timeouts decide the rest.
+    Partition,
 }
 
-/// A `latency` or `jitter` fault, resolved: it shapes the links between one
-/// site's host and the server's side (the server and the reverse proxy),
-/// both ways, for every protocol. turmoil delays each message by a time
-/// drawn between a least and a largest delay; the run's own path is 1 to
-/// 20 ms ([`DEFAULT_DELAY`]).
+/// A `latency`, `jitter` or `partition` fault, resolved: it shapes the
+/// links between one site's host and the server's side (the server and the
+/// reverse proxy), both ways, for every protocol. turmoil delays each
+/// message by a time drawn between a least and a largest delay; the run's
+/// own path is 1 to 20 ms ([`DEFAULT_DELAY`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinkRule {
     /// The site whose path it shapes.
@@ -102,9 +107,17 @@ pub fn link_delay(rules: &[LinkRule], site: &str, now: Duration) -> (Duration, D
         d = match r.shape {
             LinkShape::Latency(v) => (v, v),
             LinkShape::Jitter(j) => (d.0, d.0 + j),
+            LinkShape::Partition => d,
         };
     }
     d
+}
+
+/// Whether a `partition` of `site`'s path is in force at `now`.
+pub fn link_held(rules: &[LinkRule], site: &str, now: Duration) -> bool {
+    rules
+        .iter()
+        .any(|r| r.site == site && r.shape == LinkShape::Partition && r.in_force(now))
 }
 
 /// A `half-open` fault, resolved: while in force, bytes of the agents' TCP
@@ -464,5 +477,28 @@ mod link_tests {
         // The latency's window ends: jitter on the default path.
         assert_eq!(link_delay(&rules, "pst", ms(5000)), (ms(1), ms(201)));
         assert_eq!(link_delay(&rules, "hq", ms(3000)), DEFAULT_DELAY);
+        assert!(!link_held(&rules, "pst", ms(3000)));
+    }
+
+    #[test]
+    fn a_partition_holds_its_site_inside_its_window_only() {
+        let rules = vec![LinkRule {
+            site: "pst".into(),
+            shape: LinkShape::Partition,
+            from: ms(1000),
+            until: Some(ms(2000)),
+        }];
+        let held = |site, t| link_held(&rules, site, ms(t));
+        assert_eq!(
+            [
+                held("pst", 999),
+                held("pst", 1000),
+                held("pst", 1999),
+                held("pst", 2000)
+            ],
+            [false, true, true, false]
+        );
+        assert!(!held("hq", 1500));
+        assert_eq!(link_delay(&rules, "pst", ms(1500)), DEFAULT_DELAY);
     }
 }

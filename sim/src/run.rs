@@ -25,7 +25,9 @@ use crate::clock::SimClock;
 use crate::crypto::{derive_seed, seeded_provider};
 use crate::diagnose::{diagnose, View};
 use crate::disk::SimDisk;
-use crate::fault::{link_delay, BlockRule, Firewall, HalfOpenRule, LinkRule, DEFAULT_DELAY};
+use crate::fault::{
+    link_delay, link_held, BlockRule, Firewall, HalfOpenRule, LinkRule, DEFAULT_DELAY,
+};
 use crate::kill::KillableDisk;
 use crate::net::TurmoilNetwork;
 use crate::observe::{to_jsonl, RunObserver};
@@ -648,23 +650,34 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
     let mut actions = spec.actions.clone();
     actions.sort_by_key(|a| a.at);
     let mut next = 0;
-    // The delays each shaped site's path has now.
-    let mut shaped: BTreeMap<&str, (Duration, Duration)> = spec
+    // The delays each shaped site's path has now, and whether it is held.
+    let mut shaped: BTreeMap<&str, ((Duration, Duration), bool)> = spec
         .links
         .iter()
-        .map(|l| (l.site.as_str(), DEFAULT_DELAY))
+        .map(|l| (l.site.as_str(), (DEFAULT_DELAY, false)))
         .collect();
     loop {
         let now = sim.elapsed();
-        for (site, applied) in shaped.iter_mut() {
+        for (site, (delay, held)) in shaped.iter_mut() {
+            let host = format!("site-{site}");
             let want = link_delay(&spec.links, site, now);
-            if want != *applied {
-                let host = format!("site-{site}");
+            if want != *delay {
                 for end in [SERVER_HOST, PROXY_HOST] {
                     sim.set_link_latency(host.as_str(), end, want.0);
                     sim.set_link_max_message_latency(host.as_str(), end, want.1);
                 }
-                *applied = want;
+                *delay = want;
+            }
+            let hold = link_held(&spec.links, site, now);
+            if hold != *held {
+                for end in [SERVER_HOST, PROXY_HOST] {
+                    if hold {
+                        sim.hold(host.as_str(), end);
+                    } else {
+                        sim.release(host.as_str(), end);
+                    }
+                }
+                *held = hold;
             }
         }
         while next < actions.len() && actions[next].at <= now {

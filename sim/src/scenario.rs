@@ -29,7 +29,7 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake, upgrade, revoke, restart and crash (of the server); faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, checkin-errors, bad-checkin-token, worker-down, latency and jitter (between the server and a site), clock-skew";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake, upgrade, revoke, restart and crash (of the server); faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, checkin-errors, bad-checkin-token, worker-down, latency, jitter and partition (between the server and a site), clock-skew";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -76,10 +76,11 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 | FaultKind::CheckinErrors { .. }
                 | FaultKind::Latency { .. }
                 | FaultKind::Jitter { .. }
+                | FaultKind::Partition { .. }
         );
         if (f.from.is_some() || f.until.is_some()) && !windowed {
             return Err(unsupported(format!(
-                "`from`/`until` on fault `{}` (block, half-open, drop-frames, enroll-errors checkin-errors, latency and jitter have time windows)",
+                "`from`/`until` on fault `{}` (block, half-open, drop-frames, enroll-errors checkin-errors, latency, jitter and partition have time windows)",
                 f.kind.name()
             )));
         }
@@ -186,6 +187,12 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
             FaultKind::Jitter { between, amount } => links.push(LinkRule {
                 site: shaped_site(between, f.kind.name()).map_err(unsupported)?,
                 shape: LinkShape::Jitter(*amount),
+                from,
+                until: f.until,
+            }),
+            FaultKind::Partition { between } => links.push(LinkRule {
+                site: shaped_site(between, f.kind.name()).map_err(unsupported)?,
+                shape: LinkShape::Partition,
                 from,
                 until: f.until,
             }),
@@ -321,7 +328,7 @@ fn build_defect(d: format::scenario::UpgradeDefect) -> proto::build::BuildDefect
     }
 }
 
-// The site whose path a `latency` or `jitter` fault shapes: one end is the
+// The site whose path a `latency`, `jitter` or `partition` fault shapes: one end is the
 // server, the other a site (agents of a site share its host and its path).
 fn shaped_site(between: &[Endpoint; 2], kind: &str) -> Result<String, String> {
     let other: Vec<&Endpoint> = between.iter().filter(|e| **e != Endpoint::Server).collect();
