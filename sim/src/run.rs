@@ -117,6 +117,19 @@ pub enum ActionKind {
     /// Kill the server's software at once and lose every write its disk has
     /// not made durable. It stays down until a [`ActionKind::RestartServer`].
     CrashServer,
+    /// Stop the agent's service (every process of it) and start it again:
+    /// the version the agent's disk names active, with the settings of its
+    /// last successful install. Nothing happens before an install.
+    RestartAgent {
+        /// Which agent.
+        agent: String,
+    },
+    /// Kill the agent's processes at once and lose every write its disk has
+    /// not made durable; it stays down until a restart or an install.
+    CrashAgent {
+        /// Which agent.
+        agent: String,
+    },
     /// The server revokes the agent's credential.
     Revoke {
         /// Which agent.
@@ -347,10 +360,12 @@ struct AgentSlot {
     liveness: Mutex<(Option<u16>, Option<u16>)>,
     disk: Arc<KillableDisk>,
     install: Mutex<Option<agent::installer::InstallReport>>,
+    // The service's settings, from the last successful install.
+    service: Mutex<Option<AgentConfig>>,
 }
 
 type ServerSlot = Arc<Mutex<Option<ServerHandle>>>;
-type InstallRx = mpsc::UnboundedReceiver<InstallOrder>;
+type InstallRx = mpsc::UnboundedReceiver<AgentOrder>;
 
 /// What the bench tells an agent's installer.
 #[derive(Clone, Copy, Debug)]
@@ -358,6 +373,15 @@ struct InstallOrder {
     timeout: Duration,
     kill_after_certs: bool,
     delay_enroll: bool,
+}
+
+/// What the bench tells an agent's machine: run the installer, or restart
+/// or crash the agent's service.
+#[derive(Clone, Copy, Debug)]
+enum AgentOrder {
+    Install(InstallOrder),
+    Restart,
+    Crash,
 }
 type SiteAgent = (AgentSpec, Arc<AgentSlot>, Arc<Mutex<InstallRx>>, u16);
 
@@ -511,17 +535,17 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
 
     // One host per site, every agent its own tasks inside it.
     let mut slots: BTreeMap<String, Arc<AgentSlot>> = BTreeMap::new();
-    let mut installers: BTreeMap<String, mpsc::UnboundedSender<InstallOrder>> = BTreeMap::new();
+    let mut installers: BTreeMap<String, mpsc::UnboundedSender<AgentOrder>> = BTreeMap::new();
     let mut sites: BTreeMap<String, Vec<SiteAgent>> = BTreeMap::new();
     for a in &spec.agents {
         let slot = Arc::new(AgentSlot::default());
         let (tx, rx) = mpsc::unbounded_channel();
         if a.install_at_start {
-            let _ = tx.send(InstallOrder {
+            let _ = tx.send(AgentOrder::Install(InstallOrder {
                 timeout: DEFAULT_INSTALL_TIMEOUT,
                 kill_after_certs: false,
                 delay_enroll: false,
-            });
+            }));
         }
         installers.insert(a.name.clone(), tx);
         slots.insert(a.name.clone(), slot.clone());
@@ -719,7 +743,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
 fn apply(
     kind: &ActionKind,
     server: &ServerSlot,
-    installers: &BTreeMap<String, mpsc::UnboundedSender<InstallOrder>>,
+    installers: &BTreeMap<String, mpsc::UnboundedSender<AgentOrder>>,
     observer: &RunObserver,
     now: Duration,
 ) {
@@ -733,13 +757,23 @@ fn apply(
             delay_enroll,
         } => {
             if let Some(tx) = installers.get(agent) {
-                let _ = tx.send(InstallOrder {
+                let _ = tx.send(AgentOrder::Install(InstallOrder {
                     timeout: *timeout,
                     kill_after_certs: *kill_after_certs,
                     delay_enroll: *delay_enroll,
-                });
+                }));
             }
             ("bench.install", agent)
+        }
+        ActionKind::RestartAgent { agent } | ActionKind::CrashAgent { agent } => {
+            let (order, event) = match kind {
+                ActionKind::RestartAgent { .. } => (AgentOrder::Restart, "bench.restart"),
+                _ => (AgentOrder::Crash, "bench.crash"),
+            };
+            if let Some(tx) = installers.get(agent) {
+                let _ = tx.send(order);
+            }
+            (event, agent)
         }
         ActionKind::Dispatch { agent, command } => {
             if let Some(h) = &handle {
@@ -845,6 +879,30 @@ async fn agent_main(
         let Some(order) = std::future::poll_fn(|cx| lock(&install).poll_recv(cx)).await else {
             return;
         };
+        let order = match order {
+            AgentOrder::Install(o) => o,
+            AgentOrder::Crash => {
+                slot.procs.stop_all(env.now_us());
+                slot.disk.inner().crash();
+                env.event("agent.killed", fields! {"by" => "bench crash"});
+                continue;
+            }
+            AgentOrder::Restart => {
+                slot.procs.stop_all(env.now_us());
+                let Some(cfg) = lock(&slot.service).clone() else {
+                    env.event(
+                        "agent.restart_skipped",
+                        fields! {"reason" => "not installed"},
+                    );
+                    continue;
+                };
+                match crate::upgrade::restart(&penv, &slot.procs, cfg, &slot.status) {
+                    Ok(version) => env.event("agent.restarted", fields! {"version" => version}),
+                    Err(e) => env.event("agent.restart_failed", fields! {"error" => e}),
+                }
+                continue;
+            }
+        };
         // The installer ships the gateway CA; wait for the server to have one.
         let ca_pem = loop {
             if let Some(h) = lock(&server).as_ref() {
@@ -889,6 +947,7 @@ async fn agent_main(
                 st.tunnel_connected = false;
                 st.ws_connected = false;
             }
+            *lock(&slot.service) = Some(cfg.clone());
             slot.procs.spawn(&penv, cfg, slot.status.clone(), None);
         }
     }

@@ -29,7 +29,7 @@ pub struct Unsupported {
     pub supported: &'static str,
 }
 
-const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake, upgrade, revoke, restart and crash (of the server); faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, checkin-errors, bad-checkin-token, worker-down, latency, jitter and partition (between the server and a site), clock-skew";
+const SUPPORTED_ACTIONS: &str = "actions install, dispatch, evict, wake, upgrade, revoke, restart and crash (of the server or an agent); faults block, half-open, drop-frames, stall-writes, agent-bug, stale-registry, invalid-token, enroll-errors, checkin-errors, bad-checkin-token, worker-down, latency, jitter and partition (between the server and a site), clock-skew";
 
 fn agent_switches(b: &format::scenario::Behavior) -> AgentSwitches {
     AgentSwitches {
@@ -275,12 +275,22 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 at: a.at,
                 kind: ActionKind::CrashServer,
             }),
-            FileAction::Restart { agent } | FileAction::Crash { agent } => {
-                return Err(unsupported(format!(
-                    "action `{}` of agent `{agent}` (restart and crash act on the server only)",
-                    a.kind.name()
-                )))
-            }
+            FileAction::Restart {
+                agent: format::scenario::Target::Agent(agent),
+            } => actions.push(ActionSpec {
+                at: a.at,
+                kind: ActionKind::RestartAgent {
+                    agent: agent.clone(),
+                },
+            }),
+            FileAction::Crash {
+                agent: format::scenario::Target::Agent(agent),
+            } => actions.push(ActionSpec {
+                at: a.at,
+                kind: ActionKind::CrashAgent {
+                    agent: agent.clone(),
+                },
+            }),
         }
     }
     Ok(RunSpec {

@@ -166,16 +166,68 @@ struct SimSupervisor {
     me: usize,
 }
 
+/// The build of `version` on the agent's disk.
+fn build(penv: &ProcEnv, version: &str) -> Result<Build, String> {
+    let path = build_path(version);
+    let bytes =
+        proto::files::read(penv.env.disk.as_ref(), &path).map_err(|e| format!("{path}: {e}"))?;
+    let b = Build::parse(&bytes)?;
+    if b.version != version {
+        return Err(format!("{path} is a build of {}, not {version}", b.version));
+    }
+    Ok(b)
+}
+
+/// `cfg` running the build `b`.
+fn running(cfg: &AgentConfig, b: &Build) -> AgentConfig {
+    let mut cfg = cfg.clone();
+    cfg.version = b.version.clone();
+    cfg.build_defect = b.defect;
+    cfg
+}
+
+/// A new process's status: what the agent knows of itself (`from`), none
+/// of the old process's connections or upgrade.
+fn fresh_status(from: &StatusCell) -> StatusCell {
+    let mut st = from.get();
+    st.tunnel_connected = false;
+    st.ws_connected = false;
+    st.heartbeats_sent = 0;
+    st.last_heartbeat_us = None;
+    st.upgrade_phase = None;
+    st.upgrade_stops_received = 0;
+    st.upgrade_stops_acted = 0;
+    let status = StatusCell::default();
+    *status.lock() = st;
+    status
+}
+
+/// The service manager starts the agent's service again (after a restart
+/// or a crash): the version the disk's `active` pointer names (the
+/// installed one, `cfg`'s, when there is none or it is `cfg`'s), as a
+/// process of its own. Its status carries on from the agent's newest
+/// process. Returns the version started.
+pub fn restart(
+    penv: &ProcEnv,
+    procs: &Arc<Procs>,
+    cfg: AgentConfig,
+    first: &StatusCell,
+) -> Result<String, String> {
+    let active = agent::upgrade::driver::active_version(penv.env.disk.as_ref());
+    let cfg = match active {
+        Some(v) if v != cfg.version => running(&cfg, &build(penv, &v)?),
+        _ => cfg,
+    };
+    let last = lock(&procs.0).last().map(|p| p.status.clone());
+    let status = fresh_status(last.as_ref().unwrap_or(first));
+    let version = cfg.version.clone();
+    procs.spawn(penv, cfg, status, None);
+    Ok(version)
+}
+
 impl SimSupervisor {
     fn build(&self, version: &str) -> Result<Build, String> {
-        let path = build_path(version);
-        let bytes = proto::files::read(self.penv.env.disk.as_ref(), &path)
-            .map_err(|e| format!("{path}: {e}"))?;
-        let b = Build::parse(&bytes)?;
-        if b.version != version {
-            return Err(format!("{path} is a build of {}, not {version}", b.version));
-        }
-        Ok(b)
+        build(&self.penv, version)
     }
 
     // The running children of this process with `version`.
@@ -206,22 +258,10 @@ impl Supervisor for SimSupervisor {
 
     fn start(&self, version: &str) -> BoxFuture<'static, Result<(), String>> {
         let r = self.build(version).map(|b| {
-            let mut cfg = self.cfg.clone();
-            cfg.version = b.version.clone();
-            cfg.build_defect = b.defect;
-            // The new process starts with what the agent knows of itself,
-            // none of the old one's connections.
-            let mut st = lock(&self.procs.0)[self.me].status.get();
-            st.tunnel_connected = false;
-            st.ws_connected = false;
-            st.heartbeats_sent = 0;
-            st.last_heartbeat_us = None;
-            st.upgrade_phase = None;
-            st.upgrade_stops_received = 0;
-            st.upgrade_stops_acted = 0;
-            let status = StatusCell::default();
-            *status.lock() = st;
-            self.procs.spawn(&self.penv, cfg, status, Some(self.me));
+            let cfg = running(&self.cfg, &b);
+            let me = lock(&self.procs.0)[self.me].status.clone();
+            self.procs
+                .spawn(&self.penv, cfg, fresh_status(&me), Some(self.me));
         });
         Box::pin(async move { r })
     }
