@@ -180,7 +180,18 @@ pub struct Decision {
 pub struct Sessions {
     /// A session authenticated with the old version is open.
     pub old_live: bool,
+    /// A session authenticated with the new version is open.
+    pub new_live: bool,
 }
+
+/// How long after the agent's cutover a new version that heartbeats with
+/// no session of the old version left counts as running alone. It must
+/// exceed the agent's revert window (no stop within 120 s of the cutover:
+/// the old agent switches back and stops the new one,
+/// `agent::upgrade::UpgradePolicy`) by a heartbeat interval (30 s), so
+/// that an old agent which is only disconnected has reverted, and its new
+/// version stopped heartbeating, by then.
+pub const ALONE_AFTER_US: u64 = 150_000_000;
 
 /// The operator's commit decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,6 +201,51 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
+    // Settled by observation alone (fixed operator only), once the old
+    // agent's revert window has passed since the cutover, when one version
+    // heartbeats and no session of the other is left:
+    // - the new one, and no stop went out: the old agent is gone (it died
+    //   before the stop could reach it): done;
+    // - the old one: the new one is gone (a restart ended the trial and the
+    //   boot guard brought the old version back, which knows nothing of
+    //   the upgrade and ignores a stop): reverted.
+    fn decide_alone(
+        &self,
+        r: &mut UpgradeRecord,
+        s: Sessions,
+        now_us: u64,
+        version: &str,
+        d: &mut Decision,
+    ) {
+        if !self.waits_for_new_heartbeat || r.phase.is_settled() {
+            return;
+        }
+        let cutover = r
+            .history
+            .iter()
+            .find(|h| h.phase == OpPhase::CutoverReady)
+            .map(|h| h.at_us);
+        if cutover.is_none_or(|c| now_us < c + ALONE_AFTER_US) {
+            return;
+        }
+        let (phase, reason) = if version == r.to_version && !s.old_live && r.stops_sent == 0 {
+            (
+                OpPhase::Done,
+                "no session of the old version is left and the new one heartbeats past the revert window: it runs alone",
+            )
+        } else if version == r.from_version && !s.new_live {
+            (
+                OpPhase::Reverted,
+                "no session of the new version is left and the old one heartbeats past the revert window: the trial ended (the agent restarted) and the old version runs alone",
+            )
+        } else {
+            return;
+        };
+        r.reason = Some(reason.into());
+        r.go(phase, now_us);
+        d.changed = true;
+    }
+
     fn decide_stop(&self, r: &mut UpgradeRecord, s: Sessions, now_us: u64, d: &mut Decision) {
         if r.phase.is_settled() || r.stops_sent > 0 || !s.old_live {
             return;
@@ -274,13 +330,20 @@ impl Coordinator {
         }
         self.decide_stop(r, s, now_us, &mut d);
         self.decide_done(r, s, now_us, &mut d);
+        self.decide_alone(r, s, now_us, version, &mut d);
         d
     }
 
-    /// A session of the agent authenticated, or one closed.
+    /// A session of the agent authenticated, or one closed. Until the
+    /// cutover the request goes again on every new session: the agent may
+    /// have restarted and forgotten it (one that acts on it ignores the
+    /// repeat).
     pub fn handle_sessions(&self, r: &mut UpgradeRecord, now_us: u64, s: Sessions) -> Decision {
         let mut d = Decision {
-            send_upgrade: r.phase == OpPhase::Requested,
+            send_upgrade: matches!(
+                r.phase,
+                OpPhase::Requested | OpPhase::Staging | OpPhase::Verifying
+            ),
             ..Decision::default()
         };
         self.decide_stop(r, s, now_us, &mut d);
@@ -307,13 +370,13 @@ impl Shared {
         }
     }
 
-    fn sessions_of(&self, agent_id: &str, from_version: &str) -> Sessions {
+    fn sessions_of(&self, agent_id: &str, from_version: &str, to_version: &str) -> Sessions {
         let live = lock(&self.live);
+        let sessions = live.0.get(agent_id);
+        let any = |v: &str| sessions.is_some_and(|m| m.values().any(|s| s.version == v));
         Sessions {
-            old_live: live
-                .0
-                .get(agent_id)
-                .is_some_and(|m| m.values().any(|s| s.version == from_version)),
+            old_live: any(from_version),
+            new_live: any(to_version),
         }
     }
 
@@ -496,7 +559,7 @@ impl Shared {
             return;
         };
         let before = r.clone();
-        let s = self.sessions_of(agent_id, &r.from_version);
+        let s = self.sessions_of(agent_id, &r.from_version, &r.to_version);
         let d = self
             .coordinator()
             .handle_sessions(&mut r, self.env.now_us(), s);
@@ -528,7 +591,7 @@ impl Shared {
             return;
         };
         let before = r.clone();
-        let s = self.sessions_of(agent_id, &r.from_version);
+        let s = self.sessions_of(agent_id, &r.from_version, &r.to_version);
         let mut d = self
             .coordinator()
             .handle_sessions(&mut r, self.env.now_us(), s);
@@ -547,7 +610,7 @@ impl Shared {
             return;
         };
         let before = r.clone();
-        let s = self.sessions_of(agent_id, &r.from_version);
+        let s = self.sessions_of(agent_id, &r.from_version, &r.to_version);
         let d = self
             .coordinator()
             .handle_heartbeat(&mut r, self.env.now_us(), version, s);
@@ -566,7 +629,7 @@ impl Shared {
             return;
         };
         let before = r.clone();
-        let s = self.sessions_of(agent_id, &r.from_version);
+        let s = self.sessions_of(agent_id, &r.from_version, &r.to_version);
         let d = self.coordinator().handle_report(
             &mut r,
             self.env.now_us(),
@@ -605,8 +668,18 @@ mod tests {
     const LEGACY: Coordinator = Coordinator {
         waits_for_new_heartbeat: false,
     };
-    const OLD: Sessions = Sessions { old_live: true };
-    const NO_OLD: Sessions = Sessions { old_live: false };
+    const OLD: Sessions = Sessions {
+        old_live: true,
+        new_live: false,
+    };
+    const NO_OLD: Sessions = Sessions {
+        old_live: false,
+        new_live: true,
+    };
+    const BOTH: Sessions = Sessions {
+        old_live: true,
+        new_live: true,
+    };
 
     fn rec() -> UpgradeRecord {
         UpgradeRecord::new("a1", "pst-1", "1.0.0", "1.1.0", "abc", 0)
@@ -714,11 +787,12 @@ mod tests {
     }
 
     #[test]
-    fn a_request_without_a_report_is_sent_again_on_the_next_session() {
+    fn the_request_is_sent_again_on_each_new_session_until_the_cutover() {
         let mut r = rec();
         assert!(FIXED.handle_sessions(&mut r, S, OLD).send_upgrade);
+        // A restarted agent forgot it; one that stages ignores the repeat.
         report(FIXED, &mut r, 2, "staging");
-        assert!(!FIXED.handle_sessions(&mut r, 3 * S, OLD).send_upgrade);
+        assert!(FIXED.handle_sessions(&mut r, 3 * S, OLD).send_upgrade);
         // Reports for another target or going backwards are ignored.
         assert!(
             !FIXED
@@ -728,6 +802,10 @@ mod tests {
         report(FIXED, &mut r, 5, "verifying");
         report(FIXED, &mut r, 6, "staging");
         assert_eq!(r.phase, OpPhase::Verifying);
+        // From the cutover on, the active version on the agent's disk is
+        // the new one: no request again.
+        report(FIXED, &mut r, 7, "cutover-ready");
+        assert!(!FIXED.handle_sessions(&mut r, 8 * S, OLD).send_upgrade);
     }
 
     #[test]
@@ -750,5 +828,66 @@ mod tests {
                 .send_stop
         );
         assert_eq!(back.stops_sent, 1);
+    }
+
+    #[test]
+    fn a_new_version_alone_past_the_revert_window_is_done_without_a_stop() {
+        let mut r = rec();
+        report(FIXED, &mut r, 3, "cutover-ready");
+        // The agent restarted into the new version: only it heartbeats.
+        let d = FIXED.handle_heartbeat(&mut r, 60 * S, "1.1.0", NO_OLD);
+        assert!(!d.send_stop);
+        assert_eq!(
+            r.phase,
+            OpPhase::CutoverReady,
+            "an old agent may still be out there"
+        );
+        let d = FIXED.handle_heartbeat(&mut r, 3 * S + ALONE_AFTER_US - 1, "1.1.0", NO_OLD);
+        assert!(!d.changed && r.phase == OpPhase::CutoverReady);
+        let d = FIXED.handle_heartbeat(&mut r, 3 * S + ALONE_AFTER_US, "1.1.0", NO_OLD);
+        assert!(d.changed && !d.send_stop);
+        assert_eq!((r.phase, r.stops_sent), (OpPhase::Done, 0));
+        assert!(r.reason.as_deref().unwrap().contains("runs alone"));
+    }
+
+    #[test]
+    fn an_old_session_or_the_old_version_heartbeat_keeps_the_upgrade_open() {
+        let late = 3 * S + ALONE_AFTER_US + 10 * S;
+        for (version, sessions) in [("1.1.0", OLD), ("1.0.0", NO_OLD)] {
+            let mut r = rec();
+            report(FIXED, &mut r, 3, "cutover-ready");
+            let d = FIXED.handle_heartbeat(&mut r, late, version, sessions);
+            assert_ne!(r.phase, OpPhase::Done, "{version}: {d:?}");
+        }
+        // The legacy operator never decides by observation.
+        let mut r = rec();
+        LEGACY.handle_report(&mut r, 3 * S, "1.1.0", "cutover-ready", None, NO_OLD);
+        LEGACY.handle_heartbeat(&mut r, late, "1.1.0", NO_OLD);
+        assert_eq!((r.phase, r.stops_sent), (OpPhase::CutoverReady, 0));
+    }
+
+    #[test]
+    fn the_old_version_alone_past_the_revert_window_is_reverted_even_after_a_stop() {
+        let mut r = rec();
+        report(FIXED, &mut r, 3, "cutover-ready");
+        // The new version heartbeats, the stop goes out...
+        assert!(
+            FIXED
+                .handle_heartbeat(&mut r, 40 * S, "1.1.0", BOTH)
+                .send_stop
+        );
+        // ...but a restart ended the trial: only the old version is back,
+        // and it ignores the stop (it knows nothing of the upgrade).
+        FIXED.handle_heartbeat(&mut r, 100 * S, "1.0.0", OLD);
+        assert_eq!(r.phase, OpPhase::Stopping, "still inside the window");
+        let d = FIXED.handle_heartbeat(&mut r, 3 * S + ALONE_AFTER_US, "1.0.0", OLD);
+        assert!(d.changed && !d.send_stop);
+        assert_eq!((r.phase, r.stops_sent), (OpPhase::Reverted, 1));
+        assert!(r.reason.as_deref().unwrap().contains("trial ended"));
+        // With a session of the new version open, the old one's heartbeat settles nothing.
+        let mut r = rec();
+        report(FIXED, &mut r, 3, "cutover-ready");
+        FIXED.handle_heartbeat(&mut r, 3 * S + ALONE_AFTER_US, "1.0.0", BOTH);
+        assert_eq!(r.phase, OpPhase::CutoverReady);
     }
 }

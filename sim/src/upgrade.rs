@@ -203,7 +203,9 @@ fn fresh_status(from: &StatusCell) -> StatusCell {
 }
 
 /// The service manager starts the agent's service again (after a restart
-/// or a crash): the version the disk's `active` pointer names (the
+/// or a crash): first the boot guard ends an uncommitted upgrade's trial
+/// (`agent::upgrade::driver::boot_guard`), then the version the disk's
+/// `active` pointer names (the
 /// installed one, `cfg`'s, when there is none or it is `cfg`'s), as a
 /// process of its own. Its status carries on from the agent's newest
 /// process. Returns the version started.
@@ -213,7 +215,16 @@ pub fn restart(
     cfg: AgentConfig,
     first: &StatusCell,
 ) -> Result<String, String> {
-    let active = agent::upgrade::driver::active_version(penv.env.disk.as_ref());
+    let disk = penv.env.disk.as_ref();
+    match agent::upgrade::driver::boot_guard(disk) {
+        Ok(Some((back, trial))) => penv.env.event(
+            "upgrade.boot_revert",
+            fields! {"active" => back, "trial" => trial},
+        ),
+        Ok(None) => {}
+        Err(e) => return Err(format!("the boot guard failed: {e}")),
+    }
+    let active = agent::upgrade::driver::active_version(disk);
     let cfg = match active {
         Some(v) if v != cfg.version => running(&cfg, &build(penv, &v)?),
         _ => cfg,

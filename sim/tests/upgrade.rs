@@ -12,7 +12,12 @@
 //! new version's first heartbeat and the stop, around the heartbeat-timeout
 //! revert, and after it all. Some points restart twice (a second restart
 //! 20 s later) or crash the server and restart it 5 s later (a crash loses
-//! no committed write: the store commits durably).
+//! no committed write: the store commits durably). The last points restart
+//! the agent's service instead, or crash it and start it 5 s later: what
+//! comes back is the version its disk names active, with no memory of the
+//! upgrade, so before the cutover the operator's repeated request starts
+//! it again, and after it the new version runs alone and the operator
+//! settles the upgrade once the old agent's revert window has passed.
 //!
 //! The runs are spread over two threads; loops are bounded by the lists.
 //! Cost and numbers: see the report printed with `--nocapture`.
@@ -45,6 +50,12 @@ enum Power {
     Twice(u64),
     /// A crash, then a restart 5 s later.
     Crash(u64),
+    /// The agent's service restarted (every process of it; the version
+    /// its disk names active comes back).
+    AgentRestart(u64),
+    /// The agent's processes killed (unsynced writes lost), started again
+    /// 5 s later.
+    AgentCrash(u64),
 }
 
 const RESTART_POINTS: &[Power] = &[
@@ -75,6 +86,16 @@ const RESTART_POINTS: &[Power] = &[
     Power::Crash(80_000),
     Power::Crash(90_200),
     Power::Crash(170_000),
+    Power::AgentRestart(60_030),
+    Power::AgentRestart(60_070),
+    Power::AgentRestart(60_090),
+    Power::AgentRestart(75_000),
+    Power::AgentRestart(95_000),
+    Power::AgentRestart(150_000),
+    Power::AgentRestart(185_000),
+    Power::AgentCrash(60_050),
+    Power::AgentCrash(80_000),
+    Power::AgentCrash(120_000),
 ];
 
 const BUILDS: [Option<BuildDefect>; 5] = [
@@ -116,6 +137,17 @@ fn spec(seed: u64, build: Option<BuildDefect>, power: Power) -> RunSpec {
         Power::Crash(t) => {
             actions.push(at(t, ActionKind::CrashServer));
             actions.push(at(t + 5_000, ActionKind::RestartServer));
+        }
+        Power::AgentRestart(t) => actions.push(at(
+            t,
+            ActionKind::RestartAgent {
+                agent: "pst-1".into(),
+            },
+        )),
+        Power::AgentCrash(t) => {
+            let agent = || "pst-1".to_string();
+            actions.push(at(t, ActionKind::CrashAgent { agent: agent() }));
+            actions.push(at(t + 5_000, ActionKind::RestartAgent { agent: agent() }));
         }
     }
     RunSpec::new(
@@ -220,7 +252,7 @@ fn after_any_upgrade_and_restarts_exactly_one_version_runs_heartbeats_and_matche
                     .or_insert(0) += 1
             }
             Err(e) => failures.push(format!(
-                "seed {seed}, build {:?}, server {power:?}: {e}",
+                "seed {seed}, build {:?}, {power:?}: {e}",
                 build.map(|b| b.name())
             )),
         }

@@ -10,6 +10,9 @@
 //!   the agent starts as, replaced atomically (the field's symlink swap).
 //!   Before the first cutover the running build is preserved at its
 //!   versioned path, so the first rollback has something to go back to.
+//!   From the cutover until the stop is acted on (committed) or the
+//!   upgrade reverts, [`TRIAL`] names the old version: a service start that
+//!   finds it ([`boot_guard`]) goes back to that version.
 //! - Processes (start the new version beside this one, stop it, exit this
 //!   one, notice the new one's exit, run a build's self-test) belong to a
 //!   [`Supervisor`], the seam: systemd transient units in the field, tasks
@@ -40,6 +43,12 @@ use crate::{AgentConfig, StatusCell};
 
 /// The file naming the active version.
 pub const ACTIVE: &str = "active";
+/// The trial marker: present from the cutover until the upgrade is
+/// committed (the old agent acts on the operator's stop) or reverted; it
+/// names the version to go back to. A service start that finds it boots
+/// the old version again ([`boot_guard`]): an upgrade nobody committed is a
+/// trial, and a restart ends the trial.
+pub const TRIAL: &str = "upgrade-trial";
 /// Where builds are kept, one directory per version.
 pub const VERSIONS_DIR: &str = "versions/";
 /// Download attempts while staging.
@@ -75,6 +84,33 @@ pub fn active_version(disk: &dyn Disk) -> Option<String> {
 /// Atomically makes `version` the active one.
 pub fn set_active(disk: &dyn Disk, version: &str) -> std::io::Result<()> {
     proto::files::write_atomic(disk, ACTIVE, version.as_bytes())
+}
+
+/// Removes the trial marker, durably (nothing to do when there is none).
+pub fn end_trial(disk: &dyn Disk) -> std::io::Result<()> {
+    if !disk.exists(TRIAL) {
+        return Ok(());
+    }
+    disk.remove(TRIAL)?;
+    disk.sync_dir()
+}
+
+/// What the service manager runs before it starts the agent: when an
+/// upgrade's trial was cut short (the service restarted, the machine
+/// crashed, before the upgrade was committed or reverted), switch the
+/// active version back to the one the trial started from and end the
+/// trial. Returns (the version switched back to, the trial's version).
+pub fn boot_guard(disk: &dyn Disk) -> std::io::Result<Option<(String, Option<String>)>> {
+    let Ok(bytes) = proto::files::read(disk, TRIAL) else {
+        return Ok(None);
+    };
+    let back = String::from_utf8_lossy(&bytes).trim().to_string();
+    let trial = active_version(disk);
+    if trial.as_deref() != Some(back.as_str()) {
+        set_active(disk, &back)?;
+    }
+    end_trial(disk)?;
+    Ok(Some((back, trial)))
 }
 
 /// Runs agent processes: the seam between the upgrade and the OS.
@@ -223,7 +259,9 @@ async fn drive(
                 } => {
                     new_exited = None;
                     if switch_back {
-                        if let Err(e) = set_active(env.disk.as_ref(), &to) {
+                        if let Err(e) = set_active(env.disk.as_ref(), &to)
+                            .and_then(|()| end_trial(env.disk.as_ref()))
+                        {
                             env.event(
                                 "upgrade.revert_write_failed",
                                 fields! {"error" => e.to_string()},
@@ -243,6 +281,13 @@ async fn drive(
                 }
                 Action::Exit => {
                     new_exited = None;
+                    // The operator saw the new version: the upgrade is committed.
+                    if let Err(e) = end_trial(env.disk.as_ref()) {
+                        env.event(
+                            "upgrade.commit_write_failed",
+                            fields! {"error" => e.to_string()},
+                        );
+                    }
                     publish(&env, &mut sm, &status, &reports);
                     env.event(
                         "upgrade.exit",
@@ -449,10 +494,68 @@ async fn cutover(
         )
         .map_err(|e| format!("cannot preserve the running build at {own}: {e}"))?;
     }
+    // The marker first: a crash between the two leaves a trial that ends
+    // where it started.
+    proto::files::write_atomic(disk, TRIAL, cfg.version.as_bytes())
+        .map_err(|e| format!("cannot write the trial marker {TRIAL}: {e}"))?;
     set_active(disk, version).map_err(|e| format!("cannot switch {ACTIVE} to {version}: {e}"))?;
     env.event(
         "upgrade.switched",
         fields! {"active" => version, "previous" => cfg.version},
     );
     supervisor.start(version).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::fsdisk::FsDisk;
+
+    // A disk in a fresh directory, removed at the end.
+    struct Scratch(std::path::PathBuf, FsDisk);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir()
+                .join(format!("simbench-upgrade-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let disk = FsDisk::new(&dir).unwrap();
+            Scratch(dir, disk)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_boot_guard_ends_an_uncommitted_trial_on_the_old_version() {
+        let s = Scratch::new("trial");
+        let disk = &s.1;
+        assert_eq!(boot_guard(disk).unwrap(), None, "no trial: nothing to do");
+        // The cutover: marker first, then the switch.
+        proto::files::write_atomic(disk, TRIAL, b"1.0.0").unwrap();
+        set_active(disk, "1.1.0").unwrap();
+        assert_eq!(
+            boot_guard(disk).unwrap(),
+            Some(("1.0.0".to_string(), Some("1.1.0".to_string())))
+        );
+        assert_eq!(active_version(disk).as_deref(), Some("1.0.0"));
+        assert!(!disk.exists(TRIAL));
+        assert_eq!(boot_guard(disk).unwrap(), None, "once");
+    }
+
+    #[test]
+    fn a_committed_upgrade_boots_the_new_version() {
+        let s = Scratch::new("commit");
+        let disk = &s.1;
+        proto::files::write_atomic(disk, TRIAL, b"1.0.0").unwrap();
+        set_active(disk, "1.1.0").unwrap();
+        end_trial(disk).unwrap();
+        end_trial(disk).unwrap();
+        assert_eq!(boot_guard(disk).unwrap(), None);
+        assert_eq!(active_version(disk).as_deref(), Some("1.1.0"));
+    }
 }
