@@ -344,3 +344,17 @@ fn the_stop_follows_the_new_versions_first_heartbeat_even_across_a_restart() {
     assert_eq!(p.iter().filter(|(_, _, ph)| ph == "stopping").count(), 1);
     assert!(at(&p, "agent", "done") > stop, "{p:?}");
 }
+
+/// The operator settles by observation only after every old agent that is
+/// still alive has reverted on its own: its window must exceed the agent's
+/// revert timeout by a heartbeat interval.
+#[test]
+fn the_operators_settle_window_outlasts_the_agents_revert_window() {
+    let revert = agent::upgrade::UpgradePolicy::default().new_heartbeat_timeout_us;
+    let heartbeat_us = server::ServerConfig::default().heartbeat_interval_ms * 1000;
+    assert!(
+        server::upgrade::ALONE_AFTER_US >= revert + heartbeat_us,
+        "{} < {revert} + {heartbeat_us}",
+        server::upgrade::ALONE_AFTER_US
+    );
+}
