@@ -17,6 +17,6 @@ check:
 sweep scenario seeds="1..50":
     cargo run --release -p sim --bin simbench -- sweep {{scenario}} --seeds {{seeds}}
 
-# Catalogue wall time
-bench:
-    cargo run --release -p sim --bin simbench -- check
+# Speed and memory of the shipped scenarios: `just bench fleet-day`
+bench filter="" *args="":
+    cargo run --release -p sim --bin simbench -- bench --filter '{{filter}}' {{args}}

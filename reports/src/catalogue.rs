@@ -153,3 +153,77 @@ mod tests {
             .any(|l| l.contains("smoke") && l.contains("foundation")));
     }
 }
+
+/// One scenario's measurements in `simbench bench`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BenchRow {
+    /// Scenario name.
+    pub scenario: String,
+    /// Runs measured.
+    pub runs: usize,
+    /// Simulated time of one run, in seconds.
+    pub sim_s: f64,
+    /// The fastest run's wall time, in seconds.
+    pub wall_min_s: f64,
+    /// The median run's wall time, in seconds.
+    pub wall_median_s: f64,
+    /// Frame records of one run.
+    pub frames: u64,
+    /// Peak resident memory of the process during the scenario's runs, in
+    /// MiB; `None` where the platform does not say.
+    pub peak_rss_mib: Option<f64>,
+    /// Why a run did not finish, if one did not.
+    pub error: Option<String>,
+}
+
+impl BenchRow {
+    /// Simulated seconds per wall second, from the fastest run.
+    pub fn speed(&self) -> f64 {
+        if self.wall_min_s > 0.0 {
+            self.sim_s / self.wall_min_s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The bench table: scenario, runs, simulated time, fastest and median
+/// wall time, speed-up, frames per wall second, peak memory.
+pub fn bench(rows: &[BenchRow]) -> Table {
+    let mut t = style::table();
+    t.set_header(vec![
+        "scenario",
+        "runs",
+        "sim time",
+        "wall min",
+        "wall median",
+        "sim s / wall s",
+        "frames / wall s",
+        "peak RSS",
+    ]);
+    let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+    for r in rows {
+        if let Some(e) = &r.error {
+            t.add_row(vec![
+                Cell::new(&r.scenario),
+                right(r.runs.to_string()),
+                Cell::new(format!("did not finish: {e}")),
+            ]);
+            continue;
+        }
+        t.add_row(vec![
+            Cell::new(&r.scenario),
+            right(r.runs.to_string()),
+            right(format!("{:.0} s", r.sim_s)),
+            right(format!("{:.3} s", r.wall_min_s)),
+            right(format!("{:.3} s", r.wall_median_s)),
+            right(format!("{:.0}x", r.speed())),
+            right(format!("{:.0}", r.frames as f64 / r.wall_min_s.max(1e-9))),
+            right(
+                r.peak_rss_mib
+                    .map_or_else(|| "-".into(), |m| format!("{m:.0} MiB")),
+            ),
+        ]);
+    }
+    t
+}

@@ -602,3 +602,48 @@ fn diagnose_reads_a_runs_logs_and_rejects_a_bad_line() {
         bad.stderr
     );
 }
+
+#[test]
+fn bench_measures_each_selected_scenario_and_refuses_bad_flags() {
+    let tmp = temp_dir("bench");
+    let out = simbench(
+        &tmp,
+        &[
+            "bench", "--filter", "smoke", "--repeat", "2", "--format", "json",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let rows: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(
+        (r["scenario"].as_str(), r["runs"].as_u64()),
+        (Some("smoke"), Some(2))
+    );
+    assert_eq!(r["sim_s"], 180.0);
+    assert!(r["frames"].as_u64() > Some(0));
+    let (min, median) = (
+        r["wall_min_s"].as_f64().unwrap(),
+        r["wall_median_s"].as_f64().unwrap(),
+    );
+    assert!(min > 0.0 && min <= median, "{r}");
+    assert!(r["error"].is_null());
+
+    let bad = simbench(&tmp, &["bench", "--repeat", "0"], None);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr
+            .contains("--repeat 0: runs of each scenario must be 1 to 20"),
+        "{}",
+        bad.stderr
+    );
+    let none = simbench(&tmp, &["bench", "--filter", "no-such-thing"], None);
+    assert_eq!(none.code, 2);
+    assert!(
+        none.stderr.contains("no shipped scenario matches"),
+        "{}",
+        none.stderr
+    );
+}

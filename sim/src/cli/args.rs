@@ -14,6 +14,7 @@ Examples:
   simbench run scenarios/smoke.toml --out /tmp/smoke --format json
   simbench check --junit target/simbench.xml
   simbench sweep smoke --seeds 1..50 --partition 1/4 --jobs 2
+  simbench bench --filter fleet-day --repeat 3
 
 Exit codes: 0 every expectation holds, 1 an expectation (or a run) failed,
 2 bad input (unknown scenario, malformed file, bad flag).
@@ -28,8 +29,8 @@ Examples:
   simbench run smoke --format json | jq .counts
 
 A name is looked up as scenarios/<name>.toml; anything containing `/` or
-ending in `.toml` is a path. Writes report.json, frames.jsonl and
-events.jsonl to DIR before printing anything. Exit 0 when every expectation
+ending in `.toml` is a path. Writes report.json, frames.jsonl,
+events.jsonl, report.html and capture.pcap to DIR before printing anything. Exit 0 when every expectation
 holds, 1 when one fails (the replay command is printed), 2 on bad input.";
 
 const CHECK_EXAMPLES: &str = "\
@@ -85,6 +86,36 @@ pub enum Command {
     /// Decide H1..H7 from a frame log (a run's, or a real `fleet-server --frame-log`).
     #[command(after_help = DIAGNOSE_EXAMPLES)]
     Diagnose(DiagnoseArgs),
+    /// Measure how fast and how big the shipped scenarios run.
+    #[command(after_help = BENCH_EXAMPLES)]
+    Bench(BenchArgs),
+}
+
+const BENCH_EXAMPLES: &str = "\
+Examples:
+  simbench bench                                  # every shipped scenario, 3 runs each
+  simbench bench --filter fleet-day --repeat 5
+  simbench bench --format json > bench.json
+
+Runs each scenario REPEAT times, one run at a time (no other run shares the
+machine with it), and prints per scenario: simulated time, the fastest and
+the median wall time, simulated seconds per wall second, frames per wall
+second, and the peak memory of the runs (Linux: VmHWM, reset before each
+scenario; `-` elsewhere). Build with --release: a debug build is several
+times slower. Exit 0 when every run finished, 1 when one did not.";
+
+/// `simbench bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Only the scenarios whose name contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+    /// Runs of each scenario (1 to 20).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub repeat: u32,
+    /// What stdout gets: a table, or the measurements as JSON.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
+    pub format: OutputFormat,
 }
 
 const DIAGNOSE_EXAMPLES: &str = "\
@@ -121,7 +152,7 @@ pub struct RunArgs {
     /// The seed; default: the scenario file's `seed`.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Where report.json, frames.jsonl and events.jsonl go; default: out/<scenario>-<seed>.
+    /// Where report.json, frames.jsonl, events.jsonl, report.html and capture.pcap go; default: out/<scenario>-<seed>.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// What stdout gets: the report as tables, or report.json only.

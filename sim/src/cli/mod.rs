@@ -16,6 +16,7 @@
 //! and `run --format json` are the machine-readable outputs.
 
 pub mod args;
+mod bench;
 mod check;
 mod diagnose;
 mod list;
@@ -104,6 +105,7 @@ pub fn execute(
         Settings::Check(s) => check::check(&s, out, err),
         Settings::Sweep(s) => sweep::sweep(&s, out, err),
         Settings::Diagnose(d) => diagnose::diagnose(&d, out),
+        Settings::Bench(b) => bench::bench(&b, out, err),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
-use super::args::{Args, CheckArgs, Command, OutputFormat, RunArgs, SweepArgs};
+use super::args::{Args, BenchArgs, CheckArgs, Command, OutputFormat, RunArgs, SweepArgs};
 use super::source::ScenarioRef;
 use super::CliError;
 
@@ -22,7 +22,23 @@ pub enum Settings {
     Sweep(SweepSettings),
     /// `simbench diagnose` (its flags need no resolving).
     Diagnose(super::args::DiagnoseArgs),
+    /// `simbench bench`.
+    Bench(BenchSettings),
 }
+
+/// `simbench bench`, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchSettings {
+    /// Only scenarios whose name contains this.
+    pub filter: Option<String>,
+    /// Runs of each scenario, 1 to [`MAX_REPEAT`].
+    pub repeat: u32,
+    /// A table or JSON.
+    pub format: OutputFormat,
+}
+
+/// The most runs `simbench bench --repeat` does of each scenario.
+pub const MAX_REPEAT: u32 = 20;
 
 /// `simbench run`, resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +84,22 @@ impl Settings {
         Ok(match args.command {
             Command::List => Settings::List,
             Command::Diagnose(d) => Settings::Diagnose(d),
+            Command::Bench(BenchArgs {
+                filter,
+                repeat,
+                format,
+            }) => {
+                if !(1..=MAX_REPEAT).contains(&repeat) {
+                    return Err(CliError::BadInput(format!(
+                        "--repeat {repeat}: runs of each scenario must be 1 to {MAX_REPEAT}"
+                    )));
+                }
+                Settings::Bench(BenchSettings {
+                    filter,
+                    repeat,
+                    format,
+                })
+            }
             Command::Run(RunArgs {
                 scenario,
                 seed,
