@@ -882,13 +882,13 @@ async fn agent_main(
         let order = match order {
             AgentOrder::Install(o) => o,
             AgentOrder::Crash => {
-                slot.procs.stop_all(env.now_us());
+                stop_service(&slot, &env);
                 slot.disk.inner().crash();
                 env.event("agent.killed", fields! {"by" => "bench crash"});
                 continue;
             }
             AgentOrder::Restart => {
-                slot.procs.stop_all(env.now_us());
+                stop_service(&slot, &env);
                 let Some(cfg) = lock(&slot.service).clone() else {
                     env.event(
                         "agent.restart_skipped",
@@ -941,16 +941,20 @@ async fn agent_main(
         *lock(&slot.install) = Some(report);
         if ok {
             // Whatever ran (a prior install, versions an upgrade started) is replaced.
-            slot.procs.stop_all(env.now_us());
-            {
-                let mut st = slot.status.lock();
-                st.tunnel_connected = false;
-                st.ws_connected = false;
-            }
+            stop_service(&slot, &env);
             *lock(&slot.service) = Some(cfg.clone());
             slot.procs.spawn(&penv, cfg, slot.status.clone(), None);
         }
     }
+}
+
+// Stops every process of the agent's service. What the agent reports when
+// none runs (its first process's status) is no longer connected.
+fn stop_service(slot: &AgentSlot, env: &Env) {
+    slot.procs.stop_all(env.now_us());
+    let mut st = slot.status.lock();
+    st.tunnel_connected = false;
+    st.ws_connected = false;
 }
 
 fn outcome(

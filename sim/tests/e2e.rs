@@ -59,3 +59,26 @@ fn same_seed_same_digest_and_bytes_other_seed_differs_but_passes() {
     assert_ne!(a.digest, c.digest, "the seed must reach the run");
     assert_eq!(c.outcome["counts"]["commands_completed"], 5);
 }
+
+#[test]
+fn a_crashed_agent_that_stays_down_is_reported_disconnected_and_offline() {
+    let mut spec = smoke(7);
+    spec.actions.push(ActionSpec {
+        at: Duration::from_secs(120),
+        kind: ActionKind::CrashAgent {
+            agent: "a-3".into(),
+        },
+    });
+    let out = run(&spec).expect("run completes");
+    let a = &out.outcome["agents"]["a-3"];
+    assert_eq!(a["online"], false, "{a:#}");
+    assert_eq!(a["ws"]["connected"], false, "{a:#}");
+    assert_eq!(a["tunnel"]["connected"], false, "{a:#}");
+    assert_eq!(
+        a["upgrade"]["running_versions"],
+        serde_json::json!([]),
+        "{a:#}"
+    );
+    // Its neighbours are untouched.
+    assert_eq!(out.outcome["agents"]["a-1"]["online"], true);
+}
