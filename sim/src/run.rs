@@ -32,7 +32,7 @@ use crate::kill::KillableDisk;
 use crate::net::TurmoilNetwork;
 use crate::observe::{to_jsonl, RunObserver};
 use crate::proxy::{DropRule, Proxy, INTERNAL_WS_PORT, PROXY_HOST, PROXY_POINT};
-use format::scenario::{Endpoint, FrameDirection, FrameType};
+use format::scenario::{Endpoint, FrameDirection, FrameType, Target};
 use proto::frame::FrameKind;
 
 /// Calendar time at the start of every run (2026-01-01T00:00:00Z): fixed so
@@ -111,25 +111,14 @@ pub enum ActionKind {
         /// A defect of the new build.
         defect: Option<proto::build::BuildDefect>,
     },
-    /// Stop the server's software (if it runs) and start it again. Its disk
-    /// is kept as it is: a clean stop loses no write.
-    RestartServer,
-    /// Kill the server's software at once and lose every write its disk has
-    /// not made durable. It stays down until a [`ActionKind::RestartServer`].
-    CrashServer,
-    /// Stop the agent's service (every process of it) and start it again:
-    /// the version the agent's disk names active, with the settings of its
-    /// last successful install. Nothing happens before an install.
-    RestartAgent {
-        /// Which agent.
-        agent: String,
-    },
-    /// Kill the agent's processes at once and lose every write its disk has
-    /// not made durable; it stays down until a restart or an install.
-    CrashAgent {
-        /// Which agent.
-        agent: String,
-    },
+    /// Stop and start again, on the kept disk. The server: its host's
+    /// software, a clean stop that loses no write. An agent: every process
+    /// of its service, then the version its disk names active, with the
+    /// settings of its last successful install (nothing before an install).
+    Restart(Target),
+    /// Kill at once and lose every write the disk has not made durable; it
+    /// stays down until a restart (or, for an agent, an install).
+    Crash(Target),
     /// The server revokes the agent's credential.
     Revoke {
         /// Which agent.
@@ -707,7 +696,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         while next < actions.len() && actions[next].at <= now {
             let kind = &actions[next].kind;
             match kind {
-                ActionKind::RestartServer | ActionKind::CrashServer => {
+                ActionKind::Restart(Target::Server) | ActionKind::Crash(Target::Server) => {
                     power(&mut sim, kind, &server_slot, &server_disk, &observer, now)
                 }
                 _ => apply(kind, &server_slot, &installers, &observer, now),
@@ -765,9 +754,9 @@ fn apply(
             }
             ("bench.install", agent)
         }
-        ActionKind::RestartAgent { agent } | ActionKind::CrashAgent { agent } => {
+        ActionKind::Restart(Target::Agent(agent)) | ActionKind::Crash(Target::Agent(agent)) => {
             let (order, event) = match kind {
-                ActionKind::RestartAgent { .. } => (AgentOrder::Restart, "bench.restart"),
+                ActionKind::Restart(_) => (AgentOrder::Restart, "bench.restart"),
                 _ => (AgentOrder::Crash, "bench.crash"),
             };
             if let Some(tx) = installers.get(agent) {
@@ -799,8 +788,8 @@ fn apply(
             }
             ("bench.upgrade", agent)
         }
-        ActionKind::RestartServer | ActionKind::CrashServer => {
-            unreachable!("the driver applies power actions with `power`")
+        ActionKind::Restart(Target::Server) | ActionKind::Crash(Target::Server) => {
+            unreachable!("the driver applies the server's power actions with `power`")
         }
         ActionKind::Revoke { agent } => {
             if let Some(h) = &handle {
@@ -831,7 +820,7 @@ fn power(
     let was_up = sim.is_host_running(SERVER_HOST);
     lock(server).take();
     let event = match kind {
-        ActionKind::CrashServer => {
+        ActionKind::Crash(_) => {
             if was_up {
                 sim.crash(SERVER_HOST);
             }

@@ -263,33 +263,13 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                     agent: agent.clone(),
                 },
             }),
-            FileAction::Restart {
-                agent: format::scenario::Target::Server,
-            } => actions.push(ActionSpec {
+            FileAction::Restart { agent } => actions.push(ActionSpec {
                 at: a.at,
-                kind: ActionKind::RestartServer,
+                kind: ActionKind::Restart(agent.clone()),
             }),
-            FileAction::Crash {
-                agent: format::scenario::Target::Server,
-            } => actions.push(ActionSpec {
+            FileAction::Crash { agent } => actions.push(ActionSpec {
                 at: a.at,
-                kind: ActionKind::CrashServer,
-            }),
-            FileAction::Restart {
-                agent: format::scenario::Target::Agent(agent),
-            } => actions.push(ActionSpec {
-                at: a.at,
-                kind: ActionKind::RestartAgent {
-                    agent: agent.clone(),
-                },
-            }),
-            FileAction::Crash {
-                agent: format::scenario::Target::Agent(agent),
-            } => actions.push(ActionSpec {
-                at: a.at,
-                kind: ActionKind::CrashAgent {
-                    agent: agent.clone(),
-                },
+                kind: ActionKind::Crash(agent.clone()),
             }),
         }
     }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use agent::AgentSwitches;
+use format::scenario::Target;
 use sim::run::{run, ActionKind, ActionSpec, AgentSpec, RunSpec};
 
 fn smoke(seed: u64) -> RunSpec {
@@ -65,9 +66,7 @@ fn a_crashed_agent_that_stays_down_is_reported_disconnected_and_offline() {
     let mut spec = smoke(7);
     spec.actions.push(ActionSpec {
         at: Duration::from_secs(120),
-        kind: ActionKind::CrashAgent {
-            agent: "a-3".into(),
-        },
+        kind: ActionKind::Crash(Target::Agent("a-3".into())),
     });
     let out = run(&spec).expect("run completes");
     let a = &out.outcome["agents"]["a-3"];

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use format::scenario::Target;
 use proto::build::BuildDefect;
 use sim::run::{ActionKind, ActionSpec, AgentSpec, RunSpec};
 
@@ -106,6 +107,10 @@ const BUILDS: [Option<BuildDefect>; 5] = [
     Some(BuildDefect::CrashesOnStart),
 ];
 
+fn pst1() -> Target {
+    Target::Agent("pst-1".into())
+}
+
 fn spec(seed: u64, build: Option<BuildDefect>, power: Power) -> RunSpec {
     let agent = AgentSpec {
         name: "pst-1".into(),
@@ -129,25 +134,19 @@ fn spec(seed: u64, build: Option<BuildDefect>, power: Power) -> RunSpec {
     )];
     match power {
         Power::None => {}
-        Power::Restart(t) => actions.push(at(t, ActionKind::RestartServer)),
+        Power::Restart(t) => actions.push(at(t, ActionKind::Restart(Target::Server))),
         Power::Twice(t) => {
-            actions.push(at(t, ActionKind::RestartServer));
-            actions.push(at(t + 20_000, ActionKind::RestartServer));
+            actions.push(at(t, ActionKind::Restart(Target::Server)));
+            actions.push(at(t + 20_000, ActionKind::Restart(Target::Server)));
         }
         Power::Crash(t) => {
-            actions.push(at(t, ActionKind::CrashServer));
-            actions.push(at(t + 5_000, ActionKind::RestartServer));
+            actions.push(at(t, ActionKind::Crash(Target::Server)));
+            actions.push(at(t + 5_000, ActionKind::Restart(Target::Server)));
         }
-        Power::AgentRestart(t) => actions.push(at(
-            t,
-            ActionKind::RestartAgent {
-                agent: "pst-1".into(),
-            },
-        )),
+        Power::AgentRestart(t) => actions.push(at(t, ActionKind::Restart(pst1()))),
         Power::AgentCrash(t) => {
-            let agent = || "pst-1".to_string();
-            actions.push(at(t, ActionKind::CrashAgent { agent: agent() }));
-            actions.push(at(t + 5_000, ActionKind::RestartAgent { agent: agent() }));
+            actions.push(at(t, ActionKind::Crash(pst1())));
+            actions.push(at(t + 5_000, ActionKind::Restart(pst1())));
         }
     }
     RunSpec::new(

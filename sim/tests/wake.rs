@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use format::scenario::Target;
 use sim::run::{ActionKind, ActionSpec, RunSpec};
 use sim::scenario::{catalogue_dir, resolve};
 
@@ -108,12 +109,12 @@ fn queued_reconcile_tasks_survive_a_server_crash() {
     let restart = spec
         .actions
         .iter_mut()
-        .find(|a| a.kind == ActionKind::RestartServer)
+        .find(|a| a.kind == ActionKind::Restart(Target::Server))
         .expect("the scenario restarts the server");
     restart.at = Duration::from_secs(45);
     spec.actions.push(ActionSpec {
         at: Duration::from_secs(44),
-        kind: ActionKind::CrashServer,
+        kind: ActionKind::Crash(Target::Server),
     });
     let ev = timeline(&spec);
     assert_escalation_survives_the_restart(&ev);
