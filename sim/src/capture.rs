@@ -7,44 +7,25 @@
 //! blocked datagram, a half-open direction) are in the capture, as a
 //! capture on the sending host would show them.
 //!
-//! The file is classic pcap with raw IPv4 packets (link type 101). turmoil
-//! carries streams, not segments, so the TCP segments are synthesized: a
-//! three-way handshake when a connect succeeds, the written bytes in
-//! segments of at most [`MSS`] bytes with consistent sequence and
-//! acknowledgement numbers, a FIN when a side shuts down or drops its
-//! stream. A connect the firewall refuses is a SYN answered by an RST; one
-//! it drops is a lone SYN; neither has a real source port, so they use
-//! ports counted from [`SYN_ONLY_PORT_BASE`]. Checksums are computed.
+//! The file is classic pcap with raw IPv4 packets (link type 101). The TCP
+//! segments are the ones the simulated stacks ([`crate::tcp`]) sent,
+//! retransmissions, ACKs, RSTs and all, with their real headers; an RST a
+//! rejecting firewall sends for the peer is recorded as the peer's.
+//! Checksums are computed here.
 //!
 //! Payloads are the real TLS records and QUIC packets, so they are
 //! encrypted. The capture is not part of the digest: tungstenite draws the
 //! client's WebSocket masks from the OS, so its ciphertext differs between
 //! two runs of one seed while every log stays the same.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use proto::env::BoxStream;
 use proto::frame::Dir;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::net::DatagramTap;
-
-/// The largest TCP payload of one synthesized segment.
-pub const MSS: usize = 1460;
-/// The first source port of connects that never got a socket.
-pub const SYN_ONLY_PORT_BASE: u16 = 61000;
-
-const FIN: u8 = 0x01;
-const SYN: u8 = 0x02;
-const RST: u8 = 0x04;
-const PSH: u8 = 0x08;
-const ACK: u8 = 0x10;
 
 /// The packets of one run, in the order they were sent.
 #[derive(Debug)]
@@ -62,12 +43,9 @@ struct State {
     count: usize,
     last_us: u64,
     out_of_order: bool,
-    // Next sequence number per direction of a TCP connection.
-    next_seq: HashMap<(SocketAddr, SocketAddr), u32>,
     // The address of each network owner's host, for UDP sockets bound to
     // 0.0.0.0 (turmoil fills the host's address in only on the wire).
     owners: BTreeMap<String, Ipv4Addr>,
-    syn_only: u16,
     ip_id: u16,
 }
 
@@ -117,57 +95,12 @@ impl Capture {
         self.len() == 0
     }
 
-    /// A connect that succeeded: SYN, SYN-ACK, ACK.
-    pub fn tcp_open(&self, client: SocketAddr, server: SocketAddr) {
+    /// One TCP segment a stack sent: `segment` is its header (checksum
+    /// zero) and payload.
+    pub fn tcp(&self, src: SocketAddr, dst: SocketAddr, segment: &[u8]) {
         let t = now_us();
         let mut s = lock(&self.state);
-        s.next_seq.insert((client, server), 1);
-        s.next_seq.insert((server, client), 1);
-        s.tcp(t, client, server, 0, 0, SYN, &[]);
-        s.tcp(t, server, client, 0, 1, SYN | ACK, &[]);
-        s.tcp(t, client, server, 1, 1, ACK, &[]);
-    }
-
-    /// A connect that never got a socket (the firewall refused or dropped
-    /// its SYN): a SYN from `owner`'s host, and an RST when `refused`.
-    pub fn tcp_syn_only(&self, owner: &str, server: SocketAddr, refused: bool) {
-        let t = now_us();
-        let mut s = lock(&self.state);
-        let ip = s
-            .owners
-            .get(owner)
-            .copied()
-            .unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let port = SYN_ONLY_PORT_BASE.wrapping_add(s.syn_only);
-        s.syn_only = s.syn_only.wrapping_add(1);
-        let client = SocketAddr::new(IpAddr::V4(ip), port);
-        s.tcp(t, client, server, 0, 0, SYN, &[]);
-        if refused {
-            s.tcp(t, server, client, 0, 1, RST | ACK, &[]);
-        }
-    }
-
-    /// Bytes written on a connection, from `src` to `dst`.
-    pub fn tcp_data(&self, src: SocketAddr, dst: SocketAddr, bytes: &[u8]) {
-        let t = now_us();
-        let mut s = lock(&self.state);
-        for chunk in bytes.chunks(MSS) {
-            let seq = s.seq(src, dst);
-            let ack = s.seq(dst, src);
-            s.tcp(t, src, dst, seq, ack, PSH | ACK, chunk);
-            s.next_seq
-                .insert((src, dst), seq.wrapping_add(chunk.len() as u32));
-        }
-    }
-
-    /// `src` closed its side of the connection.
-    pub fn tcp_fin(&self, src: SocketAddr, dst: SocketAddr) {
-        let t = now_us();
-        let mut s = lock(&self.state);
-        let seq = s.seq(src, dst);
-        let ack = s.seq(dst, src);
-        s.tcp(t, src, dst, seq, ack, FIN | ACK, &[]);
-        s.next_seq.insert((src, dst), seq.wrapping_add(1));
+        s.ip(t, v4(src.ip()), v4(dst.ip()), 6, segment.to_vec(), 16);
     }
 
     /// The pcap file, taking the packets out of the capture.
@@ -193,34 +126,6 @@ impl Capture {
 }
 
 impl State {
-    fn seq(&self, src: SocketAddr, dst: SocketAddr) -> u32 {
-        self.next_seq.get(&(src, dst)).copied().unwrap_or(1)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn tcp(
-        &mut self,
-        t: u64,
-        src: SocketAddr,
-        dst: SocketAddr,
-        seq: u32,
-        ack: u32,
-        flags: u8,
-        payload: &[u8],
-    ) {
-        let mut seg = Vec::with_capacity(20 + payload.len());
-        seg.extend_from_slice(&src.port().to_be_bytes());
-        seg.extend_from_slice(&dst.port().to_be_bytes());
-        seg.extend_from_slice(&seq.to_be_bytes());
-        seg.extend_from_slice(&ack.to_be_bytes());
-        seg.push(5 << 4); // data offset: 5 words, no options
-        seg.push(flags);
-        seg.extend_from_slice(&65_535u16.to_be_bytes()); // window
-        seg.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
-        seg.extend_from_slice(payload);
-        self.ip(t, v4(src.ip()), v4(dst.ip()), 6, seg, 16);
-    }
-
     fn udp(&mut self, t: u64, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
         let mut seg = Vec::with_capacity(8 + payload.len());
         seg.extend_from_slice(&src.port().to_be_bytes());
@@ -355,82 +260,6 @@ impl DatagramTap for Capture {
     }
 }
 
-/// A TCP stream whose writes and close go into a [`Capture`].
-pub struct CapturedStream {
-    inner: BoxStream,
-    capture: Arc<Capture>,
-    local: SocketAddr,
-    peer: SocketAddr,
-    closed: bool,
-}
-
-impl CapturedStream {
-    /// Wraps `inner`, the stream between `local` and `peer`.
-    pub fn new(
-        inner: BoxStream,
-        capture: Arc<Capture>,
-        local: SocketAddr,
-        peer: SocketAddr,
-    ) -> Self {
-        CapturedStream {
-            inner,
-            capture,
-            local,
-            peer,
-            closed: false,
-        }
-    }
-}
-
-impl AsyncRead for CapturedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for CapturedStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &r {
-            this.capture.tcp_data(this.local, this.peer, &buf[..*n]);
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
-        if matches!(r, Poll::Ready(Ok(()))) && !this.closed {
-            this.closed = true;
-            this.capture.tcp_fin(this.local, this.peer);
-        }
-        r
-    }
-}
-
-impl Drop for CapturedStream {
-    // Dropping a socket closes it (the kernel sends the FIN); the teardown
-    // of the whole simulation after the run is not a close on the wire.
-    fn drop(&mut self) {
-        if !self.closed && turmoil::sim_elapsed().is_some() {
-            self.capture.tcp_fin(self.local, self.peer);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,47 +316,32 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_is_a_handshake_segments_and_fins_with_consistent_numbers() {
+    fn a_stack_segment_is_recorded_with_valid_checksums() {
+        use crate::tcp::segment::{Segment, ACK, PSH};
         let c = Capture::new(1_767_225_600);
         let (a, b) = (addr("192.168.0.2:49152"), addr("192.168.0.1:8443"));
-        c.tcp_open(a, b);
-        c.tcp_data(a, b, &[7u8; 3000]);
-        c.tcp_data(b, a, b"ok");
-        c.tcp_fin(a, b);
-        assert_eq!(c.len(), 8);
+        let seg = Segment {
+            src_port: 49152,
+            dst_port: 8443,
+            seq: 1,
+            ack: 1,
+            flags: PSH | ACK,
+            window: 65_536,
+            mss: None,
+            payload: b"hello".to_vec(),
+        };
+        c.tcp(a, b, &seg.encode());
         let all = packets(&c.take_pcap());
         assert!(c.is_empty(), "taken out");
-        let tcp: Vec<(u32, u32, u8, usize)> = all
-            .iter()
-            .map(|(_, p)| {
-                let seg = &p[20..];
-                let seq = u32::from_be_bytes(seg[4..8].try_into().unwrap());
-                let ack = u32::from_be_bytes(seg[8..12].try_into().unwrap());
-                (seq, ack, seg[13], seg.len() - 20)
-            })
-            .collect();
-        assert_eq!(
-            tcp,
-            [
-                (0, 0, SYN, 0),
-                (0, 1, SYN | ACK, 0),
-                (1, 1, ACK, 0),
-                (1, 1, PSH | ACK, 1460),
-                (1461, 1, PSH | ACK, 1460),
-                (2921, 1, PSH | ACK, 80),
-                (1, 3001, PSH | ACK, 2),
-                (3001, 3, FIN | ACK, 0),
-            ]
-        );
-        // Every IPv4 header and TCP segment checksums to zero with its sum in place.
-        for (_, p) in &all {
-            assert_eq!(checksum(&[&p[..20]]), 0);
-            let seg = &p[20..];
-            let mut pseudo = p[12..20].to_vec();
-            pseudo.extend_from_slice(&[0, 6]);
-            pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
-            assert_eq!(checksum(&[&pseudo, seg]), 0);
-        }
+        let (_, p) = &all[0];
+        assert_eq!(p[9], 6);
+        assert_eq!(&p[40..], b"hello");
+        assert_eq!(checksum(&[&p[..20]]), 0);
+        let tcp = &p[20..];
+        let mut pseudo = p[12..20].to_vec();
+        pseudo.extend_from_slice(&[0, 6]);
+        pseudo.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+        assert_eq!(checksum(&[&pseudo, tcp]), 0);
     }
 
     #[test]

@@ -199,8 +199,12 @@ pub struct Firewall {
     half_open: Vec<HalfOpenRule>,
     addresses: std::sync::OnceLock<(Vec<IpAddr>, BTreeMap<IpAddr, String>)>,
     agent_sites: BTreeMap<String, String>,
-    // (site, UDP port) -> agent bound there, registered by the seam at bind time.
-    udp_owners: Mutex<BTreeMap<(String, u16), String>>,
+    // (protocol, site, port) -> agent whose socket it is, registered by the
+    // seam at bind, listen and connect time.
+    port_owners: Mutex<BTreeMap<(Proto, String, u16), String>>,
+    // Packet faults beyond the block rules (half-open, drop-payload, loss,
+    // partition): each one value that judges packets.
+    faults: Vec<Box<dyn PacketFault>>,
 }
 
 impl Firewall {
@@ -215,7 +219,16 @@ impl Firewall {
 
     /// The same firewall with half-open paths.
     pub fn with_half_open(mut self, rules: Vec<HalfOpenRule>) -> Self {
+        for r in &rules {
+            self.faults.push(Box::new(r.clone()));
+        }
         self.half_open = rules;
+        self
+    }
+
+    /// The same firewall with more packet faults (drop-payload, loss, partition).
+    pub fn with_faults(mut self, faults: Vec<Box<dyn PacketFault>>) -> Self {
+        self.faults.extend(faults);
         self
     }
 
@@ -243,7 +256,7 @@ impl Firewall {
 
     /// Whether any rule exists (the seam skips all work otherwise).
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty() && self.half_open.is_empty()
+        self.rules.is_empty() && self.faults.is_empty()
     }
 
     /// The party that owns a socket labelled `owner`.
@@ -260,18 +273,35 @@ impl Firewall {
         }
     }
 
+    /// Records that `owner`'s socket has `proto` `port` on the host at
+    /// `ip` (so packets to and from it can be placed); only agents' count.
+    pub fn register_port(&self, proto: Proto, ip: IpAddr, port: u16, owner: &str) {
+        let Some(site) = self.agent_sites.get(owner) else {
+            return;
+        };
+        if let Some((_, site_ips)) = self.addresses.get() {
+            if site_ips.get(&ip).is_some_and(|s| s != site) {
+                return;
+            }
+        }
+        self.port_owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((proto, site.clone(), port), owner.to_string());
+    }
+
     /// Records that agent `owner` bound UDP `port` (so replies to it can be placed).
     pub fn register_udp(&self, owner: &str, port: u16) {
         if let Some(site) = self.agent_sites.get(owner) {
-            self.udp_owners
+            self.port_owners
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert((site.clone(), port), owner.to_string());
+                .insert((Proto::Udp, site.clone(), port), owner.to_string());
         }
     }
 
-    /// The party at a remote address.
-    pub fn party_at(&self, addr: SocketAddr) -> Party {
+    /// The party at an address, for a packet of `proto`.
+    pub fn party_at(&self, proto: Proto, addr: SocketAddr) -> Party {
         let Some((server_ips, site_ips)) = self.addresses.get() else {
             return Party::Unknown;
         };
@@ -281,8 +311,8 @@ impl Firewall {
         let Some(site) = site_ips.get(&addr.ip()) else {
             return Party::Unknown;
         };
-        let owners = self.udp_owners.lock().unwrap_or_else(|e| e.into_inner());
-        match owners.get(&(site.clone(), addr.port())) {
+        let owners = self.port_owners.lock().unwrap_or_else(|e| e.into_inner());
+        match owners.get(&(proto, site.clone(), addr.port())) {
             Some(name) => Party::Agent {
                 name: name.clone(),
                 site: site.clone(),
@@ -311,32 +341,221 @@ impl Firewall {
             .map(|r| r.action)
     }
 
-    /// When the rules covering this packet stop being in force after `now`
-    /// (`None`: one of them lasts to the end).
-    pub fn lifted_at(
-        &self,
-        proto: Proto,
-        src: &Party,
-        dst: &Party,
-        src_port: u16,
-        dst_port: u16,
-        now: Duration,
-    ) -> Option<Duration> {
-        let mut t = now;
-        // Rules may overlap or follow each other: walk forward until none is in force.
-        loop {
-            let covering: Vec<&BlockRule> = self
-                .rules
-                .iter()
-                .filter(|r| r.active(t) && r.applies(proto, src, dst, src_port, dst_port))
-                .collect();
-            if covering.is_empty() {
-                return Some(t);
-            }
-            t = covering
-                .iter()
-                .map(|r| r.until)
-                .min_by_key(|u| u.unwrap_or(Duration::MAX))??;
+    /// What the path does to `packet` at `now`: the first block rule in
+    /// force that covers it, else the first packet fault that acts on it.
+    pub fn judge(&self, packet: &Packet, now: Duration) -> Verdict {
+        if let Some(action) = self.verdict(
+            packet.proto,
+            &packet.src,
+            &packet.dst,
+            packet.src_port,
+            packet.dst_port,
+            now,
+        ) {
+            return match action {
+                BlockAction::Drop => Verdict::Drop,
+                BlockAction::Reject => Verdict::Reject,
+            };
+        }
+        self.faults
+            .iter()
+            .map(|f| f.judge(packet, now))
+            .find(|v| *v != Verdict::Pass)
+            .unwrap_or(Verdict::Pass)
+    }
+}
+/// One packet on the path, as the firewall sees it.
+#[derive(Clone, Debug)]
+pub struct Packet {
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// Who sent it.
+    pub src: Party,
+    /// Who it is for.
+    pub dst: Party,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// Bytes of payload (TCP data, or the UDP datagram).
+    pub payload_len: usize,
+    /// A TCP segment with nothing but the ACK flag and no data.
+    pub pure_ack: bool,
+}
+
+/// What the path does with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It goes on.
+    Pass,
+    /// It is lost.
+    Drop,
+    /// It is lost and the sender told so (a TCP RST; UDP: lost, as quinn ignores ICMP).
+    Reject,
+}
+
+/// A fault that acts on packets: one value, installed in the [`Firewall`].
+pub trait PacketFault: Send + Sync + std::fmt::Debug {
+    /// What it does to `packet` at `now` (`Pass` when it does not touch it).
+    fn judge(&self, packet: &Packet, now: Duration) -> Verdict;
+}
+
+fn in_window(from: Duration, until: Option<Duration>, now: Duration) -> bool {
+    from <= now && until.is_none_or(|u| now < u)
+}
+
+fn goes(a: &Endpoint, b: &Endpoint, direction: Direction, p: &Packet) -> bool {
+    let a_to_b = matches(a, &p.src) && matches(b, &p.dst);
+    let b_to_a = matches(b, &p.src) && matches(a, &p.dst);
+    match direction {
+        Direction::Both => a_to_b || b_to_a,
+        Direction::AToB => a_to_b,
+        Direction::BToA => b_to_a,
+    }
+}
+
+impl PacketFault for HalfOpenRule {
+    // Every packet of the stopped direction is lost, TCP's ACKs and FINs
+    // and UDP alike: what one-way loss is on a real path.
+    fn judge(&self, p: &Packet, now: Duration) -> Verdict {
+        if in_window(self.from, self.until, now) && goes(&self.a, &self.b, self.direction, p) {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }
+}
+
+/// A `drop-payload` fault: a middlebox that drops TCP segments carrying data
+/// one way and passes pure ACKs, SYNs and FINs (the nft rule `ip length > 52 drop`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DropPayloadRule {
+    /// One end.
+    pub a: Endpoint,
+    /// The other end.
+    pub b: Endpoint,
+    /// The direction whose payload is lost.
+    pub direction: Direction,
+    /// In force from.
+    pub from: Duration,
+    /// In force until (exclusive).
+    pub until: Option<Duration>,
+}
+
+impl PacketFault for DropPayloadRule {
+    fn judge(&self, p: &Packet, now: Duration) -> Verdict {
+        let hit = p.proto == Proto::Tcp
+            && p.payload_len > 0
+            && in_window(self.from, self.until, now)
+            && goes(&self.a, &self.b, self.direction, p);
+        if hit {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }
+}
+
+/// A `partition` fault: nothing passes between a site and the server's side.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartitionRule {
+    /// The site cut off.
+    pub site: String,
+    /// In force from.
+    pub from: Duration,
+    /// In force until (exclusive).
+    pub until: Option<Duration>,
+}
+
+impl PacketFault for PartitionRule {
+    fn judge(&self, p: &Packet, now: Duration) -> Verdict {
+        let site = Endpoint::Site(self.site.clone());
+        if in_window(self.from, self.until, now)
+            && goes(&site, &Endpoint::Server, Direction::Both, p)
+        {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }
+}
+
+/// A `loss` fault: packets on the path are lost at random, each with
+/// probability `rate`, or in bursts (a Gilbert-Elliott channel whose bad
+/// state loses every packet and lasts `burst` packets on average, entered
+/// so that the long-run loss is still `rate`).
+#[derive(Debug)]
+pub struct LossRule {
+    /// One end.
+    pub a: Endpoint,
+    /// The other end.
+    pub b: Endpoint,
+    /// Long-run fraction of packets lost.
+    pub rate: f64,
+    /// Mean burst length in packets; 1 or less: independent losses.
+    pub burst: f64,
+    /// In force from.
+    pub from: Duration,
+    /// In force until (exclusive).
+    pub until: Option<Duration>,
+    // The seeded generator and whether the channel is in its bad state.
+    state: Mutex<(rand_chacha::ChaCha8Rng, bool)>,
+}
+
+impl LossRule {
+    /// A loss rule drawing from `seed`.
+    pub fn new(
+        a: Endpoint,
+        b: Endpoint,
+        rate: f64,
+        burst: f64,
+        window: (Duration, Option<Duration>),
+        seed: u64,
+    ) -> LossRule {
+        use rand_chacha::rand_core::SeedableRng;
+        LossRule {
+            a,
+            b,
+            rate: rate.clamp(0.0, 1.0),
+            burst,
+            from: window.0,
+            until: window.1,
+            state: Mutex::new((rand_chacha::ChaCha8Rng::seed_from_u64(seed), false)),
+        }
+    }
+}
+
+impl PacketFault for LossRule {
+    fn judge(&self, p: &Packet, now: Duration) -> Verdict {
+        use rand_chacha::rand_core::RngCore;
+        if !in_window(self.from, self.until, now) || !goes(&self.a, &self.b, Direction::Both, p) {
+            return Verdict::Pass;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (rng, bad) = &mut *st;
+        let mut draw = || f64::from(rng.next_u32()) / (f64::from(u32::MAX) + 1.0);
+        let lost = if self.burst <= 1.0 {
+            draw() < self.rate
+        } else {
+            // Leave the bad state with 1/burst; enter it so that the
+            // stationary share of bad packets is `rate`.
+            let leave = 1.0 / self.burst;
+            let enter = if self.rate >= 1.0 {
+                1.0
+            } else {
+                (self.rate * leave / (1.0 - self.rate)).min(1.0)
+            };
+            *bad = if *bad {
+                draw() >= leave
+            } else {
+                draw() < enter
+            };
+            *bad
+        };
+        if lost {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
         }
     }
 }
@@ -438,12 +657,6 @@ mod tests {
         let at = Duration::from_secs;
         assert_eq!(fw.verdict(Proto::Udp, &p, &s, 1, 4433, at(9)), None);
         assert!(fw.verdict(Proto::Udp, &s, &p, 4433, 1, at(10)).is_some());
-        assert_eq!(
-            fw.lifted_at(Proto::Udp, &p, &s, 1, 4433, at(12)),
-            Some(at(30))
-        );
-        let forever = Firewall::new(vec![rule(Direction::Both, 0, None)], BTreeMap::new());
-        assert_eq!(forever.lifted_at(Proto::Udp, &p, &s, 1, 4433, at(1)), None);
     }
 }
 

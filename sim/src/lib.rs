@@ -27,4 +27,5 @@ pub mod quic;
 pub mod run;
 pub mod scenario;
 pub mod score;
+pub mod tcp;
 pub mod upgrade;

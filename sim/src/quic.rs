@@ -142,7 +142,7 @@ impl TurmoilUdpSocket {
         fw.verdict(
             Proto::Udp,
             &fw.party_of_owner(&self.owner),
-            &fw.party_at(to),
+            &fw.party_at(Proto::Udp, to),
             self.local.port(),
             to.port(),
             now,

@@ -26,12 +26,14 @@ use crate::crypto::{derive_seed, seeded_provider};
 use crate::diagnose::{diagnose, View};
 use crate::disk::SimDisk;
 use crate::fault::{
-    link_delay, link_held, BlockRule, Firewall, HalfOpenRule, LinkRule, DEFAULT_DELAY,
+    link_delay, BlockRule, Firewall, HalfOpenRule, LinkRule, LinkShape, PacketFault, PartitionRule,
+    DEFAULT_DELAY,
 };
 use crate::kill::KillableDisk;
 use crate::net::TurmoilNetwork;
 use crate::observe::{to_jsonl, RunObserver};
 use crate::proxy::{DropRule, Proxy, INTERNAL_WS_PORT, PROXY_HOST, PROXY_POINT};
+use crate::tcp::host::{HostStack, Wire};
 use format::scenario::{Endpoint, FrameDirection, FrameType, Target};
 use proto::frame::FrameKind;
 
@@ -403,30 +405,32 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
     let capture = options
         .capture
         .then(|| Arc::new(Capture::new(EPOCH_UNIX_S)));
-    // Every host's network: its firewall, and the capture when asked for.
-    let network = {
-        let capture = capture.clone();
-        move |owner: &str, firewall: Option<&Arc<Firewall>>| {
-            let mut n = TurmoilNetwork::new(owner);
-            if let Some(f) = firewall {
-                n = n.with_firewall(f.clone());
-            }
-            if let Some(c) = &capture {
-                n = n.with_capture(c.clone());
-            }
-            Arc::new(n)
-        }
-    };
     let clock = Arc::new(SimClock::new(epoch));
     let agent_sites: BTreeMap<String, String> = spec
         .agents
         .iter()
         .map(|a| (a.name.clone(), a.site.clone()))
         .collect();
+    let partitions: Vec<Box<dyn PacketFault>> = spec
+        .links
+        .iter()
+        .filter(|l| l.shape == LinkShape::Partition)
+        .map(|l| {
+            Box::new(PartitionRule {
+                site: l.site.clone(),
+                from: l.from,
+                until: l.until,
+            }) as Box<dyn PacketFault>
+        })
+        .collect();
     let firewall = Arc::new(
         Firewall::new(spec.blocks.clone(), agent_sites.clone())
-            .with_half_open(spec.half_open.clone()),
+            .with_half_open(spec.half_open.clone())
+            .with_faults(partitions),
     );
+    // Every host's kernel, on one wire through the firewall (and the capture).
+    let wire = Arc::new(Wire::new(firewall.clone(), capture.clone(), spec.seed));
+    let kernel = |name: &str| HostStack::new(name, wire.clone());
 
     // The server host. Its disk outlives the host closure, so a restart finds its store.
     let server_slot: ServerSlot = Arc::default();
@@ -444,13 +448,12 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         let checkin_outages = spec.checkin_outages.clone();
         let wake_worker = !spec.worker_down;
         let seed = spec.seed;
-        let firewall = firewall.clone();
-        let network = network.clone();
+        let kernel = kernel(SERVER_HOST);
         let boots = Arc::new(Mutex::new(0u64));
         sim.host(SERVER_HOST, move || {
             let slot = slot.clone();
             let env = Env {
-                net: network("server", Some(&firewall)),
+                net: Arc::new(TurmoilNetwork::on("server", kernel.clone())),
                 clock: clock.clone(),
                 crypto: seeded_provider(derive_seed(
                     seed,
@@ -481,6 +484,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
                 }),
                 ..ServerConfig::default()
             };
+            kernel.boot();
             async move {
                 let handle = server::start(env, cfg).await?;
                 *lock(&slot) = Some(handle);
@@ -498,10 +502,10 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         let drops = spec.drops.clone();
         let seed = spec.seed;
         let sites = agent_sites.clone();
-        let network = network.clone();
+        let kernel = kernel(PROXY_HOST);
         sim.host(PROXY_HOST, move || {
             let env = Env {
-                net: network(PROXY_HOST, None),
+                net: Arc::new(TurmoilNetwork::on(PROXY_HOST, kernel.clone())),
                 clock: clock.clone(),
                 crypto: seeded_provider(derive_seed(seed, PROXY_HOST)),
                 disk: Arc::new(SimDisk::new()),
@@ -515,6 +519,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
                 drops.clone(),
                 sites.clone(),
             );
+            kernel.boot();
             async move {
                 proxy.serve(proto::msg::WS_PORT).await?;
                 Ok(())
@@ -559,16 +564,16 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         let clock_skew = spec.clock_skew.clone();
         let server_slot = server_slot.clone();
         let seed = spec.seed;
-        let firewall = firewall.clone();
-        let network = network.clone();
+        let kernel = kernel(&format!("site-{site}"));
         sim.host(format!("site-{site}"), move || {
+            kernel.boot();
             for (a, slot, rx, port) in &agents {
                 let clock = match clock_skew.iter().find(|(name, ..)| *name == a.name) {
                     Some((_, behind, by)) => Arc::new(clock.skewed(*behind, *by)),
                     None => clock.clone(),
                 };
                 let env = Env {
-                    net: network(&a.name, Some(&firewall)),
+                    net: Arc::new(TurmoilNetwork::on(a.name.clone(), kernel.clone())),
                     clock,
                     crypto: seeded_provider(derive_seed(seed, &format!("agent:{}", a.name))),
                     disk: slot.disk.clone(),
@@ -600,10 +605,11 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         let clock = clock.clone();
         let seed = spec.seed;
         let probe_at = spec.duration.saturating_sub(MONITOR_LEAD);
-        let network = network.clone();
+        let kernel = kernel(MONITOR_HOST);
         sim.host(MONITOR_HOST, move || {
+            kernel.boot();
             let env = Env {
-                net: network(MONITOR_HOST, None),
+                net: Arc::new(TurmoilNetwork::on(MONITOR_HOST, kernel.clone())),
                 clock: clock.clone(),
                 crypto: seeded_provider(derive_seed(seed, MONITOR_HOST)),
                 disk: Arc::new(SimDisk::new()),
@@ -658,20 +664,32 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
             .map(|a| (sim.lookup(format!("site-{}", a.site)), a.site.clone()))
             .collect(),
     );
+    wire.set_names(
+        [SERVER_HOST, PROXY_HOST, MONITOR_HOST]
+            .into_iter()
+            .map(String::from)
+            .chain(spec.agents.iter().map(|a| format!("site-{}", a.site)))
+            .map(|h| {
+                let ip = sim.lookup(h.as_str());
+                (h, ip)
+            })
+            .collect(),
+    );
 
     // Drive: actions on time, one tick at a time.
     let mut actions = spec.actions.clone();
     actions.sort_by_key(|a| a.at);
     let mut next = 0;
-    // The delays each shaped site's path has now, and whether it is held.
-    let mut shaped: BTreeMap<&str, ((Duration, Duration), bool)> = spec
+    // The delays each shaped site's path has now (partitions are packet
+    // faults, in the firewall).
+    let mut shaped: BTreeMap<&str, (Duration, Duration)> = spec
         .links
         .iter()
-        .map(|l| (l.site.as_str(), (DEFAULT_DELAY, false)))
+        .map(|l| (l.site.as_str(), DEFAULT_DELAY))
         .collect();
     loop {
         let now = sim.elapsed();
-        for (site, (delay, held)) in shaped.iter_mut() {
+        for (site, delay) in shaped.iter_mut() {
             let host = format!("site-{site}");
             let want = link_delay(&spec.links, site, now);
             if want != *delay {
@@ -680,17 +698,6 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
                     sim.set_link_max_message_latency(host.as_str(), end, want.1);
                 }
                 *delay = want;
-            }
-            let hold = link_held(&spec.links, site, now);
-            if hold != *held {
-                for end in [SERVER_HOST, PROXY_HOST] {
-                    if hold {
-                        sim.hold(host.as_str(), end);
-                    } else {
-                        sim.release(host.as_str(), end);
-                    }
-                }
-                *held = hold;
             }
         }
         while next < actions.len() && actions[next].at <= now {

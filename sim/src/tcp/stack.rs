@@ -1,0 +1,490 @@
+//! A host's TCP: its connections, listeners with a backlog, ephemeral
+//! ports and timers, sans-IO. Segments come in with [`Stack::handle_segment`]
+//! and timeouts with [`Stack::handle_timeout`]; what to send comes out of
+//! [`Stack::poll_transmit`] and the next deadline out of [`Stack::poll_timeout`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::task::Waker;
+use std::time::Duration;
+
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::conn::{Config, Stats, Tcb};
+use super::segment::{Segment, ACK, RST, SYN};
+
+/// A connection's handle in its stack.
+pub type ConnId = u64;
+
+/// Linux's ephemeral port range (`ip_local_port_range`).
+pub const EPHEMERAL: (u16, u16) = (32768, 60999);
+
+/// The backlog `proto::real` listens with (tokio's `TcpListener::bind`: 1024).
+pub const BACKLOG: usize = 1024;
+
+/// A segment for the wire.
+#[derive(Debug)]
+pub struct Transmit {
+    /// Where it goes.
+    pub dst: SocketAddr,
+    /// What.
+    pub segment: Segment,
+}
+
+/// Counters of a whole host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// SYNs dropped because a listener's backlog was full (`ListenOverflows`).
+    pub listen_overflows: u64,
+    /// RSTs sent for segments no socket wanted.
+    pub resets_sent: u64,
+    /// Retransmitted segments, summed over connections that ended.
+    pub retransmits: u64,
+}
+
+#[derive(Debug)]
+struct Conn {
+    tcb: Tcb,
+    remote: SocketAddr,
+    // The listener it came through, until accepted.
+    listener: Option<u16>,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+    // Armed timer entry in `Stack::timers`.
+    timer: Option<Duration>,
+}
+
+#[derive(Debug, Default)]
+struct Listen {
+    backlog: usize,
+    // Handshakes under way plus connections waiting for accept.
+    pending: usize,
+    ready: VecDeque<ConnId>,
+    waker: Option<Waker>,
+}
+
+/// One host's TCP.
+#[derive(Debug)]
+pub struct Stack {
+    cfg: Config,
+    rng: ChaCha8Rng,
+    conns: BTreeMap<ConnId, Conn>,
+    by_tuple: BTreeMap<(u16, SocketAddr), ConnId>,
+    listeners: BTreeMap<u16, Listen>,
+    timers: BTreeSet<(Duration, ConnId)>,
+    out: VecDeque<Transmit>,
+    next_id: ConnId,
+    next_port: u16,
+    stats: HostStats,
+}
+
+impl Stack {
+    /// An empty stack whose initial sequence numbers come from `seed`.
+    pub fn new(cfg: Config, seed: u64) -> Stack {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let span = u32::from(EPHEMERAL.1 - EPHEMERAL.0);
+        let next_port = EPHEMERAL.0 + (rng.next_u32() % span) as u16;
+        Stack {
+            cfg,
+            rng,
+            conns: BTreeMap::new(),
+            by_tuple: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            out: VecDeque::new(),
+            next_id: 1,
+            next_port,
+            stats: HostStats::default(),
+        }
+    }
+
+    /// The host's counters.
+    pub fn stats(&self) -> HostStats {
+        self.stats
+    }
+
+    /// How many connections the stack holds (any state but closed).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// A connection's counters.
+    pub fn conn_stats(&self, id: ConnId) -> Option<Stats> {
+        self.conns.get(&id).map(|c| c.tcb.stats)
+    }
+
+    /// A connection's state (`None` once it is gone).
+    pub fn conn_state(&self, id: ConnId) -> Option<super::conn::State> {
+        self.conns.get(&id).map(|c| c.tcb.state)
+    }
+
+    // ---- sockets ----
+
+    /// Starts listening on `port` (0: a free ephemeral port); returns the port.
+    pub fn listen(&mut self, port: u16, backlog: usize) -> io::Result<u16> {
+        let port = match port {
+            0 => self.free_port(None)?,
+            p => p,
+        };
+        if self.listeners.contains_key(&port) {
+            return Err(io::Error::from(io::ErrorKind::AddrInUse));
+        }
+        self.listeners.insert(
+            port,
+            Listen {
+                backlog,
+                ..Listen::default()
+            },
+        );
+        Ok(port)
+    }
+
+    // The next ephemeral port no listener has and, with `remote`, no
+    // connection to that peer uses.
+    fn free_port(&mut self, remote: Option<SocketAddr>) -> io::Result<u16> {
+        let span = EPHEMERAL.1 - EPHEMERAL.0;
+        for _ in 0..=span {
+            let p = self.next_port;
+            self.next_port = if p >= EPHEMERAL.1 { EPHEMERAL.0 } else { p + 1 };
+            let taken = match remote {
+                Some(r) => self.by_tuple.contains_key(&(p, r)),
+                None => self.by_tuple.keys().any(|(l, _)| *l == p),
+            };
+            if !taken && !self.listeners.contains_key(&p) {
+                return Ok(p);
+            }
+        }
+        Err(io::Error::from(io::ErrorKind::AddrNotAvailable))
+    }
+
+    /// Stops listening: connections not yet accepted are reset.
+    pub fn unlisten(&mut self, port: u16, now: Duration) {
+        let Some(l) = self.listeners.remove(&port) else {
+            return;
+        };
+        let waiting: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.listener == Some(port))
+            .map(|(id, _)| *id)
+            .collect();
+        drop(l);
+        for id in waiting {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.tcb.abort();
+            }
+            self.settle(id, now);
+        }
+    }
+
+    /// The next established connection of the listener on `port`; else
+    /// registers `waker`.
+    pub fn accept(&mut self, port: u16, waker: &Waker) -> Option<(ConnId, SocketAddr)> {
+        let l = self.listeners.get_mut(&port)?;
+        match l.ready.pop_front() {
+            Some(id) => {
+                l.pending = l.pending.saturating_sub(1);
+                let c = self.conns.get_mut(&id)?;
+                c.listener = None;
+                Some((id, c.remote))
+            }
+            None => {
+                l.waker = Some(waker.clone());
+                None
+            }
+        }
+    }
+
+    /// Opens a connection to `remote` from an ephemeral port.
+    pub fn connect(&mut self, remote: SocketAddr, now: Duration) -> io::Result<(ConnId, u16)> {
+        let port = self.free_port(Some(remote))?;
+        let iss = self.rng.next_u32();
+        let tcb = Tcb::connect(self.cfg.clone(), port, remote.port(), iss, now);
+        let id = self.insert(tcb, remote, None);
+        self.settle(id, now);
+        Ok((id, port))
+    }
+
+    fn insert(&mut self, tcb: Tcb, remote: SocketAddr, listener: Option<u16>) -> ConnId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_tuple.insert((tcb.local_port, remote), id);
+        self.conns.insert(
+            id,
+            Conn {
+                tcb,
+                remote,
+                listener,
+                read_waker: None,
+                write_waker: None,
+                timer: None,
+            },
+        );
+        id
+    }
+
+    /// Whether the connect of `id` is done: `Some(Ok)` connected,
+    /// `Some(Err)` failed; `None` registers `waker`.
+    pub fn poll_connected(&mut self, id: ConnId, waker: &Waker) -> Option<io::Result<()>> {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Some(Err(io::Error::from(io::ErrorKind::NotConnected)));
+        };
+        if let Some(e) = c.tcb.error() {
+            return Some(Err(os_error(e)));
+        }
+        if c.tcb.is_connected() {
+            return Some(Ok(()));
+        }
+        c.write_waker = Some(waker.clone());
+        None
+    }
+
+    /// Reads into `buf`: `Some(Ok(0))` at end of stream, `None` (with
+    /// `waker` registered) when nothing is there yet.
+    pub fn read(
+        &mut self,
+        id: ConnId,
+        buf: &mut [u8],
+        waker: &Waker,
+        now: Duration,
+    ) -> Option<io::Result<usize>> {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Some(Ok(0));
+        };
+        if c.tcb.readable() > 0 {
+            let n = c.tcb.read(buf, now);
+            self.settle(id, now);
+            return Some(Ok(n));
+        }
+        if let Some(e) = c.tcb.error() {
+            return Some(Err(os_error(e)));
+        }
+        if c.tcb.read_eof() {
+            return Some(Ok(0));
+        }
+        c.read_waker = Some(waker.clone());
+        None
+    }
+
+    /// Writes from `buf`: `None` (with `waker` registered) when the send
+    /// buffer is full.
+    pub fn write(
+        &mut self,
+        id: ConnId,
+        buf: &[u8],
+        waker: &Waker,
+        now: Duration,
+    ) -> Option<io::Result<usize>> {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Some(Err(io::Error::from(io::ErrorKind::BrokenPipe)));
+        };
+        if let Some(e) = c.tcb.error() {
+            return Some(Err(os_error(e)));
+        }
+        if c.tcb.write_closed() {
+            return Some(Err(io::Error::from(io::ErrorKind::BrokenPipe)));
+        }
+        if buf.is_empty() {
+            return Some(Ok(0));
+        }
+        if c.tcb.send_space() == 0 {
+            c.write_waker = Some(waker.clone());
+            return None;
+        }
+        let n = c.tcb.write(buf, now);
+        self.settle(id, now);
+        Some(Ok(n))
+    }
+
+    /// `shutdown(SHUT_WR)`.
+    pub fn shutdown(&mut self, id: ConnId, now: Duration) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.tcb.shutdown(now);
+            self.settle(id, now);
+        }
+    }
+
+    /// `close()`: the socket's owner is gone.
+    pub fn close(&mut self, id: ConnId, now: Duration) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.tcb.close(now);
+            c.read_waker = None;
+            c.write_waker = None;
+            self.settle(id, now);
+        }
+    }
+
+    // ---- the wire ----
+
+    /// Whether segments wait to be sent.
+    pub fn has_transmit(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// The next segment to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.pop_front()
+    }
+
+    /// The earliest timer.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        while let Some(&(t, id)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.timer = None;
+                c.tcb.handle_timeout(now);
+            }
+            self.settle(id, now);
+        }
+    }
+
+    /// One segment from `src`.
+    pub fn handle_segment(&mut self, src: SocketAddr, seg: Segment, now: Duration) {
+        if let Some(&id) = self.by_tuple.get(&(seg.dst_port, src)) {
+            let c = self.conns.get_mut(&id).expect("indexed");
+            c.tcb.handle_segment(&seg, now);
+            self.settle(id, now);
+            return;
+        }
+        if seg.has(RST) {
+            return;
+        }
+        if seg.has(SYN) && !seg.has(ACK) {
+            if let Some(l) = self.listeners.get_mut(&seg.dst_port) {
+                if l.pending >= l.backlog {
+                    // Linux drops the SYN; the client's retransmission tries again.
+                    self.stats.listen_overflows += 1;
+                    return;
+                }
+                l.pending += 1;
+                let iss = self.rng.next_u32();
+                let tcb = Tcb::accept(self.cfg.clone(), seg.dst_port, &seg, iss, now);
+                let id = self.insert(tcb, src, Some(seg.dst_port));
+                self.settle(id, now);
+                return;
+            }
+        }
+        // No socket: refuse with an RST (RFC 9293 3.10.7.1).
+        self.stats.resets_sent += 1;
+        let (seq, ack, flags) = if seg.has(ACK) {
+            (seg.ack, 0, RST)
+        } else {
+            (0, seg.seq.wrapping_add(seg.seq_len()), RST | ACK)
+        };
+        self.out.push_back(Transmit {
+            dst: src,
+            segment: Segment {
+                src_port: seg.dst_port,
+                dst_port: seg.src_port,
+                seq,
+                ack,
+                flags,
+                window: 0,
+                mss: None,
+                payload: Vec::new(),
+            },
+        });
+    }
+
+    // After anything touched connection `id`: its output to the queue, its
+    // timer re-armed, its waiters woken, and its slot freed once closed.
+    fn settle(&mut self, id: ConnId, _now: Duration) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        for segment in c.tcb.take_output() {
+            self.out.push_back(Transmit {
+                dst: c.remote,
+                segment,
+            });
+        }
+        let want = c.tcb.poll_timeout();
+        if want != c.timer {
+            if let Some(t) = c.timer.take() {
+                self.timers.remove(&(t, id));
+            }
+            if let Some(t) = want {
+                self.timers.insert((t, id));
+            }
+            c.timer = want;
+        }
+        // Wake both sides: a state change may matter to either.
+        if let Some(w) = c.read_waker.take() {
+            w.wake();
+        }
+        if let Some(w) = c.write_waker.take() {
+            w.wake();
+        }
+        if let Some(port) = c.listener {
+            if c.tcb.is_connected() && !c.tcb.is_closed() {
+                if let Some(l) = self.listeners.get_mut(&port) {
+                    if !l.ready.contains(&id) {
+                        l.ready.push_back(id);
+                        if let Some(w) = l.waker.take() {
+                            w.wake();
+                        }
+                    }
+                }
+            }
+        }
+        let c = self.conns.get(&id).expect("present");
+        // A closed connection leaves; one still open stays even when its
+        // owner has gone (it finishes its FIN exchange on its own).
+        if c.tcb.is_closed() && (c.tcb.orphan || c.tcb.error().is_some() || c.listener.is_some()) {
+            self.remove(id);
+        }
+        // Otherwise a closed connection whose owner still holds it keeps
+        // its slot for the owner's last read; `close` frees it.
+    }
+
+    fn remove(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.remove(&id) {
+            self.stats.retransmits += c.tcb.stats.retransmits;
+            self.by_tuple.remove(&(c.tcb.local_port, c.remote));
+            if let Some(t) = c.timer {
+                self.timers.remove(&(t, id));
+            }
+            if let Some(port) = c.listener {
+                if let Some(l) = self.listeners.get_mut(&port) {
+                    l.pending = l.pending.saturating_sub(1);
+                    l.ready.retain(|r| *r != id);
+                }
+            }
+        }
+    }
+
+    /// Frees a socket whose owner is gone and whose connection is closed.
+    pub fn release(&mut self, id: ConnId) {
+        if self.conns.get(&id).is_some_and(|c| c.tcb.is_closed()) {
+            self.remove(id);
+        }
+    }
+}
+
+/// The error a Linux socket call gives, with its OS wording
+/// (`Connection refused (os error 111)`), so messages match the kernel's.
+pub fn os_error(kind: io::ErrorKind) -> io::Error {
+    #[cfg(target_os = "linux")]
+    {
+        let code = match kind {
+            io::ErrorKind::ConnectionRefused => Some(111),
+            io::ErrorKind::ConnectionReset => Some(104),
+            io::ErrorKind::TimedOut => Some(110),
+            _ => None,
+        };
+        if let Some(code) = code {
+            return io::Error::from_raw_os_error(code);
+        }
+    }
+    io::Error::from(kind)
+}
