@@ -268,6 +268,9 @@ async fn session<S>(
             }
         }
     };
+    if let Some(site) = &site {
+        lock(&shared.sites).insert(agent.agent_id.clone(), site.clone());
+    }
     // An authenticated session is a check-in.
     shared.checkin(&agent.agent_id);
     // The session's own greeting goes on its own channel, whatever the registry holds.
