@@ -249,6 +249,10 @@ pub enum Outbound {
     Text(String),
     /// Close the connection (eviction).
     Close,
+    /// A newer session of the same agent process replaced this one in the
+    /// registry: the agent gave this connection up, so stop its Pings
+    /// (queued Text still goes out).
+    Replaced,
 }
 
 /// A live command-channel session.

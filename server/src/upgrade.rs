@@ -542,6 +542,15 @@ impl Shared {
         }
     }
 
+    /// The version the agent's session `conn` authenticated as, if it is live.
+    pub(crate) fn session_version(&self, agent_id: &str, conn: &str) -> Option<String> {
+        lock(&self.live)
+            .0
+            .get(agent_id)
+            .and_then(|m| m.get(conn))
+            .map(|s| s.version.clone())
+    }
+
     /// A session of the agent authenticated as `version` (its own channel is `tx`).
     pub(crate) fn upgrade_session_opened(
         &self,
