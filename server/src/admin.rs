@@ -231,7 +231,8 @@ pub struct AgentSummary {
     pub enrolled_at_us: u64,
     /// When the server last heard from it (server clock).
     pub last_seen_us: Option<u64>,
-    /// How long ago that was, in milliseconds.
+    /// How long ago that was, in milliseconds (`None` when unknown: never,
+    /// or on the clock of an earlier server process).
     pub last_seen_ago_ms: Option<u64>,
     /// Wakes sent since its last check-in.
     pub wake_attempts: u32,
@@ -407,7 +408,13 @@ pub fn agent_summaries(handle: &ServerHandle) -> Result<Vec<AgentSummary>, OpErr
                 } else {
                     v.status.clone()
                 },
-                last_seen_ago_ms: v.record.last_seen_us.map(|t| now.saturating_sub(t) / 1000),
+                // `None` also for a record from before a restart of a server
+                // whose clock counts from its own start.
+                last_seen_ago_ms: v
+                    .record
+                    .last_seen_us
+                    .and_then(|t| now.checked_sub(t))
+                    .map(|d| d / 1000),
                 wake_attempts: wake.map_or(0, |w| w.wake_attempts),
                 lifecycle: wake.map(|w| w.lifecycle),
                 last_provision_error: wake.and_then(|w| w.last_provision_error.clone()),

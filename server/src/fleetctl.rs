@@ -605,9 +605,10 @@ fn opt(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "-".into())
 }
 
-fn ago(ms: Option<u64>) -> String {
+fn ago(seen_us: Option<u64>, ms: Option<u64>) -> String {
     match ms {
-        None => "never".into(),
+        None if seen_us.is_none() => "never".into(),
+        None => "before a server restart".into(),
         Some(ms) if ms < 1000 => format!("{ms}ms ago"),
         Some(ms) if ms < 120_000 => format!("{}s ago", ms / 1000),
         Some(ms) => format!("{}m ago", ms / 60_000),
@@ -648,7 +649,7 @@ fn print_agents(out: &mut dyn Write, agents: &[AgentSummary]) {
                 a.status.clone(),
                 a.version.clone(),
                 opt(&a.site),
-                ago(a.last_seen_ago_ms),
+                ago(a.last_seen_us, a.last_seen_ago_ms),
                 a.wake_attempts.to_string(),
                 opt(&a.upgrade_phase),
                 opt(&a.last_provision_error),
@@ -690,7 +691,7 @@ fn print_agent(out: &mut dyn Write, a: &AgentSummary) {
         ("status", a.status.clone()),
         ("version", a.version.clone()),
         ("site", opt(&a.site)),
-        ("last seen", ago(a.last_seen_ago_ms)),
+        ("last seen", ago(a.last_seen_us, a.last_seen_ago_ms)),
         ("wake attempts", a.wake_attempts.to_string()),
         ("lifecycle", opt(&lifecycle)),
         ("provision error", opt(&a.last_provision_error)),
