@@ -351,6 +351,41 @@ async fn every_operator_endpoint_on_loopback() {
     assert_eq!(code, exit::API_ERROR, "{err}");
     assert!(err.contains("unknown_agent, HTTP 404"), "{err}");
 
+    // The real fleetctl binary: table output, and its documented exit codes.
+    let run_bin = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_fleetctl"))
+                .args(args)
+                .env_remove("FLEETCTL_TOKEN")
+                .env_remove("FLEETCTL_SERVER")
+                .env_remove("FLEETCTL_TOKEN_FILE")
+                .output()
+                .expect("fleetctl runs")
+        })
+    };
+    let with = |token: &str, rest: &[&str]| {
+        let mut v = vec![
+            "--server".to_string(),
+            url.clone(),
+            "--token".into(),
+            token.into(),
+        ];
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v
+    };
+    let out = run_bin(with(ADMIN, &["commands", NAME])).await.unwrap();
+    assert_eq!(out.status.code(), Some(exit::OK), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("ID"), "{stdout}");
+    assert!(
+        stdout.contains("cmd-0001  ops-1  completed  1         0     hostname"),
+        "{stdout}"
+    );
+    let out = run_bin(with("wrong", &["agents"])).await.unwrap();
+    assert_eq!(out.status.code(), Some(exit::UNAUTHORIZED), "{out:?}");
+    let out = run_bin(with(ADMIN, &["no-such-command"])).await.unwrap();
+    assert_eq!(out.status.code(), Some(exit::USAGE), "{out:?}");
+
     // Nothing listens: fleetctl says so with its own exit code.
     let (code, _, err) = fleetctl("http://127.0.0.1:1", ADMIN, &["agents"]).await;
     assert_eq!(code, exit::UNREACHABLE, "{err}");
