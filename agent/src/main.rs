@@ -11,7 +11,7 @@ use proto::real::{jsonl_file, JsonlObserver};
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Examples:\n  fleet-agent --data ./agent --ca ./srv/ca.pem up --token s3cret\n  fleet-agent --data ./agent --ca ./srv/ca.pem run"
+    after_help = "Examples:\n  fleet-agent --data ./agent --ca ./srv/ca.pem install --token s3cret\n  fleet-agent --data ./agent --ca ./srv/ca.pem up --token s3cret\n  fleet-agent --data ./agent --ca ./srv/ca.pem run"
 )]
 struct Args {
     /// Agent data directory (agent.json, certificates).
@@ -49,6 +49,21 @@ enum Cmd {
         /// Enrollment token.
         #[arg(long)]
         token: String,
+    },
+    /// The installer: snapshot the data directory, run `up` under the
+    /// installer's timeout, and on failure roll back what this `up` wrote
+    /// (never a prior install's files; nothing without a snapshot). Prints
+    /// the install report as JSON and exits with the code the MSI custom
+    /// action sees: `up`'s own (0 ok, 2 enrollment, 3 disk, 4 tunnel probe)
+    /// or 124 when the timeout killed it. Keep --frame-log outside --data:
+    /// a rollback puts the data directory back as the snapshot had it.
+    Install {
+        /// Enrollment token.
+        #[arg(long)]
+        token: String,
+        /// The installer's timeout on `up`, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
     },
     /// Run the agent service (tunnel + command channel).
     Run,
@@ -91,7 +106,7 @@ async fn run(args: Args) -> Result<(), (i32, String)> {
     let env = proto::real::env(&format!("agent:{name}"), &args.data, observer)
         .map_err(|e| (2, e.to_string()))?;
     let token = match &args.command {
-        Cmd::Up { token } => token.clone(),
+        Cmd::Up { token } | Cmd::Install { token, .. } => token.clone(),
         Cmd::Run => String::new(),
     };
     let mut cfg = AgentConfig::new(&name, &args.server, &token, &ca_pem);
@@ -103,14 +118,46 @@ async fn run(args: Args) -> Result<(), (i32, String)> {
         AgentSwitches::FIXED
     };
     let status = StatusCell::default();
+    if ca_pem.is_empty() && !matches!(args.command, Cmd::Run) {
+        return Err((
+            2,
+            "`up` and `install` need --ca <gateway CA PEM> from the installer".into(),
+        ));
+    }
     match args.command {
-        Cmd::Up { .. } => {
-            if ca_pem.is_empty() {
-                return Err((
-                    2,
-                    "`up` needs --ca <gateway CA PEM> from the installer".into(),
-                ));
+        Cmd::Install { timeout, .. } => {
+            let report = agent::installer::install(
+                &env,
+                &cfg,
+                &status,
+                std::time::Duration::from_secs(timeout),
+            )
+            .await;
+            println!(
+                "{}",
+                serde_json::to_string(&report).expect("the install report serializes")
+            );
+            match report.result {
+                agent::installer::InstallResult::Success => Ok(()),
+                result => Err((
+                    report.exit_code,
+                    format!(
+                        "install {}: {}{}",
+                        serde_json::to_value(result)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
+                        report.error.as_deref().unwrap_or("`up` failed"),
+                        if report.rolled_back.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; rolled back {}", report.rolled_back.join(", "))
+                        }
+                    ),
+                )),
             }
+        }
+        Cmd::Up { .. } => {
             let id = agent::service::up(&env, &cfg, &status)
                 .await
                 .map_err(|e| (e.exit_code(), e.to_string()))?;

@@ -187,7 +187,8 @@ async fn session<S>(
     let (mut sink, mut stream) = ws.split();
 
     // The first frame must be Auth naming the certificate's agent.
-    // `Some((site, agent token))` once authenticated.
+    // `Ok((site, agent token, version))` once authenticated, else why not
+    // (`None`: the connection ended before any frame).
     let authed = match stream.next().await {
         Some(Ok(m)) => {
             proto::ws::log(&shared.env, &conn, &peer, Dir::Rx, Stage::Read, &m);
@@ -198,21 +199,34 @@ async fn session<S>(
                         site,
                         agent_token,
                         agent_version,
-                    }) if agent_id == agent.agent_id => Some((site, agent_token, agent_version)),
-                    _ => None,
+                    }) if agent_id == agent.agent_id => Ok((site, agent_token, agent_version)),
+                    Ok(AgentMsg::Auth { .. }) => Err(Some(
+                        "Auth names another agent than the client certificate; authenticate as the certificate's agent",
+                    )),
+                    _ => Err(Some("the first frame must be an Auth Text frame")),
                 },
-                _ => None,
+                _ => Err(Some("the first frame must be an Auth Text frame")),
             }
         }
-        _ => None,
+        _ => Err(None),
     };
     let (site, token, version) = match authed {
-        Some(a) => a,
-        None => {
+        Ok(a) => a,
+        Err(reason) => {
             shared.env.event(
                 "channel.auth_failed",
-                fields! {"conn" => conn, "agent" => peer},
+                fields! {"conn" => conn, "agent" => peer, "reason" => reason},
             );
+            // The agent is told why: a close with 1008 (policy violation).
+            if let Some(reason) = reason {
+                let close = Message::Close(Some(CloseFrame {
+                    code: CloseCode::Policy,
+                    reason: reason.into(),
+                }));
+                if sink.send(close.clone()).await.is_ok() {
+                    proto::ws::log(&shared.env, &conn, &peer, Dir::Tx, Stage::Written, &close);
+                }
+            }
             let _ = sink.close().await;
             return;
         }
@@ -254,11 +268,23 @@ async fn session<S>(
                 let (generation, old) =
                     sessions.handle_register(&agent.agent_id, &conn, Session { tx: tx.clone() });
                 if let Some(old) = old {
-                    // The replaced session's sender is dropped with `old`: its send task ends.
                     shared.env.event(
                         "registry.replaced",
                         fields! {"agent" => peer, "old_conn" => old.conn, "conn" => conn},
                     );
+                    // A reconnect of the same agent process (same version)
+                    // means the agent gave the old connection up: Pings into
+                    // it only fill a dead path. During an upgrade's cutover
+                    // the old version's session is alive and keeps its Pings.
+                    let old_version = shared.session_version(&agent.agent_id, &old.conn);
+                    if old_version.is_none_or(|v| v == version)
+                        && old.value.tx.send(Outbound::Replaced).is_ok()
+                    {
+                        shared.env.event(
+                            "channel.pings_stopped",
+                            fields! {"agent" => peer, "conn" => old.conn, "replaced_by" => conn},
+                        );
+                    }
                 }
                 shared.env.event(
                     "registry.registered",
@@ -268,6 +294,9 @@ async fn session<S>(
             }
         }
     };
+    if let Some(site) = &site {
+        lock(&shared.sites).insert(agent.agent_id.clone(), site.clone());
+    }
     // An authenticated session is a check-in.
     shared.checkin(&agent.agent_id);
     // The session's own greeting goes on its own channel, whatever the registry holds.
@@ -380,17 +409,22 @@ where
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ping_seq = 0u64;
+    let mut pinging = true;
     loop {
         let m = tokio::select! {
             biased;
             out = rx.recv() => match out {
                 Some(Outbound::Text(json)) => Message::text(json),
+                Some(Outbound::Replaced) => {
+                    pinging = false;
+                    continue;
+                }
                 Some(Outbound::Close) | None => {
                     let _ = sink.close().await;
                     return rx;
                 }
             },
-            _ = pings.tick() => {
+            _ = pings.tick(), if pinging => {
                 ping_seq += 1;
                 let m = Message::Ping(ping_payload(ping_seq).into());
                 proto::ws::log(&shared.env, &conn, &peer, Dir::Tx, Stage::Enqueued, &m);

@@ -162,7 +162,8 @@ async fn handle(shared: &Shared, req: Request<hyper::body::Incoming>) -> Respons
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // RFC 7235: the scheme is case-insensitive (`bearer` is `Bearer`).
+        .and_then(crate::admin::bearer)
         .map(str::to_string);
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),

@@ -11,15 +11,20 @@
 //! - [`upgrade`]: the upgrade operator, a sans-IO commit decision (when to
 //!   send `UpgradeStop`); its marker and status live in the store.
 //! - [`artifacts`]: the agent builds served for upgrades.
+//! - [`fleetctl`]: the operator API's command line (the `fleetctl` binary).
+//! - [`admin`]: the operator API (HTTP + JSON, admin token, TCP 7443), a
+//!   sans-IO router over the [`ServerHandle`] functions and a thin hyper driver.
 //!
 //! [`start`] brings all of it up on an [`proto::env::Env`] and returns a
 //! [`ServerHandle`] through which the operator (the `fleet-server` binary or
 //! the simulator) dispatches commands and reads the server's view.
 
+pub mod admin;
 pub mod artifacts;
 pub mod channel;
 pub mod commands;
 pub mod enroll;
+pub mod fleetctl;
 pub mod registry;
 pub mod store;
 pub mod tunnel;
@@ -32,7 +37,7 @@ use proto::env::Env;
 use proto::fields;
 use proto::pki::Ca;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::commands::ReaperPolicy;
 use crate::registry::Registry;
@@ -244,6 +249,10 @@ pub enum Outbound {
     Text(String),
     /// Close the connection (eviction).
     Close,
+    /// A newer session of the same agent process replaced this one in the
+    /// registry: the agent gave this connection up, so stop its Pings
+    /// (queued Text still goes out).
+    Replaced,
 }
 
 /// A live command-channel session.
@@ -284,6 +293,8 @@ pub struct Shared {
     live: Mutex<upgrade::LiveSessions>,
     // Upgrade records of the legacy operator (switch `upgrade_status_persisted` off).
     volatile_upgrades: Mutex<std::collections::BTreeMap<String, upgrade::UpgradeRecord>>,
+    // The site each agent named at its last command-channel Auth, by agent id.
+    sites: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 /// The ports the server actually listens on.
@@ -314,27 +325,92 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Where an operator request's answer goes (`None`: nobody waits for it,
+/// as for the simulator's actions).
+type Reply<T> = Option<oneshot::Sender<Result<T, OpError>>>;
+
 /// Operator requests, executed inside the server's runtime.
 #[derive(Debug)]
 enum Control {
     Dispatch {
         agent: String,
         command: String,
+        reply: Reply<CommandRecord>,
     },
     Evict {
         agent: String,
+        reply: Reply<Option<String>>,
     },
     Wake {
         agent: String,
+        reply: Reply<WakeState>,
     },
     Upgrade {
         agent: String,
         to: String,
         defect: Option<proto::build::BuildDefect>,
+        reply: Reply<upgrade::UpgradeRecord>,
     },
     Revoke {
         agent: String,
+        reply: Reply<AgentRecord>,
     },
+    Publish {
+        version: String,
+        defect: Option<proto::build::BuildDefect>,
+        reply: Reply<artifacts::Artifact>,
+    },
+}
+
+/// Why an operator request was refused. The messages say what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// No enrolled, unrevoked agent has that name.
+    #[error("no enrolled agent is named `{agent}` (revoked agents are not); list the agents to see their names")]
+    UnknownAgent {
+        /// The name asked for.
+        agent: String,
+    },
+    /// The agent's previous upgrade has not settled.
+    #[error(
+        "an upgrade of `{agent}` is under way (phase {phase}); wait until it is done or reverted"
+    )]
+    UpgradeUnderWay {
+        /// The agent.
+        agent: String,
+        /// The running upgrade's phase.
+        phase: String,
+    },
+    /// The store failed.
+    #[error("the server's store failed ({0}); retry, and read the server's log if it persists")]
+    Store(String),
+    /// The server's control loop is gone (it is shutting down).
+    #[error("the server is shutting down; retry when it is up again")]
+    Stopped,
+}
+
+impl OpError {
+    /// The machine-readable code (`unknown_agent`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            OpError::UnknownAgent { .. } => "unknown_agent",
+            OpError::UpgradeUnderWay { .. } => "upgrade_under_way",
+            OpError::Store(_) => "store_failed",
+            OpError::Stopped => "stopped",
+        }
+    }
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> OpError {
+        OpError::Store(e.to_string())
+    }
+}
+
+fn answer<T>(reply: Reply<T>, result: Result<T, OpError>) {
+    if let Some(tx) = reply {
+        let _ = tx.send(result);
+    }
 }
 
 /// The operator's handle on a running server.
@@ -399,6 +475,7 @@ impl ServerHandle {
         let _ = self.control.send(Control::Dispatch {
             agent: agent.into(),
             command: command.into(),
+            reply: None,
         });
     }
 
@@ -406,6 +483,7 @@ impl ServerHandle {
     pub fn evict(&self, agent: &str) {
         let _ = self.control.send(Control::Evict {
             agent: agent.into(),
+            reply: None,
         });
     }
 
@@ -414,6 +492,7 @@ impl ServerHandle {
     pub fn wake(&self, agent: &str) {
         let _ = self.control.send(Control::Wake {
             agent: agent.into(),
+            reply: None,
         });
     }
 
@@ -424,12 +503,8 @@ impl ServerHandle {
             agent: agent.into(),
             to: to.into(),
             defect,
+            reply: None,
         });
-    }
-
-    /// Every agent's upgrade marker and status, by agent id.
-    pub fn upgrades(&self) -> Result<Vec<upgrade::UpgradeRecord>, StoreError> {
-        self.shared.all_upgrades()
     }
 
     /// Revokes the agent's credential: its certificate and agent token are
@@ -438,7 +513,108 @@ impl ServerHandle {
     pub fn revoke(&self, agent: &str) {
         let _ = self.control.send(Control::Revoke {
             agent: agent.into(),
+            reply: None,
         });
+    }
+
+    // Sends a request to the control loop and waits for its answer.
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Control) -> Result<T, OpError> {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .send(make(Some(tx)))
+            .map_err(|_| OpError::Stopped)?;
+        rx.await.map_err(|_| OpError::Stopped)?
+    }
+
+    /// [`ServerHandle::dispatch`], answered: the command as stored after
+    /// its first offer (`attempts` 1 when the agent had a live session).
+    pub async fn dispatch_answered(
+        &self,
+        agent: &str,
+        command: &str,
+    ) -> Result<CommandRecord, OpError> {
+        self.ask(|reply| Control::Dispatch {
+            agent: agent.into(),
+            command: command.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// [`ServerHandle::evict`], answered: the connection id closed, `None`
+    /// when the agent had no session.
+    pub async fn evict_answered(&self, agent: &str) -> Result<Option<String>, OpError> {
+        self.ask(|reply| Control::Evict {
+            agent: agent.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// [`ServerHandle::wake`], answered: the agent's reconciler state after the wake.
+    pub async fn wake_answered(&self, agent: &str) -> Result<WakeState, OpError> {
+        self.ask(|reply| Control::Wake {
+            agent: agent.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// [`ServerHandle::upgrade`], answered: the upgrade marker written.
+    pub async fn upgrade_answered(
+        &self,
+        agent: &str,
+        to: &str,
+        defect: Option<proto::build::BuildDefect>,
+    ) -> Result<upgrade::UpgradeRecord, OpError> {
+        self.ask(|reply| Control::Upgrade {
+            agent: agent.into(),
+            to: to.into(),
+            defect,
+            reply,
+        })
+        .await
+    }
+
+    /// [`ServerHandle::revoke`], answered: the agent's record, now revoked.
+    pub async fn revoke_answered(&self, agent: &str) -> Result<AgentRecord, OpError> {
+        self.ask(|reply| Control::Revoke {
+            agent: agent.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Publishes the agent build of `version` (with an injected `defect`)
+    /// so agents can download it; [`ServerHandle::upgrade`] publishes too.
+    pub async fn publish_build(
+        &self,
+        version: &str,
+        defect: Option<proto::build::BuildDefect>,
+    ) -> Result<artifacts::Artifact, OpError> {
+        self.ask(|reply| Control::Publish {
+            version: version.into(),
+            defect,
+            reply,
+        })
+        .await
+    }
+
+    /// The site each agent named at its last command-channel Auth since
+    /// this server started, by agent id.
+    pub fn sites(&self) -> std::collections::BTreeMap<String, String> {
+        lock(&self.shared.sites).clone()
+    }
+
+    /// The server's clock (microseconds), the one `last_seen_us` and the
+    /// other `_us` fields of its records are on.
+    pub fn now_us(&self) -> u64 {
+        self.shared.env.now_us()
+    }
+
+    /// Every agent's upgrade marker and status, by agent id.
+    pub fn upgrades(&self) -> Result<Vec<upgrade::UpgradeRecord>, StoreError> {
+        self.shared.all_upgrades()
     }
 
     /// Every agent as the server sees it, by agent id.
@@ -545,6 +721,7 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         pending: Mutex::new(pending),
         live: Mutex::new(upgrade::LiveSessions::default()),
         volatile_upgrades: Mutex::default(),
+        sites: Mutex::default(),
     });
     shared.resume_upgrades();
     enroll::spawn(shared.clone(), &shared.identity).await?;
@@ -563,17 +740,30 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
 async fn control_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Control>) {
     while let Some(c) = rx.recv().await {
         match c {
-            Control::Dispatch { agent, command } => shared.dispatch(&agent, &command),
-            Control::Evict { agent } => shared.evict(&agent),
-            Control::Upgrade { agent, to, defect } => shared.start_upgrade(&agent, &to, defect),
-            Control::Revoke { agent } => shared.revoke(&agent),
-            Control::Wake { agent } => match shared.agent_by_name(&agent) {
-                Some(rec) => shared.wake(&rec.agent_id, &rec.name, "updated"),
-                None => shared.env.event(
-                    "lifecycle.wake_rejected",
-                    fields! {"agent" => agent, "reason" => "unknown agent"},
-                ),
-            },
+            Control::Dispatch {
+                agent,
+                command,
+                reply,
+            } => answer(reply, shared.dispatch(&agent, &command)),
+            Control::Evict { agent, reply } => answer(reply, shared.evict(&agent)),
+            Control::Upgrade {
+                agent,
+                to,
+                defect,
+                reply,
+            } => answer(reply, shared.start_upgrade(&agent, &to, defect)),
+            Control::Revoke { agent, reply } => answer(reply, shared.revoke(&agent)),
+            Control::Wake { agent, reply } => answer(reply, shared.wake_by_name(&agent)),
+            Control::Publish {
+                version,
+                defect,
+                reply,
+            } => answer(
+                reply,
+                shared
+                    .publish_build(&version, defect)
+                    .map_err(OpError::from),
+            ),
         }
     }
 }
@@ -803,13 +993,13 @@ impl Shared {
             .collect()
     }
 
-    fn dispatch(&self, agent: &str, command: &str) {
+    fn dispatch(&self, agent: &str, command: &str) -> Result<CommandRecord, OpError> {
         let now = self.env.now_us();
         let seq = match self.store.next_command_seq() {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot allocate a command id");
-                return;
+                return Err(e.into());
             }
         };
         let command_id = format!("cmd-{seq:04}");
@@ -818,7 +1008,9 @@ impl Shared {
                 "command.rejected",
                 fields! {"command_id" => command_id, "agent" => agent, "reason" => "unknown agent"},
             );
-            return;
+            return Err(OpError::UnknownAgent {
+                agent: agent.into(),
+            });
         };
         let mut c = CommandRecord {
             command_id: command_id.clone(),
@@ -840,6 +1032,7 @@ impl Shared {
         );
         self.offer(&mut c);
         self.persist(&c);
+        Ok(c)
     }
 
     /// Hands a command to the agent's session; like the field's `send_to`,
@@ -907,9 +1100,11 @@ impl Shared {
             .any(|a| a == agent_name)
     }
 
-    fn evict(&self, agent: &str) {
+    fn evict(&self, agent: &str) -> Result<Option<String>, OpError> {
         let Some(rec) = self.agent_by_name(agent) else {
-            return;
+            return Err(OpError::UnknownAgent {
+                agent: agent.into(),
+            });
         };
         let mut sessions = lock(&self.sessions);
         let entry = if self.stale_registry(&rec.name) {
@@ -918,27 +1113,30 @@ impl Shared {
         } else {
             sessions.remove(&rec.agent_id)
         };
-        if let Some(e) = entry {
+        Ok(entry.map(|e| {
             let _ = e.value.tx.send(Outbound::Close);
             self.env.event(
                 "registry.evicted",
                 fields! {"agent" => rec.name, "conn" => e.conn},
             );
-        }
+            e.conn
+        }))
     }
 
-    fn revoke(&self, agent: &str) {
+    fn revoke(&self, agent: &str) -> Result<AgentRecord, OpError> {
         let Some(mut rec) = self.agent_by_name(agent) else {
             self.env.event(
                 "agent.revoke_rejected",
                 fields! {"agent" => agent, "reason" => "unknown agent"},
             );
-            return;
+            return Err(OpError::UnknownAgent {
+                agent: agent.into(),
+            });
         };
         rec.revoked = true;
         if let Err(e) = self.store.put_agent(&rec) {
             tracing::error!(error = %e, agent, "store write failed");
-            return;
+            return Err(e.into());
         }
         self.env.event(
             "agent.revoked",
@@ -952,6 +1150,22 @@ impl Shared {
                 fields! {"agent" => rec.name, "conn" => e.conn},
             );
         }
+        Ok(rec)
+    }
+
+    /// The operator's wake of the agent named `agent` (an update of it).
+    fn wake_by_name(&self, agent: &str) -> Result<WakeState, OpError> {
+        let Some(rec) = self.agent_by_name(agent) else {
+            self.env.event(
+                "lifecycle.wake_rejected",
+                fields! {"agent" => agent, "reason" => "unknown agent"},
+            );
+            return Err(OpError::UnknownAgent {
+                agent: agent.into(),
+            });
+        };
+        self.wake(&rec.agent_id, &rec.name, "updated");
+        Ok(self.wake_state(&rec.agent_id, &rec.name))
     }
 
     fn pending_for(&self, agent_id: &str) -> Vec<CommandRecord> {

@@ -11,7 +11,7 @@ use server::{ServerConfig, ServerSwitches};
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Example:\n  fleet-server --data ./srv --hostname localhost --token s3cret --frame-log ./srv/frames.jsonl"
+    after_help = "Examples:\n  fleet-server --data ./srv --hostname localhost --token s3cret --frame-log ./srv/frames.jsonl\n  fleet-server --data ./srv --token s3cret --admin-listen 127.0.0.1:7443   # operator API; token in ./srv/admin-token\n\nThe operator API (fleetctl) listens on --admin-listen, loopback by default. Its admin token is\n--admin-token, or else the one in DATA/admin-token, created (mode 0600) at the first start."
 )]
 struct Args {
     /// Data directory (store, CA). The CA is also written to DIR/ca.pem for installers.
@@ -41,6 +41,14 @@ struct Args {
     /// Write the event log (JSON Lines) here.
     #[arg(long)]
     event_log: Option<PathBuf>,
+    /// Address of the operator API (plain HTTP; keep it on loopback or a
+    /// management network).
+    #[arg(long, default_value_t = std::net::SocketAddr::from(([127, 0, 0, 1], server::admin::ADMIN_PORT)))]
+    admin_listen: std::net::SocketAddr,
+    /// Admin token of the operator API (default: DATA/admin-token, created
+    /// at first start). Must differ from every enrollment token.
+    #[arg(long)]
+    admin_token: Option<String>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -61,6 +69,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let events = args.event_log.as_deref().map(jsonl_file).transpose()?;
     let observer = Arc::new(JsonlObserver::new(frames, events));
     let env = proto::real::env("server", &args.data, observer)?;
+    let (admin_token, token_file) =
+        server::admin::load_or_create_token(&args.data, args.admin_token.as_deref(), |b| {
+            env.fill_random(b)
+        })?;
+    if args.tokens.contains(&admin_token) {
+        return Err("the admin token must differ from every enrollment token (--token); choose another --admin-token".into());
+    }
     let cfg = ServerConfig {
         hostname: args.hostname,
         enroll_tokens: args.tokens,
@@ -75,6 +90,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ..ServerConfig::default()
     };
     let handle = server::start(env, cfg).await?;
+    let admin = server::admin::spawn(
+        handle.clone(),
+        server::admin::AdminToken::new(&admin_token),
+        args.admin_listen,
+    )
+    .await?;
     std::fs::write(args.data.join("ca.pem"), handle.ca_pem())?;
     let ports = handle.ports();
     eprintln!(
@@ -84,6 +105,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ports.ws,
         args.data.join("ca.pem").display()
     );
+    let token_note = match &token_file {
+        Some(p) => format!("admin token in {}", p.display()),
+        None => "admin token from --admin-token".to_string(),
+    };
+    if !admin.ip().is_loopback() {
+        eprintln!("fleet-server: warning: the operator API on {admin} is plain HTTP and reachable off this machine");
+    }
+    eprintln!("fleet-server: operator API on http://{admin}; {token_note}");
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -14,6 +14,10 @@ use proto::pki::Issued;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::registry::Unregistered;
+
+/// QUIC application close code of a tunnel whose `Hello` names another
+/// agent than its client certificate.
+pub const HELLO_MISMATCH: u32 = 2;
 use crate::{lock, ServerError, Shared, TunnelEntry};
 
 pub(crate) async fn spawn(shared: Arc<Shared>, identity: &Issued) -> Result<(), ServerError> {
@@ -137,6 +141,11 @@ async fn serve(shared: &Shared, conn_id: &str, conn: quinn::Connection) {
                     shared.env.event(
                         "tunnel.identity_mismatch",
                         fields! {"conn" => conn_id, "claimed" => agent_id, "certificate" => agent.agent_id},
+                    );
+                    // Closed, not left open: the peer learns why at once.
+                    conn.close(
+                        HELLO_MISMATCH.into(),
+                        b"Hello names another agent than the client certificate",
                     );
                     break;
                 }

@@ -33,7 +33,7 @@ use proto::msg::ServerMsg;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::{lock, Outbound, Shared};
+use crate::{lock, OpError, Outbound, Shared};
 
 /// The operator's view of an upgrade's phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -418,13 +418,15 @@ impl Shared {
         agent: &str,
         to: &str,
         defect: Option<proto::build::BuildDefect>,
-    ) {
+    ) -> Result<UpgradeRecord, OpError> {
         let Some(rec) = self.agent_by_name(agent) else {
             self.env.event(
                 "upgrade.rejected",
                 fields! {"agent" => agent, "reason" => "unknown agent"},
             );
-            return;
+            return Err(OpError::UnknownAgent {
+                agent: agent.into(),
+            });
         };
         if let Some(r) = self.upgrade_record(&rec.agent_id) {
             if !r.phase.is_settled() {
@@ -432,14 +434,17 @@ impl Shared {
                     "upgrade.rejected",
                     fields! {"agent" => agent, "reason" => "an upgrade is under way", "phase" => r.phase.name()},
                 );
-                return;
+                return Err(OpError::UpgradeUnderWay {
+                    agent: agent.into(),
+                    phase: r.phase.name().into(),
+                });
             }
         }
         let artifact = match self.publish_build(to, defect) {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(error = %e, "cannot publish the build");
-                return;
+                return Err(e.into());
             }
         };
         let now = self.env.now_us();
@@ -453,13 +458,14 @@ impl Shared {
         );
         if let Err(e) = self.save_upgrade(&r) {
             tracing::error!(error = %e, "cannot write the upgrade marker");
-            return;
+            return Err(e.into());
         }
         let delivered = self.send_upgrade(&r);
         self.env.event(
             "upgrade.requested",
             fields! {"agent" => rec.name, "from_version" => rec.version, "to_version" => to, "sha256" => artifact.sha256, "delivered" => delivered},
         );
+        Ok(r)
     }
 
     fn send_upgrade(&self, r: &UpgradeRecord) -> bool {
@@ -534,6 +540,15 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// The version the agent's session `conn` authenticated as, if it is live.
+    pub(crate) fn session_version(&self, agent_id: &str, conn: &str) -> Option<String> {
+        lock(&self.live)
+            .0
+            .get(agent_id)
+            .and_then(|m| m.get(conn))
+            .map(|s| s.version.clone())
     }
 
     /// A session of the agent authenticated as `version` (its own channel is `tx`).
