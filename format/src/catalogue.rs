@@ -235,6 +235,22 @@ pub const FAULT_KINDS: &[KindDoc] = &[
         keys: &[
             BETWEEN,
             req("rate", "the probability a packet is lost, from 0.0 to 1.0"),
+            opt(
+                "burst",
+                None,
+                "mean length of a burst of losses in packets (Gilbert-Elliott); unset: independent losses",
+            ),
+        ],
+    },
+    KindDoc {
+        name: "drop-payload",
+        doc: "a middlebox drops TCP segments that carry data one way; pure ACKs, SYNs and FINs pass",
+        keys: &[
+            BETWEEN,
+            req(
+                "direction",
+                "the direction whose data is lost: `\"a->b\"` or `\"b->a\"`",
+            ),
         ],
     },
     KindDoc {

@@ -993,7 +993,7 @@ impl Parser<'_> {
             "partition" => FaultKind::Partition {
                 between: self.between(t, fleet)?,
             },
-            "half-open" => {
+            "half-open" | "drop-payload" => {
                 let between = self.between(t, fleet)?;
                 let node = self.required(t, "direction")?;
                 if matches!(&node.value, Value::String(d) if d == "both") {
@@ -1001,7 +1001,7 @@ impl Parser<'_> {
                         &node.span,
                         ErrorKind::BadValue,
                         format!(
-                            "{} cannot be \"both\": a half-open path stops one direction; write \"a->b\" or \"b->a\", or use kind = \"partition\" to stop both",
+                            "{} cannot be \"both\": {kind} acts on one direction; write \"a->b\" or \"b->a\", or use kind = \"partition\" to stop both",
                             t.label("direction")
                         ),
                     ));
@@ -1013,7 +1013,11 @@ impl Parser<'_> {
                     &["a->b", "b->a"],
                     Direction::from_name,
                 )?;
-                FaultKind::HalfOpen { between, direction }
+                if kind == "half-open" {
+                    FaultKind::HalfOpen { between, direction }
+                } else {
+                    FaultKind::DropPayload { between, direction }
+                }
             }
             "drop-frames" => {
                 let between = self.between(t, fleet)?;
@@ -1080,7 +1084,36 @@ impl Parser<'_> {
                         format!("{label} must be from 0.0 to 1.0 (a probability), found {rate}"),
                     ));
                 }
-                FaultKind::Loss { between, rate }
+                let burst = match t.get("burst") {
+                    None => None,
+                    Some(node) => {
+                        let label = t.label("burst");
+                        let b = match node.value {
+                            Value::Float(f) => f,
+                            Value::Integer(i) => i as f64,
+                            _ => {
+                                return Err(self.wrong_type(
+                                    node,
+                                    &label,
+                                    "a number of packets, 1 or more",
+                                ))
+                            }
+                        };
+                        if !(1.0..=1000.0).contains(&b) {
+                            return Err(self.err(
+                                &node.span,
+                                ErrorKind::BadValue,
+                                format!("{label} must be from 1 to 1000 (packets in a burst of losses), found {b}"),
+                            ));
+                        }
+                        Some(b)
+                    }
+                };
+                FaultKind::Loss {
+                    between,
+                    rate,
+                    burst,
+                }
             }
             "clock-skew" => {
                 let agent = self.req_agent(t, fleet)?;

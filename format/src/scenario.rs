@@ -583,6 +583,17 @@ pub enum FaultKind {
         between: [Endpoint; 2],
         /// Probability a packet is lost, 0.0 to 1.0.
         rate: f64,
+        /// Mean length of a burst of losses, in packets; `None`: independent losses.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        burst: Option<f64>,
+    },
+    /// A middlebox drops TCP segments that carry data one way; pure ACKs,
+    /// SYNs and FINs pass.
+    DropPayload {
+        /// The two ends of the path.
+        between: [Endpoint; 2],
+        /// The direction whose data is lost (never [`Direction::Both`]).
+        direction: Direction,
     },
     /// An agent's clock is off.
     ClockSkew {
@@ -650,6 +661,7 @@ impl FaultKind {
             FaultKind::Latency { .. } => "latency",
             FaultKind::Jitter { .. } => "jitter",
             FaultKind::Loss { .. } => "loss",
+            FaultKind::DropPayload { .. } => "drop-payload",
             FaultKind::ClockSkew { .. } => "clock-skew",
             FaultKind::StaleRegistry { .. } => "stale-registry",
             FaultKind::AgentBug { .. } => "agent-bug",

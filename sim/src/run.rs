@@ -26,8 +26,8 @@ use crate::crypto::{derive_seed, seeded_provider};
 use crate::diagnose::{diagnose, View};
 use crate::disk::SimDisk;
 use crate::fault::{
-    link_delay, BlockRule, Firewall, HalfOpenRule, LinkRule, LinkShape, PacketFault, PartitionRule,
-    DEFAULT_DELAY,
+    link_delay, BlockRule, DropPayloadRule, Firewall, HalfOpenRule, LinkRule, LinkShape, LossRule,
+    PacketFault, PartitionRule, DEFAULT_DELAY,
 };
 use crate::kill::KillableDisk;
 use crate::net::TurmoilNetwork;
@@ -166,6 +166,10 @@ pub struct RunSpec {
     pub drops: Vec<DropRule>,
     /// Half-open paths (`half-open`).
     pub half_open: Vec<HalfOpenRule>,
+    /// `loss` faults.
+    pub losses: Vec<LossSpec>,
+    /// `drop-payload` faults.
+    pub payload_drops: Vec<DropPayloadRule>,
     /// (agent, frame type) whose server socket writes never complete
     /// (`stall-writes`).
     pub stall_writes: Vec<(String, FrameKind)>,
@@ -210,6 +214,8 @@ impl RunSpec {
             stale_registry: Vec::new(),
             drops: Vec::new(),
             half_open: Vec::new(),
+            losses: Vec::new(),
+            payload_drops: Vec::new(),
             stall_writes: Vec::new(),
             invalid_token: Vec::new(),
             enroll_outages: Vec::new(),
@@ -289,6 +295,24 @@ impl RunSpec {
         t.dedup();
         t
     }
+}
+
+/// A `loss` fault, resolved (the firewall's [`LossRule`] is built from it
+/// with the run's seed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossSpec {
+    /// One end.
+    pub a: Endpoint,
+    /// The other end.
+    pub b: Endpoint,
+    /// Long-run fraction of packets lost.
+    pub rate: f64,
+    /// Mean burst length in packets (1: independent losses).
+    pub burst: f64,
+    /// In force from.
+    pub from: Duration,
+    /// In force until (exclusive).
+    pub until: Option<Duration>,
 }
 
 /// Why a run could not complete.
@@ -411,22 +435,36 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         .iter()
         .map(|a| (a.name.clone(), a.site.clone()))
         .collect();
-    let partitions: Vec<Box<dyn PacketFault>> = spec
+    let mut packet_faults: Vec<Box<dyn PacketFault>> = Vec::new();
+    for l in spec
         .links
         .iter()
         .filter(|l| l.shape == LinkShape::Partition)
-        .map(|l| {
-            Box::new(PartitionRule {
-                site: l.site.clone(),
-                from: l.from,
-                until: l.until,
-            }) as Box<dyn PacketFault>
-        })
-        .collect();
+    {
+        packet_faults.push(Box::new(PartitionRule {
+            site: l.site.clone(),
+            from: l.from,
+            until: l.until,
+        }));
+    }
+    for d in &spec.payload_drops {
+        packet_faults.push(Box::new(d.clone()));
+    }
+    for (i, l) in spec.losses.iter().enumerate() {
+        let seed = derive_seed(spec.seed, &format!("loss/{i}"));
+        packet_faults.push(Box::new(LossRule::new(
+            l.a.clone(),
+            l.b.clone(),
+            l.rate,
+            l.burst,
+            (l.from, l.until),
+            u64::from_le_bytes(seed[..8].try_into().expect("8 bytes")),
+        )));
+    }
     let firewall = Arc::new(
         Firewall::new(spec.blocks.clone(), agent_sites.clone())
             .with_half_open(spec.half_open.clone())
-            .with_faults(partitions),
+            .with_faults(packet_faults),
     );
     // Every host's kernel, on one wire through the firewall (and the capture).
     let wire = Arc::new(Wire::new(firewall.clone(), capture.clone(), spec.seed));

@@ -13,8 +13,9 @@ use format::scenario::{ActionKind as FileAction, Bug, Endpoint, FaultKind, Frame
 use proto::frame::FrameKind;
 use server::ServerSwitches;
 
-use crate::fault::{BlockRule, HalfOpenRule, LinkRule, LinkShape};
+use crate::fault::{BlockRule, DropPayloadRule, HalfOpenRule, LinkRule, LinkShape};
 use crate::proxy::DropRule;
+use crate::run::LossSpec;
 use crate::run::{ActionKind, ActionSpec, AgentSpec, RunSpec};
 
 /// A scenario uses something the bench cannot simulate yet.
@@ -65,6 +66,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
     let (mut checkin_outages, mut bad_checkin_token) = (Vec::new(), Vec::new());
     let mut worker_down = false;
     let (mut links, mut clock_skew) = (Vec::new(), Vec::new());
+    let (mut losses, mut payload_drops) = (Vec::new(), Vec::new());
     let instances = sc.agent_instances();
     for f in &sc.faults {
         let windowed = matches!(
@@ -77,10 +79,12 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 | FaultKind::Latency { .. }
                 | FaultKind::Jitter { .. }
                 | FaultKind::Partition { .. }
+                | FaultKind::Loss { .. }
+                | FaultKind::DropPayload { .. }
         );
         if (f.from.is_some() || f.until.is_some()) && !windowed {
             return Err(unsupported(format!(
-                "`from`/`until` on fault `{}` (block, half-open, drop-frames, enroll-errors checkin-errors, latency, jitter and partition have time windows)",
+                "`from`/`until` on fault `{}` (block, half-open, drop-payload, loss, drop-frames, enroll-errors, checkin-errors, latency, jitter and partition have time windows)",
                 f.kind.name()
             )));
         }
@@ -196,10 +200,28 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 from,
                 until: f.until,
             }),
+            FaultKind::DropPayload { between, direction } => payload_drops.push(DropPayloadRule {
+                a: between[0].clone(),
+                b: between[1].clone(),
+                direction: *direction,
+                from,
+                until: f.until,
+            }),
+            FaultKind::Loss {
+                between,
+                rate,
+                burst,
+            } => losses.push(LossSpec {
+                a: between[0].clone(),
+                b: between[1].clone(),
+                rate: *rate,
+                burst: burst.unwrap_or(1.0),
+                from,
+                until: f.until,
+            }),
             FaultKind::ClockSkew { agent, offset } => {
                 clock_skew.push((agent.clone(), offset.negative, offset.magnitude))
             }
-            other => return Err(unsupported(format!("fault `{}`", other.name()))),
         }
     }
     let all: Vec<String> = instances.iter().map(|a| a.name.clone()).collect();
@@ -296,6 +318,8 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         stale_registry,
         drops,
         half_open,
+        losses,
+        payload_drops,
         stall_writes,
         invalid_token,
         enroll_outages,

@@ -109,6 +109,9 @@ pub struct Tcb {
     snd_max: u32,
     // The FIN's sequence number, once sent.
     fin_seq: Option<u32>,
+    // Where each segment in flight ends: the congestion window counts
+    // packets, as Linux's does, not bytes.
+    in_flight: VecDeque<u32>,
     snd_wnd: u32,
     // Bytes from `snd_una` on: sent and unacknowledged, then unsent.
     snd_q: VecDeque<u8>,
@@ -160,6 +163,7 @@ impl Tcb {
             snd_nxt: iss,
             snd_max: iss,
             fin_seq: None,
+            in_flight: VecDeque::new(),
             snd_wnd: 0,
             snd_q: VecDeque::new(),
             fin_queued: false,
@@ -399,10 +403,18 @@ impl Tcb {
                 let off = self.flight() as usize;
                 // Bytes of the queue not yet sent (the FIN, once sent, is past the queue).
                 let unsent = self.snd_q.len().saturating_sub(off);
-                let wnd = self.snd_wnd.min(self.cwnd.saturating_mul(mss));
-                let room = wnd.saturating_sub(self.flight()) as usize;
+                let room = self.snd_wnd.saturating_sub(self.flight()) as usize;
+                let cwnd_full = self.in_flight.len() as u32 >= self.cwnd;
+                if cwnd_full && (unsent > 0 || self.fin_queued && !self.fin_sent) {
+                    break; // what is queued (the FIN too) waits for an ACK
+                }
                 if unsent > 0 && !self.fin_sent {
-                    let len = unsent.min(mss as usize).min(room);
+                    let mut len = unsent.min(mss as usize).min(room);
+                    if lt(self.snd_nxt, self.snd_max) {
+                        // A retransmission carries what was sent before, never
+                        // bytes queued since (Linux resends its queued skbs).
+                        len = len.min(self.snd_max.wrapping_sub(self.snd_nxt) as usize);
+                    }
                     if len == 0 {
                         if self.snd_wnd == 0 && self.flight() == 0 && self.persist_at.is_none() {
                             self.persist_at = Some(now + self.backed_off(self.persist_backoff));
@@ -418,6 +430,7 @@ impl Tcb {
                     let seg = self.segment(seq, flags, payload);
                     self.out.push(seg);
                     self.snd_nxt = self.snd_nxt.wrapping_add(len as u32);
+                    self.in_flight.push_back(self.snd_nxt);
                     if lt(self.snd_max, self.snd_nxt) {
                         self.snd_max = self.snd_nxt;
                     }
@@ -434,6 +447,7 @@ impl Tcb {
                     self.out.push(seg);
                     self.fin_seq = Some(self.snd_nxt);
                     self.snd_nxt = self.snd_nxt.wrapping_add(1);
+                    self.in_flight.push_back(self.snd_nxt);
                     if lt(self.snd_max, self.snd_nxt) {
                         self.snd_max = self.snd_nxt;
                     }
@@ -510,6 +524,7 @@ impl Tcb {
                 // Go back to the first unacknowledged byte (or the FIN);
                 // the state stays: a FIN sent again changes nothing of it.
                 self.snd_nxt = self.snd_una;
+                self.in_flight.clear();
                 self.fin_sent = false;
                 self.output(now);
                 if self.rtx_at.is_none() {
@@ -661,6 +676,9 @@ impl Tcb {
                 self.fin_sent = true;
             }
             self.snd_una = ack;
+            while self.in_flight.front().is_some_and(|e| le(*e, ack)) {
+                self.in_flight.pop_front();
+            }
             self.take_rtt(ack, now);
             self.tries = 0;
             self.dupacks = 0;
