@@ -440,7 +440,7 @@ impl Stack {
         let c = self.conns.get(&id).expect("present");
         // A closed connection leaves; one still open stays even when its
         // owner has gone (it finishes its FIN exchange on its own).
-        if c.tcb.is_closed() && (c.tcb.orphan || c.tcb.error().is_some() || c.listener.is_some()) {
+        if c.tcb.is_closed() && (c.tcb.orphan || c.listener.is_some()) {
             self.remove(id);
         }
         // Otherwise a closed connection whose owner still holds it keeps
