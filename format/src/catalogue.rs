@@ -710,6 +710,12 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
     ("counts.frames", "how many frame-log records the run wrote"),
     ("counts.events", "how many event-log records the run wrote"),
     ("counts.commands_completed", "how many commands completed in the whole run"),
+    ("counts.agents_online", "how many agents are online at the end"),
+    ("network.server.listen_overflows", "SYNs the server host's TCP dropped because a listen backlog was full"),
+    ("network.server.retransmits", "TCP segments the server host sent again (timeouts and fast retransmits)"),
+    ("network.server.resets_sent", "RSTs the server host sent for segments no socket wanted"),
+    ("network.proxy.listen_overflows", "SYNs the reverse proxy's TCP dropped because its backlog was full"),
+    ("network.proxy.retransmits", "TCP segments the reverse proxy's host sent again"),
 ];
 
 /// The documentation line of a switch, or `None` for an unknown name.

@@ -118,7 +118,7 @@ fn defaults_and_expansion() {
         }
         other => panic!("{other:?}"),
     }
-    match &s.faults[13].kind {
+    match &s.faults[14].kind {
         FaultKind::EnrollErrors { status } => assert_eq!(*status, 503),
         other => panic!("{other:?}"),
     }

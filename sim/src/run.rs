@@ -468,7 +468,12 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
     );
     // Every host's kernel, on one wire through the firewall (and the capture).
     let wire = Arc::new(Wire::new(firewall.clone(), capture.clone(), spec.seed));
-    let kernel = |name: &str| HostStack::new(name, wire.clone());
+    let kernels: Mutex<Vec<Arc<HostStack>>> = Mutex::default();
+    let kernel = |name: &str| {
+        let k = HostStack::new(name, wire.clone());
+        lock(&kernels).push(k.clone());
+        k
+    };
 
     // The server host. Its disk outlives the host closure, so a restart finds its store.
     let server_slot: ServerSlot = Arc::default();
@@ -765,7 +770,25 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
             sim_time_us as f64 / 1e6
         ))
     })?;
-    let outcome = outcome(spec, sim_time_us, &handle, &slots);
+    let mut outcome = outcome(spec, sim_time_us, &handle, &slots);
+    // What each host's TCP counted (netstat's view).
+    let network: serde_json::Map<String, Value> = lock(&kernels)
+        .iter()
+        .map(|k| {
+            let s = k.stats();
+            (
+                k.name().to_string(),
+                json!({
+                    "listen_overflows": s.listen_overflows,
+                    "retransmits": s.retransmits,
+                    "resets_sent": s.resets_sent,
+                }),
+            )
+        })
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    outcome["network"] = Value::Object(network);
     let pcap = capture.map(|c| c.take_pcap());
     drop(sim);
     let (frames, events) = observer.take();
@@ -1193,6 +1216,7 @@ fn finish(
         "frames": frames.len(),
         "events": events.len(),
         "commands_completed": outcome["commands"].as_object().map(|m| m.values().filter(|c| c["status"] == "completed").count()).unwrap_or(0),
+        "agents_online": outcome["agents"].as_object().map(|m| m.values().filter(|a| a["online"] == true).count()).unwrap_or(0),
     });
     // The hypothesis engine, twice: what the server's log alone tells, and
     // what every observation point tells; truth is what the run injected.

@@ -100,9 +100,15 @@ impl Stack {
         }
     }
 
-    /// The host's counters.
+    /// The host's counters (retransmissions of live connections included).
     pub fn stats(&self) -> HostStats {
-        self.stats
+        let mut s = self.stats;
+        s.retransmits += self
+            .conns
+            .values()
+            .map(|c| c.tcb.stats.retransmits)
+            .sum::<u64>();
+        s
     }
 
     /// How many connections the stack holds (any state but closed).
