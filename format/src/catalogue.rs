@@ -694,6 +694,14 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
         "hypothesis ids supported from all observation points (array)",
     ),
     (
+        "agents.<name>.diagnosis.server.refuted",
+        "hypothesis ids refuted from the server point alone (array, H1..H7 and the named ones of incidents 1, 3, 4 and 5)",
+    ),
+    (
+        "agents.<name>.diagnosis.full.refuted",
+        "hypothesis ids refuted from all observation points (array)",
+    ),
+    (
         "agents.<name>.diagnosis.truth",
         "the hypothesis ids the injected faults make true (array)",
     ),

@@ -57,6 +57,41 @@ pub fn render(outcome: &Value) -> String {
     for (heading, t) in affected {
         out.push_str(&format!("\n{heading}\n{t}\n"));
     }
+    let steps = next_steps(outcome);
+    if !steps.is_empty() {
+        out.push_str("\nNext step\n");
+        for s in steps {
+            out.push_str(&format!("  {s}\n"));
+        }
+    }
+    out
+}
+
+/// The engine's next steps (`diagnosis.<view>.next`), one line per agent
+/// and experiment, the full view's first, without repeats.
+pub fn next_steps(outcome: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let Some(agents) = outcome["agents"].as_object() else {
+        return out;
+    };
+    for (name, a) in agents {
+        for view in ["full", "server"] {
+            for n in a["diagnosis"][view]["next"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let between = strings(n.get("between")).join(" vs ");
+                let line = format!(
+                    "{name} ({between}, {view} view): {}",
+                    text(&n["experiment"])
+                );
+                if !out.iter().any(|l| l.ends_with(&text(&n["experiment"]))) {
+                    out.push(line);
+                }
+            }
+        }
+    }
     out
 }
 

@@ -247,6 +247,7 @@ impl RunSpec {
                 t.sort();
             }
         }
+        t.extend(crate::diagnose::truth::named(self, agent));
         t
     }
 
@@ -1220,11 +1221,17 @@ fn finish(
     });
     // The hypothesis engine, twice: what the server's log alone tells, and
     // what every observation point tells; truth is what the run injected.
+    // Every agent gets its truth, so one the engine did not return scores
+    // as a miss.
+    for a in &spec.agents {
+        if let Some(agent) = outcome["agents"].get_mut(&a.name) {
+            agent["diagnosis"]["truth"] = json!(spec.truth(&a.name));
+        }
+    }
     for (view, key) in [(View::Server, "server"), (View::Full, "full")] {
         for d in diagnose(&frames, &events, view) {
             if let Some(agent) = outcome["agents"].get_mut(&d.agent) {
                 agent["diagnosis"][key] = serde_json::to_value(&d).expect("diagnoses serialize");
-                agent["diagnosis"]["truth"] = json!(spec.truth(&d.agent));
             }
         }
     }

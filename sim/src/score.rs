@@ -30,8 +30,17 @@ use serde_json::Value;
 
 use crate::diagnose::View;
 
-/// The hypotheses scored, in table order.
+/// The hypotheses of incident 2, in table order.
 pub const HYPOTHESES: [&str; 7] = ["H1", "H2", "H3", "H4", "H5", "H6", "H7"];
+
+/// Every incident's hypotheses, one table each: `(incident, ids)`.
+pub const INCIDENTS: [(&str, &[&str]); 5] = [
+    ("1 enrollment-tunnel", &crate::diagnose::INCIDENT1),
+    ("2 command-delivery", &HYPOTHESES),
+    ("3 managed-resilience", &crate::diagnose::INCIDENT3),
+    ("4 wake-checkin", &crate::diagnose::INCIDENT4),
+    ("5 agent-upgrade", &crate::diagnose::INCIDENT5),
+];
 
 /// The views scored, in rendering order.
 pub const VIEWS: [View; 2] = [View::Server, View::Full];
@@ -172,27 +181,54 @@ fn show(r: Option<f64>) -> String {
 }
 
 /// One view's confusion table.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ViewScore {
-    /// Per hypothesis, in [`HYPOTHESES`] order.
-    pub counts: [Counts; 7],
+    /// The hypotheses scored, in table order.
+    pub hypotheses: Vec<&'static str>,
+    /// Per hypothesis, in `hypotheses` order.
+    pub counts: Vec<Counts>,
     /// Cases scored.
     pub cases: u64,
     /// Cases whose supported set equals their truth.
     pub exact: u64,
 }
 
+impl Default for ViewScore {
+    fn default() -> Self {
+        Self::of(&HYPOTHESES)
+    }
+}
+
 impl ViewScore {
-    /// The counts of one hypothesis (`"H1"`..`"H7"`).
+    /// An empty table of `hypotheses`.
+    pub fn of(hypotheses: &[&'static str]) -> Self {
+        ViewScore {
+            hypotheses: hypotheses.to_vec(),
+            counts: vec![Counts::default(); hypotheses.len()],
+            cases: 0,
+            exact: 0,
+        }
+    }
+
+    /// The counts of one hypothesis (`"H1"`, `"I1-udp-blocked"`, ...).
     pub fn get(&self, hypothesis: &str) -> Option<&Counts> {
-        HYPOTHESES
+        self.hypotheses
             .iter()
             .position(|h| *h == hypothesis)
             .map(|i| &self.counts[i])
     }
 
+    /// `set` restricted to this table's hypotheses.
+    pub fn restrict(&self, set: &BTreeSet<String>) -> BTreeSet<String> {
+        set.iter()
+            .filter(|h| self.hypotheses.contains(&h.as_str()))
+            .cloned()
+            .collect()
+    }
+
     fn add_case(&mut self, supported: &BTreeSet<String>, truth: &BTreeSet<String>) {
-        for (h, c) in HYPOTHESES.iter().zip(self.counts.iter_mut()) {
+        let (supported, truth) = (&self.restrict(supported), &self.restrict(truth));
+        for (h, c) in self.hypotheses.iter().zip(self.counts.iter_mut()) {
             match (supported.contains(*h), truth.contains(*h)) {
                 (true, true) => c.tp += 1,
                 (true, false) => c.fp += 1,
@@ -212,14 +248,15 @@ impl ViewScore {
         self.exact += o.exact;
     }
 
-    /// The table: rows H1..H7, columns TP FP FN TN precision recall.
+    /// The table: one row per hypothesis, columns TP FP FN TN precision
+    /// recall.
     pub fn table(&self) -> Table {
         let mut t = Table::new();
         t.load_preset(presets::ASCII_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Disabled)
             .force_no_tty()
             .set_header(["", "TP", "FP", "FN", "TN", "precision", "recall"]);
-        for (h, c) in HYPOTHESES.iter().zip(self.counts.iter()) {
+        for (h, c) in self.hypotheses.iter().zip(self.counts.iter()) {
             t.add_row([
                 (*h).to_owned(),
                 c.tp.to_string(),
@@ -249,9 +286,17 @@ pub struct Score {
 }
 
 impl Score {
-    /// An empty score.
+    /// An empty score of incident 2's H1..H7.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty score of `hypotheses` (one incident's).
+    pub fn of_hypotheses(hypotheses: &[&'static str]) -> Self {
+        Score {
+            server: ViewScore::of(hypotheses),
+            full: ViewScore::of(hypotheses),
+        }
     }
 
     /// Scores every agent of every outcome.

@@ -936,3 +936,32 @@ fn the_shipped_smoke_scenario_has_no_affected_agent() {
         }
     }
 }
+
+#[test]
+fn one_unparsable_command_and_no_other_supports_h7_and_leaves_h3_inconclusive_with_a_next_step() {
+    let mut b = B::default();
+    row_1_with_agent_point(&mut b);
+    let r = b.agent_read(70_010, "pst-1", "ac1", Some("Command"), Some("cmd-0001"));
+    let bad = b.event(
+        70_010,
+        "agent:pst-1",
+        "channel.bad_message",
+        json!({"conn": "ac1", "error": "missing field `command`"}),
+    );
+    let l = b.build();
+    let x = &l.diag(View::Full)["pst-1"];
+    well_formed(x);
+    assert_eq!(status(x, "H7"), Status::Supported);
+    assert_eq!(x.verdict("H7").unwrap().events, [l.ev(bad)]);
+    assert_eq!(
+        status(x, "H3"),
+        Status::Inconclusive,
+        "nothing but the missing second command keeps H3 alive"
+    );
+    assert!(records(x, "H3").contains(&l.n(r)));
+    assert!(
+        x.next.iter().any(|n| n.between == ["H3", "H7"]),
+        "names the experiment that separates them: {:?}",
+        x.next
+    );
+}

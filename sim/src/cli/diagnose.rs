@@ -104,6 +104,31 @@ pub fn diagnose(args: &DiagnoseArgs, out: &mut dyn Write) -> Result<Exit, CliErr
                     )?;
                 }
             }
+            for d in ds {
+                for v in d.named.iter().filter(|v| v.status == Status::Supported) {
+                    writeln!(
+                        out,
+                        "\n{}: {} supported: {} [records {:?}, events {:?}]",
+                        d.agent, v.hypothesis, v.reason, v.records, v.events
+                    )?;
+                }
+                for q in &d.queued {
+                    writeln!(
+                        out,
+                        "\n{}: {} {}: {}",
+                        d.agent, q.command_id, q.status, q.reason
+                    )?;
+                }
+                for n in &d.next {
+                    writeln!(
+                        out,
+                        "\n{}: next step ({}): {}",
+                        d.agent,
+                        n.between.join(" vs "),
+                        n.experiment
+                    )?;
+                }
+            }
         }
     }
     Ok(if affected {

@@ -12,8 +12,12 @@
 //! event numbers are 1-based line numbers in events.jsonl.
 
 mod facts;
+mod named;
 mod rows;
+pub mod truth;
 mod verdicts;
+
+pub use named::{INCIDENT1, INCIDENT3, INCIDENT4, INCIDENT5};
 
 use proto::frame::{EventRecord, FrameRecord};
 use serde::ser::SerializeStruct;
@@ -99,6 +103,31 @@ pub struct ConnSummary {
     pub row: Option<u8>,
 }
 
+/// The one experiment that would separate hypotheses the evidence leaves
+/// standing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NextStep {
+    /// The hypotheses it separates.
+    pub between: Vec<&'static str>,
+    /// What to do, in one sentence.
+    pub experiment: String,
+}
+
+/// A command that waits in the server's queue: dispatched, never offered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Queued {
+    /// `cmd-0001`, ...
+    pub command_id: String,
+    /// Its last `command.status` (`pending` when none).
+    pub status: String,
+    /// The agent's last connection's records that tell why.
+    pub records: Vec<usize>,
+    /// `command.dispatched` and `command.status` event lines.
+    pub events: Vec<usize>,
+    /// Its state and the last connection's evidence.
+    pub reason: String,
+}
+
 /// The engine's answer for one agent in one view.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnosis {
@@ -117,6 +146,16 @@ pub struct Diagnosis {
     pub unacked: Vec<String>,
     /// The agent's connections at the server, in order of first record.
     pub conns: Vec<ConnSummary>,
+    /// The named hypotheses of incidents 1, 3, 4 and 5 that apply to the
+    /// agent (docs/diagnosis.md), incident by incident.
+    pub named: Vec<Verdict>,
+    /// Commands dispatched to the agent (`command.dispatched`) that the
+    /// server never offered on a connection and that were not acked: they
+    /// wait in the queue.
+    pub queued: Vec<Queued>,
+    /// Where the evidence leaves two or more hypotheses standing: the
+    /// experiment that separates them.
+    pub next: Vec<NextStep>,
 }
 
 impl Diagnosis {
@@ -125,24 +164,29 @@ impl Diagnosis {
         self.with(Status::Supported)
     }
 
-    /// Ids of the hypotheses with `status`, in H1..H7 order.
+    /// Ids of the hypotheses with `status`: H1..H7 in order, then the
+    /// named ones.
     pub fn with(&self, status: Status) -> Vec<&'static str> {
         self.verdicts
             .iter()
+            .chain(&self.named)
             .filter(|v| v.status == status)
             .map(|v| v.hypothesis)
             .collect()
     }
 
-    /// The verdict on `hypothesis` (`"H1"` .. `"H7"`).
+    /// The verdict on `hypothesis` (`"H1"` .. `"H7"`, or a named one).
     pub fn verdict(&self, hypothesis: &str) -> Option<&Verdict> {
-        self.verdicts.iter().find(|v| v.hypothesis == hypothesis)
+        self.verdicts
+            .iter()
+            .chain(&self.named)
+            .find(|v| v.hypothesis == hypothesis)
     }
 }
 
 impl Serialize for Diagnosis {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Diagnosis", 8)?;
+        let mut st = s.serialize_struct("Diagnosis", 13)?;
         st.serialize_field("agent", &self.agent)?;
         st.serialize_field("view", &self.view)?;
         st.serialize_field("affected", &self.affected)?;
@@ -151,17 +195,61 @@ impl Serialize for Diagnosis {
         st.serialize_field("unacked", &self.unacked)?;
         st.serialize_field("verdicts", &self.verdicts)?;
         st.serialize_field("conns", &self.conns)?;
+        st.serialize_field("refuted", &self.with(Status::Refuted))?;
+        st.serialize_field("named", &self.named)?;
+        st.serialize_field("queued", &self.queued)?;
+        st.serialize_field("next", &self.next)?;
         st.end()
     }
 }
 
-/// Diagnoses every agent seen in `frames` (in `view`): one [`Diagnosis`]
-/// per agent, sorted by name. `frames` and `events` are the two logs in
-/// file order.
+/// Diagnoses every agent seen in `frames` or named by `events` (in
+/// `view`): one [`Diagnosis`] per agent, sorted by name. `frames` and
+/// `events` are the two logs in file order.
 pub fn diagnose(frames: &[FrameRecord], events: &[EventRecord], view: View) -> Vec<Diagnosis> {
     let log = facts::Log::new(frames, events, view);
     let agents = facts::agents(&log);
-    verdicts::decide(&log, &agents)
+    let mut out = verdicts::decide(&log, &agents);
+    // Agents only the events name (never on the command channel): H1..H7
+    // are not exercised.
+    for name in named::agents(&log) {
+        if out.iter().all(|d| d.agent != name) {
+            out.push(Diagnosis {
+                agent: name.clone(),
+                view,
+                row: None,
+                verdicts: HYPOTHESES
+                    .iter()
+                    .map(|h| Verdict {
+                        hypothesis: h,
+                        status: Status::Inconclusive,
+                        records: Vec::new(),
+                        events: Vec::new(),
+                        reason:
+                            "No command-channel record of this agent in this view: the command \
+                                 path was not exercised."
+                                .to_string(),
+                    })
+                    .collect(),
+                affected: false,
+                unacked: Vec::new(),
+                conns: Vec::new(),
+                named: Vec::new(),
+                queued: Vec::new(),
+                next: Vec::new(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.agent.cmp(&b.agent));
+    let mut named = named::decide(&log);
+    for d in &mut out {
+        if let Some((v, next)) = named.remove(&d.agent) {
+            d.named = v;
+            d.next.extend(next);
+        }
+    }
+    verdicts::queued(&log, &mut out);
+    out
 }
 
 /// Sorts, dedups and bounds a citation list (first and last halves of

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::facts::{Agent, Cmd, Conn, Log};
 use super::rows::{agent_row, list, RowMatch};
-use super::{cite, Diagnosis, Status, Verdict, View, HYPOTHESES};
+use super::{cite, Diagnosis, NextStep, Queued, Status, Verdict, View, HYPOTHESES};
+use proto::frame::{Dir, FrameKind, Stage};
+use serde_json::Value;
 
 use Status::{Inconclusive as I, Refuted as R, Supported as S};
 
@@ -67,22 +69,176 @@ pub(crate) fn decide(log: &Log<'_>, agents: &BTreeMap<String, Agent>) -> Vec<Dia
     site_rule(&mut pre);
     fleet_rule(&mut pre);
     pre.into_iter()
-        .map(|p| Diagnosis {
-            agent: p.a.name.clone(),
-            view: log.view,
-            row: p.row.as_ref().map(|m| m.row),
-            verdicts: p.v.0.to_vec(),
-            affected: p.affected,
-            unacked: p.a.unacked.iter().cloned().collect(),
-            conns: p
-                .a
-                .conns
-                .iter()
-                .zip(&p.conn_rows)
-                .map(|(c, r)| c.summary(*r))
-                .collect(),
+        .map(|p| {
+            let next = next_steps(&p);
+            Diagnosis {
+                agent: p.a.name.clone(),
+                view: log.view,
+                row: p.row.as_ref().map(|m| m.row),
+                verdicts: p.v.0.to_vec(),
+                affected: p.affected,
+                unacked: p.a.unacked.iter().cloned().collect(),
+                conns: p
+                    .a
+                    .conns
+                    .iter()
+                    .zip(&p.conn_rows)
+                    .map(|(c, r)| c.summary(*r))
+                    .collect(),
+                named: Vec::new(),
+                queued: Vec::new(),
+                next,
+            }
         })
         .collect()
+}
+
+/// Incident 2: the experiment that separates what the evidence leaves
+/// standing.
+fn next_steps(p: &Pre<'_>) -> Vec<NextStep> {
+    let st = |h: usize| p.v.get(h).status;
+    let name = &p.a.name;
+    let cmd = p.a.unacked.iter().next().cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    if !p.affected {
+        return out;
+    }
+    if st(2) == S && st(3) == S {
+        out.push(NextStep {
+            between: vec!["H2", "H3"],
+            experiment: format!("read {name}'s own frame log (or capture at its site's path) for {cmd}: the Command Text read with no CommandAck => H3; never read => H2"),
+        });
+    }
+    if st(4) == I && p.loss.is_some() {
+        if let Some(site) = &p.a.site {
+            out.push(NextStep {
+                between: vec!["H2", "H4"],
+                experiment: format!("dispatch a command to another agent of site {}: acked => not the site (H2 for this agent); lost too => H4", site.name),
+            });
+        }
+    }
+    if st(3) == I && st(7) == S {
+        out.push(NextStep {
+            between: vec!["H3", "H7"],
+            experiment: format!("dispatch a second command kind to {name}: acked => the first command's message is at fault (H7); not acked => its command path is broken (H3)"),
+        });
+    }
+    if st(1) == S && st(5) == S {
+        out.push(NextStep {
+            between: vec!["H1", "H5"],
+            experiment: format!("evict {name} and dispatch one tiny command on its fresh connection: acked => the registry pointed at a dead sender (H5); Pongs still missing => a half-open path (H1)"),
+        });
+    }
+    out
+}
+
+/// Commands dispatched to an agent that the server never offered and that
+/// were not acked: they wait in the queue. Each gets the state the events
+/// give and the evidence of the agent's last connection.
+pub(crate) fn queued(log: &Log<'_>, out: &mut [Diagnosis]) {
+    let field = |e: &proto::frame::EventRecord, k: &str| {
+        e.fields.get(k).and_then(Value::as_str).map(str::to_string)
+    };
+    let offered: BTreeSet<&str> = log
+        .frames
+        .iter()
+        .filter(|(_, r)| r.point == "server" && r.msg.as_deref() == Some("Command"))
+        .filter_map(|(_, r)| r.command_id.as_deref())
+        .collect();
+    for d in out.iter_mut() {
+        let mut ids: Vec<(usize, String)> = Vec::new();
+        for (n, e) in &log.events {
+            if e.host == "server"
+                && e.event == "command.dispatched"
+                && field(e, "agent").as_deref() == Some(d.agent.as_str())
+            {
+                if let Some(id) = field(e, "command_id") {
+                    if !offered.contains(id.as_str()) && log.decided(e.t_us) {
+                        ids.push((*n, id));
+                    }
+                }
+            }
+        }
+        for (n, id) in ids {
+            let states: Vec<(usize, String)> = log
+                .events
+                .iter()
+                .filter(|(_, e)| {
+                    e.event == "command.status" && field(e, "command_id").as_deref() == Some(&id)
+                })
+                .filter_map(|(sn, e)| field(e, "status").map(|s| (*sn, s)))
+                .collect();
+            if states.iter().any(|(_, s)| s == "acked" || s == "completed") {
+                continue;
+            }
+            let status = states
+                .last()
+                .map_or_else(|| "pending".to_string(), |s| s.1.clone());
+            let mut events = vec![n];
+            events.extend(states.iter().map(|s| s.0));
+            let (records, reason) = last_connection(log, &d.agent);
+            d.queued.push(Queued {
+                command_id: id.clone(),
+                status,
+                records: cite(records),
+                events: cite(events),
+                reason,
+            });
+        }
+    }
+}
+
+/// What the server saw on the agent's last command-channel connection:
+/// the last Pong, the unanswered Pings after it, when it went away.
+fn last_connection(log: &Log<'_>, agent: &str) -> (Vec<usize>, String) {
+    let recs: Vec<&(usize, &proto::frame::FrameRecord)> = log
+        .frames
+        .iter()
+        .filter(|(_, r)| r.point == "server" && r.peer == agent && r.frame != FrameKind::Quic)
+        .collect();
+    let Some(last) = recs.last() else {
+        return (
+            Vec::new(),
+            "Never offered: the agent never opened a command channel in this log; the command \
+             waits for its first session."
+                .to_string(),
+        );
+    };
+    let conn = &last.1.conn;
+    let on: Vec<&&(usize, &proto::frame::FrameRecord)> =
+        recs.iter().filter(|(_, r)| &r.conn == conn).collect();
+    let pong = on
+        .iter()
+        .rev()
+        .find(|(_, r)| r.frame == FrameKind::Pong && r.dir == Dir::Rx)
+        .map(|(n, r)| (*n, r.t_us));
+    let unanswered: Vec<usize> = on
+        .iter()
+        .filter(|(n, r)| {
+            r.frame == FrameKind::Ping
+                && r.stage == Stage::Written
+                && pong.is_none_or(|(pn, _)| *n > pn)
+        })
+        .map(|(n, _)| *n)
+        .collect();
+    let mut records = unanswered.clone();
+    records.extend(pong.map(|p| p.0));
+    records.push(last.0);
+    let pong_txt = match pong {
+        Some((pn, t)) => format!("its last Pong at record {pn} ({} s)", t / 1_000_000),
+        None => "no Pong at all".to_string(),
+    };
+    (
+        records,
+        format!(
+            "Never offered: the agent's last connection {conn} showed {pong_txt}, then {} \
+             Ping(s) written with no Pong before it went away at {} s (record {}); the \
+             command waits for the agent's next session.",
+            unanswered.len(),
+            last.1.t_us / 1_000_000,
+            last.0
+        ),
+    )
 }
 
 fn per_agent<'a>(log: &Log<'_>, a: &'a Agent) -> Pre<'a> {
@@ -437,6 +593,19 @@ fn full_view(a: &Agent, row: Option<&RowMatch>, v: &mut Verdicts, loss: &mut Opt
                     names(&unprocessed)
                 ),
             );
+        } else if e7 {
+            recs.extend(&a.bad_reads);
+            v.set(
+                3,
+                I,
+                recs,
+                format!(
+                    "The agent could not parse {} (H7 explains the missing ack) and was sent no \
+                     other Command to ack: nothing but that missing second Command keeps a \
+                     broken command path (H3) alive.",
+                    names(&unprocessed)
+                ),
+            );
         } else {
             v.set(
                 3,
@@ -495,7 +664,7 @@ fn full_view(a: &Agent, row: Option<&RowMatch>, v: &mut Verdicts, loss: &mut Opt
                     .to_string()
             } else {
                 "The agent could not parse a Command Text (records/events cited); it acked no \
-                 other Command, so an agent parser bug (H3) stays possible."
+                 other Command, so H3 stays inconclusive until a second command is tried."
                     .to_string()
             },
         );
