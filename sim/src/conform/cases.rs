@@ -43,7 +43,7 @@ const FIRST_FAILURE_AT: CheckSpec = CheckSpec {
     compare: Compare::Within(1.0),
 };
 
-static CASES: [Case; 4] = [
+static CASES: [Case; 8] = [
     Case {
         name: "udp-4433-blocked",
         summary: "UDP 4433 dropped; the fixed `up` probes the tunnel and fails with exit 4 after its 20 s probe and 3 s drain",
@@ -161,7 +161,136 @@ agent = "pc-1"
         sim: sim_up,
         real: |b| real_up(b, "fixed", &["tcp dport 7171 counter reject with tcp reset"]),
     },
+    Case {
+        name: "one-way-loss-8443",
+        summary: "every server->agent packet of the command channel dropped (`tcp sport 8443 drop`, ACKs too): Heartbeats the server reads in the 65 s after the fault starts",
+        checks: &[HEARTBEATS],
+        scenario: r#"
+name = "conform-one-way-loss-8443"
+summary = "conformance: the server-to-agent direction of the command channel stops 10 s after it is up"
+incident = "command-delivery"
+seed = 1
+duration = "90s"
+[server]
+behavior = "fixed"
+[[agent]]
+name = "pc-1"
+site = "lab"
+behavior = "fixed"
+[[fault]]
+kind = "half-open"
+between = ["agent:pc-1", "server"]
+direction = "b->a"
+from = "12s"
+"#,
+        sim: sim_heartbeats,
+        real: |b| real_heartbeats(b, "tcp sport 8443 counter drop"),
+    },
+    Case {
+        name: "payload-drop-8443",
+        summary: "a middlebox drops server->agent payload segments of the command channel but passes pure ACKs (`tcp sport 8443 ip length > 52 drop`): Heartbeats the server reads in the 65 s after the fault starts",
+        checks: &[HEARTBEATS],
+        scenario: r#"
+name = "conform-payload-drop-8443"
+summary = "conformance: the server-to-agent direction of the command channel stops 10 s after it is up"
+incident = "command-delivery"
+seed = 1
+duration = "90s"
+[server]
+behavior = "fixed"
+[[agent]]
+name = "pc-1"
+site = "lab"
+behavior = "fixed"
+[[fault]]
+kind = "half-open"
+between = ["agent:pc-1", "server"]
+direction = "b->a"
+from = "12s"
+"#,
+        sim: sim_heartbeats,
+        real: |b| real_heartbeats(b, "tcp sport 8443 ip length > 52 counter drop"),
+    },
+    Case {
+        name: "agent-killed-restarted",
+        summary: "the agent's service is killed (SIGKILL) 20 s in and started again 1 s later: it reconnects its tunnel and command channel from what its disk holds",
+        checks: &[CHANNEL_BACK, TUNNEL_BACK, CHANNEL_BACK_AFTER],
+        scenario: r#"
+name = "conform-agent-killed-restarted"
+summary = "conformance: agent-killed-restarted"
+incident = "command-delivery"
+seed = 1
+duration = "80s"
+[server]
+behavior = "fixed"
+[[agent]]
+name = "pc-1"
+site = "lab"
+behavior = "fixed"
+[[action]]
+at = "20s"
+do = "crash"
+agent = "pc-1"
+[[action]]
+at = "21s"
+do = "restart"
+agent = "pc-1"
+"#,
+        sim: sim_reconnect,
+        real: |b| real_reconnect(b, Restart::Agent),
+    },
+    Case {
+        name: "server-restarted",
+        summary: "the server is killed and started again 21 s in with an agent connected: the agent reconnects its tunnel and command channel",
+        checks: &[CHANNEL_BACK, TUNNEL_BACK],
+        scenario: r#"
+name = "conform-server-restarted"
+summary = "conformance: server-restarted"
+incident = "command-delivery"
+seed = 1
+duration = "80s"
+[server]
+behavior = "fixed"
+[[agent]]
+name = "pc-1"
+site = "lab"
+behavior = "fixed"
+[[action]]
+at = "21s"
+do = "restart"
+agent = "server"
+"#,
+        sim: sim_reconnect,
+        real: |b| real_reconnect(b, Restart::Server),
+    },
 ];
+
+const HEARTBEATS: CheckSpec = CheckSpec {
+    name: "heartbeats read by the server during the fault",
+    compare: Compare::Exact,
+};
+/// When the one-way cases start their fault: 10 s after the command
+/// channel is up (the simulated channel is up at about 1.5 s).
+const SIM_FAULT_FROM_US: u64 = 12_000_000;
+/// How long the one-way cases watch after the fault starts.
+const FAULT_WINDOW: Duration = Duration::from_secs(65);
+
+const CHANNEL_BACK: CheckSpec = CheckSpec {
+    name: "command channel reconnects within 45 s",
+    compare: Compare::Exact,
+};
+const TUNNEL_BACK: CheckSpec = CheckSpec {
+    name: "tunnel reconnects within 45 s",
+    compare: Compare::Exact,
+};
+const CHANNEL_BACK_AFTER: CheckSpec = CheckSpec {
+    name: "command channel up after the restart",
+    compare: Compare::Within(1.0),
+};
+/// When the restart cases restart (the simulated action's time).
+const SIM_RESTART_AT_US: u64 = 21_000_000;
+/// How long the restart cases wait for the reconnect.
+const RECONNECT_WINDOW: Duration = Duration::from_secs(45);
 
 /// Every case, in table order.
 pub fn all() -> &'static [Case] {
@@ -227,6 +356,194 @@ fn sim_legacy(out: &RunOutput) -> Observed {
         }
     }
     o
+}
+
+/// Heartbeat frames the server read in `[from_us, from_us + window]`.
+fn heartbeats_read<'a>(frames: impl Iterator<Item = &'a Value>, from_us: u64) -> i64 {
+    let until = from_us + FAULT_WINDOW.as_micros() as u64;
+    frames
+        .filter(|f| {
+            f["point"] == "server"
+                && f["dir"] == "rx"
+                && f["stage"] == "read"
+                && f["msg"] == "Heartbeat"
+                && f["t_us"]
+                    .as_u64()
+                    .is_some_and(|t| (from_us..=until).contains(&t))
+        })
+        .count() as i64
+}
+
+fn sim_heartbeats(out: &RunOutput) -> Observed {
+    let frames: Vec<Value> = out
+        .frames
+        .iter()
+        .filter_map(|f| serde_json::to_value(f).ok())
+        .collect();
+    Observed::from([(
+        HEARTBEATS.name,
+        Ok(Val::Int(heartbeats_read(frames.iter(), SIM_FAULT_FROM_US))),
+    )])
+}
+
+/// The server, `up`, the service; 10 s after its command channel is up the
+/// fault `rule`; then the server's frame log for the next 65 s.
+fn real_heartbeats(b: &Bench, rule: &str) -> Result<Observed, String> {
+    let server = b.server("fixed")?;
+    let server_started = server.started();
+    let up = run_up(b, "fixed")?;
+    if up.exit != 0 {
+        return Err(format!(
+            "fleet-agent up failed ({}): {}",
+            up.exit, up.message
+        ));
+    }
+    let service = b.agent(AGENT, "fixed", &["run"])?;
+    service
+        .wait_line(Duration::from_secs(15), |l| {
+            strip_ansi(l).contains("event=channel.connected")
+        })
+        .ok_or("the agent's command channel did not come up within 15 s")?;
+    std::thread::sleep(Duration::from_secs(10));
+    b.ns.firewall(&[rule])?;
+    let fault_at = server_started.elapsed();
+    let fault_epoch = std::time::SystemTime::now();
+    std::thread::sleep(FAULT_WINDOW + Duration::from_millis(500));
+    drop(service);
+    drop(server);
+    let path = b.dir.join("srv").join("frames.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let frames: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // The server's clock: microseconds since its start today, since the
+    // Unix epoch once logs share one clock.
+    let epoch = frames
+        .first()
+        .and_then(|f| f["t_us"].as_u64())
+        .is_some_and(|t| t > 1_000_000_000_000_000);
+    let from_us = if epoch {
+        fault_epoch
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_micros() as u64
+    } else {
+        // Spawned a moment before its clock starts: a few ms early.
+        fault_at.as_micros() as u64
+    };
+    Ok(Observed::from([(
+        HEARTBEATS.name,
+        Ok(Val::Int(heartbeats_read(frames.iter(), from_us))),
+    )]))
+}
+
+/// The first `event` of the agent at or after `from_us`, seconds after it.
+fn sim_first_after(out: &RunOutput, event: &str, from_us: u64) -> Option<f64> {
+    let host = format!("agent:{AGENT}");
+    out.events
+        .iter()
+        .find(|e| e.host == host && e.event == event && e.t_us >= from_us)
+        .map(|e| (e.t_us - from_us) as f64 / 1e6)
+}
+
+fn sim_reconnect(out: &RunOutput) -> Observed {
+    let window = RECONNECT_WINDOW.as_secs_f64();
+    let channel = sim_first_after(out, "channel.connected", SIM_RESTART_AT_US);
+    let tunnel = sim_first_after(out, "tunnel.connected", SIM_RESTART_AT_US);
+    Observed::from([
+        (
+            CHANNEL_BACK.name,
+            Ok(Val::Bool(channel.is_some_and(|t| t <= window))),
+        ),
+        (
+            TUNNEL_BACK.name,
+            Ok(Val::Bool(tunnel.is_some_and(|t| t <= window))),
+        ),
+        (
+            CHANNEL_BACK_AFTER.name,
+            channel
+                .map(Val::Secs)
+                .ok_or_else(|| "no reconnect".to_string()),
+        ),
+    ])
+}
+
+/// What a restart case restarts.
+#[derive(Clone, Copy)]
+enum Restart {
+    /// The agent's service: killed, started again 1 s later.
+    Agent,
+    /// The server: killed and started again at once, on the same data.
+    Server,
+}
+
+/// The server, `up`, the service; 20 s after the service starts, the
+/// restart; then the agent's reconnects, up to 45 s.
+fn real_reconnect(b: &Bench, what: Restart) -> Result<Observed, String> {
+    let mut server = b.server("fixed")?;
+    let up = run_up(b, "fixed")?;
+    if up.exit != 0 {
+        return Err(format!(
+            "fleet-agent up failed ({}): {}",
+            up.exit, up.message
+        ));
+    }
+    let mut service = b.agent(AGENT, "fixed", &["run"])?;
+    // The first `event` line written `after` the process start, waiting
+    // until `deadline`.
+    let connected = |p: &Proc, event: &str, after: Duration, deadline: std::time::Instant| {
+        let needle = format!("event={event}");
+        loop {
+            let found = p
+                .lines()
+                .into_iter()
+                .find(|l| l.at >= after && strip_ansi(&l.text).contains(&needle));
+            if found.is_some() || std::time::Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let soon = std::time::Instant::now() + Duration::from_secs(15);
+    connected(&service, "channel.connected", Duration::ZERO, soon)
+        .ok_or("the agent's command channel did not come up within 15 s")?;
+    let sleep_until = service.started() + Duration::from_secs(20);
+    std::thread::sleep(sleep_until.saturating_duration_since(std::time::Instant::now()));
+    let (watch, after) = match what {
+        Restart::Agent => {
+            service.kill();
+            std::thread::sleep(Duration::from_secs(1));
+            service = b.agent(AGENT, "fixed", &["run"])?;
+            (&service, Duration::ZERO)
+        }
+        Restart::Server => {
+            std::thread::sleep(Duration::from_secs(1));
+            server.kill();
+            server = b.server("fixed")?;
+            (&service, service.started().elapsed())
+        }
+    };
+    let restarted = std::time::Instant::now();
+    let deadline = restarted + RECONNECT_WINDOW;
+    let channel = connected(watch, "channel.connected", after, deadline);
+    let tunnel = connected(watch, "tunnel.connected", after, deadline);
+    drop(server);
+    let since = |l: &super::real::Line| {
+        (watch.started() + l.at)
+            .saturating_duration_since(restarted)
+            .as_secs_f64()
+    };
+    Ok(Observed::from([
+        (CHANNEL_BACK.name, Ok(Val::Bool(channel.is_some()))),
+        (TUNNEL_BACK.name, Ok(Val::Bool(tunnel.is_some()))),
+        (
+            CHANNEL_BACK_AFTER.name,
+            channel
+                .map(|l| Val::Secs(since(&l)))
+                .ok_or_else(|| "no reconnect".to_string()),
+        ),
+    ]))
 }
 
 /// What a real `fleet-agent up` did.

@@ -210,6 +210,11 @@ impl Proc {
         })
     }
 
+    /// When the process was spawned.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// The stderr lines so far.
     pub fn lines(&self) -> Vec<Line> {
         self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
