@@ -40,6 +40,14 @@ pub(super) fn conform(
             out.write_all(s.as_bytes())?;
         }
     }
+    if report.skipped.is_none() {
+        writeln!(
+            err,
+            "simbench conform: the real logs (frame logs, event log, data) are in {}/conform-{}-<case>/",
+            std::env::temp_dir().join("simbench-conform").display(),
+            std::process::id()
+        )?;
+    }
     if let Some(why) = &report.skipped {
         writeln!(
             err,

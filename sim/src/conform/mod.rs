@@ -386,6 +386,26 @@ mod tests {
     }
 
     #[test]
+    fn the_checked_in_list_parses_and_names_only_checks_of_the_suite() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../conform/known-differences.toml");
+        let list = known::Known::load(&path).unwrap();
+        let ids: Vec<String> = cases::all()
+            .iter()
+            .flat_map(|c| {
+                c.checks
+                    .iter()
+                    .map(move |k| format!("{}/{}", c.name, k.name))
+            })
+            .collect();
+        assert_eq!(list.stale(&ids), Vec::<String>::new());
+        assert!(list
+            .difference
+            .iter()
+            .all(|d| !d.reason.is_empty() && !d.closes.is_empty()));
+    }
+
+    #[test]
     fn the_list_is_strict_both_ways() {
         let case = &cases::all()[0];
         let check = case.checks[0].name;
