@@ -287,6 +287,11 @@ pub fn select(case: Option<&str>) -> Result<Vec<&'static Case>, String> {
 pub fn run_suite(opts: &Options, known: &known::Known) -> Result<Report, String> {
     let selected = select(opts.case.as_deref())?;
     let skipped = real::unavailable();
+    if skipped.is_none() {
+        for ns in real::sweep_stale() {
+            eprintln!("simbench conform: deleted namespace {ns} left by an earlier run");
+        }
+    }
     let results: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = selected
             .iter()

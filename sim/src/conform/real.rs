@@ -162,6 +162,31 @@ impl Drop for Netns {
     }
 }
 
+/// Deletes namespaces an earlier `simbench conform` left behind (killed
+/// before its guards ran, e.g. by SIGKILL): those named `conform-<pid>-...`
+/// whose process is gone. Returns their names.
+pub fn sweep_stale() -> Vec<String> {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(pid) = name
+            .strip_prefix("conform-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            drop(Netns { name: name.into() });
+            removed.push(name.to_string());
+        }
+    }
+    removed
+}
+
 /// One line a process wrote to stderr, with when it arrived.
 #[derive(Debug, Clone)]
 pub struct Line {
