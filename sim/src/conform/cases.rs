@@ -214,7 +214,7 @@ from = "12s"
     Case {
         name: "agent-killed-restarted",
         summary: "the agent's service is killed (SIGKILL) 20 s in and started again 1 s later: it reconnects its tunnel and command channel from what its disk holds",
-        checks: &[CHANNEL_BACK, TUNNEL_BACK, CHANNEL_BACK_AFTER],
+        checks: &[CHANNEL_BACK, TUNNEL_BACK, CHANNEL_BACK_AFTER, TUNNEL_BACK_AFTER],
         scenario: r#"
 name = "conform-agent-killed-restarted"
 summary = "conformance: agent-killed-restarted"
@@ -242,7 +242,7 @@ agent = "pc-1"
     Case {
         name: "server-restarted",
         summary: "the server is killed and started again 21 s in with an agent connected: the agent reconnects its tunnel and command channel",
-        checks: &[CHANNEL_BACK, TUNNEL_BACK],
+        checks: &[CHANNEL_BACK, TUNNEL_BACK, CHANNEL_BACK_AFTER, TUNNEL_BACK_AFTER],
         scenario: r#"
 name = "conform-server-restarted"
 summary = "conformance: server-restarted"
@@ -310,6 +310,10 @@ const TUNNEL_BACK: CheckSpec = CheckSpec {
 const CHANNEL_BACK_AFTER: CheckSpec = CheckSpec {
     name: "command channel up after the restart",
     compare: Compare::Within(1.0),
+};
+const TUNNEL_BACK_AFTER: CheckSpec = CheckSpec {
+    name: "tunnel up after the restart",
+    compare: Compare::Within(2.0),
 };
 /// When the restart cases restart (the simulated action's time).
 const SIM_RESTART_AT_US: u64 = 21_000_000;
@@ -495,6 +499,12 @@ fn sim_reconnect(out: &RunOutput) -> Observed {
                 .map(Val::Secs)
                 .ok_or_else(|| "no reconnect".to_string()),
         ),
+        (
+            TUNNEL_BACK_AFTER.name,
+            tunnel
+                .map(Val::Secs)
+                .ok_or_else(|| "no reconnect".to_string()),
+        ),
     ])
 }
 
@@ -569,7 +579,15 @@ fn real_reconnect(b: &Bench, what: Restart) -> Result<Observed, String> {
         (
             CHANNEL_BACK_AFTER.name,
             channel
-                .map(|l| Val::Secs(since(&l)))
+                .as_ref()
+                .map(|l| Val::Secs(since(l)))
+                .ok_or_else(|| "no reconnect".to_string()),
+        ),
+        (
+            TUNNEL_BACK_AFTER.name,
+            tunnel
+                .as_ref()
+                .map(|l| Val::Secs(since(l)))
                 .ok_or_else(|| "no reconnect".to_string()),
         ),
     ]))
