@@ -189,7 +189,7 @@ from = "12s"
     Case {
         name: "payload-drop-8443",
         summary: "a middlebox drops server->agent payload segments of the command channel but passes pure ACKs (`tcp sport 8443 ip length > 52 drop`): Heartbeats the server reads in the 65 s after the fault starts",
-        checks: &[HEARTBEATS],
+        checks: &[SOME_HEARTBEATS],
         scenario: r#"
 name = "conform-payload-drop-8443"
 summary = "conformance: the server-to-agent direction of the command channel stops 10 s after it is up"
@@ -208,8 +208,8 @@ between = ["agent:pc-1", "server"]
 direction = "b->a"
 from = "12s"
 "#,
-        sim: sim_heartbeats,
-        real: |b| real_heartbeats(b, "tcp sport 8443 ip length > 52 counter drop"),
+        sim: sim_some_heartbeats,
+        real: |b| some_heartbeats(real_heartbeats(b, "tcp sport 8443 ip length > 52 counter drop")),
     },
     Case {
         name: "agent-killed-restarted",
@@ -293,6 +293,15 @@ const HEARTBEATS: CheckSpec = CheckSpec {
     name: "heartbeats read by the server during the fault",
     compare: Compare::Exact,
 };
+// The payload-drop middlebox compares "at least one", not the count: on
+// Linux the count was 1, 1 and 2 in three runs (timing decides whether the
+// first Heartbeat's ACK rides on a dropped data segment), so an exact count
+// would make the suite flaky.
+const SOME_HEARTBEATS: CheckSpec = CheckSpec {
+    name: "the server reads Heartbeats during the fault",
+    compare: Compare::Exact,
+};
+
 /// When the one-way cases start their fault: 10 s after the command
 /// channel is up (the simulated channel is up at about 1.5 s).
 const SIM_FAULT_FROM_US: u64 = 12_000_000;
@@ -417,6 +426,24 @@ fn sim_heartbeats(out: &RunOutput) -> Observed {
         HEARTBEATS.name,
         Ok(Val::Int(heartbeats_read(frames.iter(), SIM_FAULT_FROM_US))),
     )])
+}
+
+fn sim_some_heartbeats(out: &RunOutput) -> Observed {
+    some_observed(sim_heartbeats(out))
+}
+
+fn some_heartbeats(real: Result<Observed, String>) -> Result<Observed, String> {
+    real.map(some_observed)
+}
+
+/// [`HEARTBEATS`] as [`SOME_HEARTBEATS`]: whether the count is at least one.
+fn some_observed(o: Observed) -> Observed {
+    let v = match o.get(HEARTBEATS.name) {
+        Some(Ok(Val::Int(n))) => Ok(Val::Bool(*n >= 1)),
+        Some(Err(e)) => Err(e.clone()),
+        _ => Err("not observed".to_string()),
+    };
+    Observed::from([(SOME_HEARTBEATS.name, v)])
 }
 
 /// The server, `up`, the service; 10 s after its command channel is up the
