@@ -11,10 +11,12 @@
 //! - [`diagnose`]: the hypothesis engine (H1..H7, outcome-table rows).
 //! - [`score`]: the engine scored against the injected truth (confusion tables).
 //! - [`upgrade`]: agent processes and the supervisor an agent's self-upgrade drives.
+//! - [`conform`]: `simbench conform`, the simulator held to Linux (network namespaces, nftables).
 //! - [`cli`]: `simbench list`, `run`, `check`, `sweep`.
 pub mod capture;
 pub mod cli;
 pub mod clock;
+pub mod conform;
 pub mod crypto;
 pub mod diagnose;
 pub mod disk;

@@ -89,6 +89,46 @@ pub enum Command {
     /// Measure how fast and how big the shipped scenarios run.
     #[command(after_help = BENCH_EXAMPLES)]
     Bench(BenchArgs),
+    /// Run conformance cases on real sockets (a Linux network namespace) and in the simulator; compare.
+    #[command(after_help = CONFORM_EXAMPLES)]
+    Conform(ConformArgs),
+}
+
+const CONFORM_EXAMPLES: &str = "\
+Examples:
+  sudo simbench conform                              # every case, a table
+  sudo simbench conform --case tcp-7171-rejected --format json
+  simbench conform --allow-skip                      # not root: say so, exit 0
+
+Needs Linux, root, `ip` (iproute2) and `nft` (nftables); finds fleet-server
+and fleet-agent next to simbench (cargo build --release) unless --bin-dir.
+Each case gets its own network namespace; the fault is an nftables rule in
+the input hook. Exit 0 when every check matches or is on the known list;
+1 when a check differs and is not listed, when a listed one now matches,
+or when the real side cannot run (without --allow-skip); 2 bad input.";
+
+/// `simbench conform`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct ConformArgs {
+    /// Only this case.
+    #[arg(long, value_name = "NAME")]
+    pub case: Option<String>,
+    /// The known-differences list.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "conform/known-differences.toml"
+    )]
+    pub known: PathBuf,
+    /// Where fleet-server and fleet-agent are; default: simbench's own directory.
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Exit 0 when namespaces cannot be made here (the cases are listed as skipped).
+    #[arg(long)]
+    pub allow_skip: bool,
+    /// A table, or the report as JSON.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
+    pub format: OutputFormat,
 }
 
 const BENCH_EXAMPLES: &str = "\

@@ -7,7 +7,7 @@
 //! - [`settings`]: the same, checked and resolved (seed ranges, partitions,
 //!   job counts), the second of ripgrep's two steps;
 //! - [`source`]: scenario names and paths, the shipped catalogue;
-//! - `list`, `run`, `check`, `sweep`, `diagnose`: one file per subcommand;
+//! - `list`, `run`, `check`, `sweep`, `diagnose`, `bench`, `conform`: one file per subcommand;
 //! - `pool`: J runs at once on scoped threads, and the stderr progress line.
 //!
 //! Exit codes ([`Exit`]): 0 every expectation holds, 1 an expectation or a
@@ -18,6 +18,7 @@
 pub mod args;
 mod bench;
 mod check;
+mod conform;
 mod diagnose;
 mod list;
 mod pool;
@@ -106,6 +107,7 @@ pub fn execute(
         Settings::Sweep(s) => sweep::sweep(&s, out, err),
         Settings::Diagnose(d) => diagnose::diagnose(&d, out),
         Settings::Bench(b) => bench::bench(&b, out, err),
+        Settings::Conform(c) => conform::conform(&c, out, err),
     }
 }
 

@@ -24,6 +24,8 @@ pub enum Settings {
     Diagnose(super::args::DiagnoseArgs),
     /// `simbench bench`.
     Bench(BenchSettings),
+    /// `simbench conform` (its flags need no resolving).
+    Conform(super::args::ConformArgs),
 }
 
 /// `simbench bench`, resolved.
@@ -84,6 +86,7 @@ impl Settings {
         Ok(match args.command {
             Command::List => Settings::List,
             Command::Diagnose(d) => Settings::Diagnose(d),
+            Command::Conform(c) => Settings::Conform(c),
             Command::Bench(BenchArgs {
                 filter,
                 repeat,
