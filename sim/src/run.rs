@@ -476,6 +476,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         k
     };
 
+    let server_kernel = kernel(SERVER_HOST);
     // The server host. Its disk outlives the host closure, so a restart finds its store.
     let server_slot: ServerSlot = Arc::default();
     let server_disk = SimDisk::new();
@@ -492,7 +493,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         let checkin_outages = spec.checkin_outages.clone();
         let wake_worker = !spec.worker_down;
         let seed = spec.seed;
-        let kernel = kernel(SERVER_HOST);
+        let kernel = server_kernel.clone();
         let boots = Arc::new(Mutex::new(0u64));
         sim.host(SERVER_HOST, move || {
             let slot = slot.clone();
@@ -747,9 +748,14 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         while next < actions.len() && actions[next].at <= now {
             let kind = &actions[next].kind;
             match kind {
-                ActionKind::Restart(Target::Server) | ActionKind::Crash(Target::Server) => {
-                    power(&mut sim, kind, &server_slot, &server_disk, &observer, now)
-                }
+                ActionKind::Restart(Target::Server) | ActionKind::Crash(Target::Server) => power(
+                    &mut sim,
+                    kind,
+                    (&server_slot, &server_kernel),
+                    &server_disk,
+                    &observer,
+                    now,
+                ),
                 _ => apply(kind, &server_slot, &installers, &observer, now),
             }
             next += 1;
@@ -880,7 +886,7 @@ fn apply(
 fn power(
     sim: &mut turmoil::Sim<'_>,
     kind: &ActionKind,
-    server: &ServerSlot,
+    (server, kernel): (&ServerSlot, &Arc<HostStack>),
     disk: &SimDisk,
     observer: &RunObserver,
     now: Duration,
@@ -891,6 +897,8 @@ fn power(
     let event = match kind {
         ActionKind::Crash(_) => {
             if was_up {
+                // Power lost: its sockets die without a FIN or an RST.
+                kernel.power_off();
                 sim.crash(SERVER_HOST);
             }
             disk.crash();

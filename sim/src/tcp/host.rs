@@ -149,12 +149,22 @@ impl HostStack {
         );
         let seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
         let ip = turmoil::lookup(self.name.as_str());
-        *lock(&self.state) = Some(Booted {
+        let mut stack = Stack::new(self.wire.cfg.clone(), seed);
+        let mut state = lock(&self.state);
+        if let Some(old) = state.as_mut() {
+            // A restart, not a power loss: what the kernel sent as the old
+            // processes' sockets closed (their FINs and RSTs) still goes out.
+            while let Some(t) = old.stack.poll_transmit() {
+                stack.queue_transmit(t);
+            }
+        }
+        *state = Some(Booted {
             generation,
-            stack: Stack::new(self.wire.cfg.clone(), seed),
+            stack,
             start: tokio::time::Instant::now(),
             ip,
         });
+        drop(state);
         tokio::spawn(drive(self.clone(), generation));
     }
 
@@ -178,6 +188,12 @@ impl HostStack {
             self.notify.notify_one();
         }
         Ok(r)
+    }
+
+    /// A power loss: the kernel stops at once and sends nothing more (call
+    /// before turmoil crashes the host, so its dying sockets stay silent).
+    pub fn power_off(&self) {
+        *lock(&self.state) = None;
     }
 
     /// The host's counters (zero before the first boot).

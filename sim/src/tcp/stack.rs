@@ -324,6 +324,11 @@ impl Stack {
 
     // ---- the wire ----
 
+    /// Queues a segment to send (one a previous boot left unsent).
+    pub fn queue_transmit(&mut self, t: Transmit) {
+        self.out.push_back(t);
+    }
+
     /// Whether segments wait to be sent.
     pub fn has_transmit(&self) -> bool {
         !self.out.is_empty()
