@@ -1,13 +1,15 @@
-//! Network faults that act in the seam: a firewall between the server and
-//! sites or single agents, by protocol and port, in one or both directions,
-//! for a window of simulated time; and half-open paths, where one direction
-//! of an agent's TCP streams silently stops carrying bytes.
+//! The path's faults: a firewall between the server and sites or single
+//! agents that judges every packet (TCP segments of [`crate::tcp`], QUIC's
+//! UDP datagrams), by protocol, port and direction, for a window of
+//! simulated time. Block rules come first; then each other packet fault is
+//! one value implementing [`PacketFault`] (half-open, drop-payload, loss,
+//! partition), installed with [`Firewall::with_faults`].
 //!
 //! turmoil's own fault operations act on whole host pairs; a site host holds
-//! many agents and a firewall rule names a protocol and a port, so the rules
-//! are applied where each agent's sockets are: in [`crate::net`]. Nothing
-//! tells either side: a dropped UDP datagram is just lost, a dropped TCP SYN
-//! makes `connect` wait until the connect timeout, a rejected one fails at once.
+//! many agents, so packets are placed by address and by the port each
+//! agent's socket registered. Nothing tells either side: a lost packet is
+//! just lost and TCP's retransmissions decide what follows; a rejected TCP
+//! segment is answered by an RST.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,10 +17,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use format::scenario::{BlockAction, Direction, Endpoint, Proto};
-
-/// How long a TCP connect waits for a SYN that a firewall drops (Linux gives
-/// up after about two minutes of retries; agents often bound it lower).
-pub const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One side of a packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
