@@ -188,6 +188,11 @@ pub const FAULT_KINDS: &[KindDoc] = &[
                 "direction",
                 "the direction that stops: `\"a->b\"` or `\"b->a\"`",
             ),
+            opt(
+                "port",
+                None,
+                "only packets to or from this port (e.g. 8443, the command channel); unset: every packet",
+            ),
         ],
     },
     KindDoc {
@@ -250,6 +255,11 @@ pub const FAULT_KINDS: &[KindDoc] = &[
             req(
                 "direction",
                 "the direction whose data is lost: `\"a->b\"` or `\"b->a\"`",
+            ),
+            opt(
+                "port",
+                None,
+                "only segments to or from this port; unset: every segment",
             ),
         ],
     },

@@ -1013,10 +1013,22 @@ impl Parser<'_> {
                     &["a->b", "b->a"],
                     Direction::from_name,
                 )?;
+                let port = match t.get("port") {
+                    None => None,
+                    Some(n) => Some(self.integer_in(n, &t.label("port"), 1, 65535)? as u16),
+                };
                 if kind == "half-open" {
-                    FaultKind::HalfOpen { between, direction }
+                    FaultKind::HalfOpen {
+                        between,
+                        direction,
+                        port,
+                    }
                 } else {
-                    FaultKind::DropPayload { between, direction }
+                    FaultKind::DropPayload {
+                        between,
+                        direction,
+                        port,
+                    }
                 }
             }
             "drop-frames" => {

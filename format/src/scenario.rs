@@ -544,6 +544,9 @@ pub enum FaultKind {
         between: [Endpoint; 2],
         /// The direction that stops (never [`Direction::Both`]).
         direction: Direction,
+        /// Only packets to or from this port; `None`: every packet.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
     },
     /// A WebSocket-aware middlebox drops frames of one type, one way.
     DropFrames {
@@ -594,6 +597,9 @@ pub enum FaultKind {
         between: [Endpoint; 2],
         /// The direction whose data is lost (never [`Direction::Both`]).
         direction: Direction,
+        /// Only segments to or from this port; `None`: every segment.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
     },
     /// An agent's clock is off.
     ClockSkew {

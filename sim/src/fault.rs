@@ -129,6 +129,8 @@ pub struct HalfOpenRule {
     pub b: Endpoint,
     /// The direction that stops (`a->b` or `b->a`).
     pub direction: Direction,
+    /// Only packets to or from this port; `None`: every packet.
+    pub port: Option<u16>,
     /// In force from (inclusive).
     pub from: Duration,
     /// In force until (exclusive); `None`: to the end.
@@ -402,6 +404,10 @@ fn in_window(from: Duration, until: Option<Duration>, now: Duration) -> bool {
     from <= now && until.is_none_or(|u| now < u)
 }
 
+fn on_port(port: Option<u16>, p: &Packet) -> bool {
+    port.is_none_or(|port| port == p.src_port || port == p.dst_port)
+}
+
 fn goes(a: &Endpoint, b: &Endpoint, direction: Direction, p: &Packet) -> bool {
     let a_to_b = matches(a, &p.src) && matches(b, &p.dst);
     let b_to_a = matches(b, &p.src) && matches(a, &p.dst);
@@ -416,7 +422,10 @@ impl PacketFault for HalfOpenRule {
     // Every packet of the stopped direction is lost, TCP's ACKs and FINs
     // and UDP alike: what one-way loss is on a real path.
     fn judge(&self, p: &Packet, now: Duration) -> Verdict {
-        if in_window(self.from, self.until, now) && goes(&self.a, &self.b, self.direction, p) {
+        if in_window(self.from, self.until, now)
+            && on_port(self.port, p)
+            && goes(&self.a, &self.b, self.direction, p)
+        {
             Verdict::Drop
         } else {
             Verdict::Pass
@@ -434,6 +443,8 @@ pub struct DropPayloadRule {
     pub b: Endpoint,
     /// The direction whose payload is lost.
     pub direction: Direction,
+    /// Only segments to or from this port; `None`: every segment.
+    pub port: Option<u16>,
     /// In force from.
     pub from: Duration,
     /// In force until (exclusive).
@@ -444,6 +455,7 @@ impl PacketFault for DropPayloadRule {
     fn judge(&self, p: &Packet, now: Duration) -> Verdict {
         let hit = p.proto == Proto::Tcp
             && p.payload_len > 0
+            && on_port(self.port, p)
             && in_window(self.from, self.until, now)
             && goes(&self.a, &self.b, self.direction, p);
         if hit {
@@ -620,6 +632,7 @@ mod tests {
             a: Endpoint::Site("pst".into()),
             b: Endpoint::Server,
             direction: Direction::BToA,
+            port: None,
             from: Duration::from_secs(60),
             until: None,
         };
@@ -640,6 +653,37 @@ mod tests {
         assert!(rule.stops(&s, &p, at(60)), "server->site stops");
         assert!(!rule.stops(&p, &s, at(60)), "site->server keeps working");
         assert!(!rule.stops(&s, &p, at(59)), "not before `from`");
+    }
+
+    #[test]
+    fn a_half_open_with_a_port_loses_only_that_ports_packets() {
+        let rule = HalfOpenRule {
+            a: Endpoint::Server,
+            b: Endpoint::Site("pst".into()),
+            direction: Direction::AToB,
+            port: Some(8443),
+            from: Duration::ZERO,
+            until: None,
+        };
+        let packet = |src_port, dst_port| Packet {
+            proto: Proto::Tcp,
+            src: Party::Server,
+            dst: agent("pst-1", "pst"),
+            src_port,
+            dst_port,
+            payload_len: 0,
+            pure_ack: true,
+        };
+        let t = Duration::from_secs(1);
+        assert_eq!(rule.judge(&packet(8443, 40000), t), Verdict::Drop);
+        assert_eq!(
+            rule.judge(&packet(7171, 40000), t),
+            Verdict::Pass,
+            "check-ins pass"
+        );
+        let mut back = packet(40000, 8443);
+        std::mem::swap(&mut back.src, &mut back.dst);
+        assert_eq!(rule.judge(&back, t), Verdict::Pass, "the other direction");
     }
 
     #[test]

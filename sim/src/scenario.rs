@@ -128,10 +128,15 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 from,
                 until: f.until,
             }),
-            FaultKind::HalfOpen { between, direction } => half_open.push(HalfOpenRule {
+            FaultKind::HalfOpen {
+                between,
+                direction,
+                port,
+            } => half_open.push(HalfOpenRule {
                 a: between[0].clone(),
                 b: between[1].clone(),
                 direction: *direction,
+                port: *port,
                 from,
                 until: f.until,
             }),
@@ -200,10 +205,15 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
                 from,
                 until: f.until,
             }),
-            FaultKind::DropPayload { between, direction } => payload_drops.push(DropPayloadRule {
+            FaultKind::DropPayload {
+                between,
+                direction,
+                port,
+            } => payload_drops.push(DropPayloadRule {
                 a: between[0].clone(),
                 b: between[1].clone(),
                 direction: *direction,
+                port: *port,
                 from,
                 until: f.until,
             }),
