@@ -137,21 +137,6 @@ pub struct HalfOpenRule {
     pub until: Option<Duration>,
 }
 
-impl HalfOpenRule {
-    /// Whether bytes from `src` to `dst` are lost at `now`.
-    pub fn stops(&self, src: &Party, dst: &Party, now: Duration) -> bool {
-        let in_force = self.from <= now && self.until.is_none_or(|u| now < u);
-        let a_to_b = matches(&self.a, src) && matches(&self.b, dst);
-        let b_to_a = matches(&self.b, src) && matches(&self.a, dst);
-        in_force
-            && match self.direction {
-                Direction::AToB => a_to_b,
-                Direction::BToA => b_to_a,
-                Direction::Both => a_to_b || b_to_a,
-            }
-    }
-}
-
 fn matches(e: &Endpoint, p: &Party) -> bool {
     match (e, p) {
         (Endpoint::Server, Party::Server) => true,
@@ -196,7 +181,6 @@ impl BlockRule {
 #[derive(Debug, Default)]
 pub struct Firewall {
     rules: Vec<BlockRule>,
-    half_open: Vec<HalfOpenRule>,
     addresses: std::sync::OnceLock<(Vec<IpAddr>, BTreeMap<IpAddr, String>)>,
     agent_sites: BTreeMap<String, String>,
     // (protocol, site, port) -> agent whose socket it is, registered by the
@@ -219,10 +203,9 @@ impl Firewall {
 
     /// The same firewall with half-open paths.
     pub fn with_half_open(mut self, rules: Vec<HalfOpenRule>) -> Self {
-        for r in &rules {
-            self.faults.push(Box::new(r.clone()));
+        for r in rules {
+            self.faults.push(Box::new(r));
         }
-        self.half_open = rules;
         self
     }
 
@@ -230,20 +213,6 @@ impl Firewall {
     pub fn with_faults(mut self, faults: Vec<Box<dyn PacketFault>>) -> Self {
         self.faults.extend(faults);
         self
-    }
-
-    /// The half-open rules that can touch `owner`'s streams to the server
-    /// (empty for the server and unknown owners).
-    pub fn half_open_for(&self, owner: &str) -> Vec<HalfOpenRule> {
-        let me = self.party_of_owner(owner);
-        self.half_open
-            .iter()
-            .filter(|r| {
-                matches(&r.a, &me) && matches(&r.b, &Party::Server)
-                    || matches(&r.b, &me) && matches(&r.a, &Party::Server)
-            })
-            .cloned()
-            .collect()
     }
 
     /// Tells the firewall the hosts' addresses (known once the sim has its
@@ -645,14 +614,31 @@ mod tests {
         )
         .with_half_open(vec![rule.clone()]);
         assert!(!fw.is_empty());
-        assert_eq!(fw.half_open_for("pst-1"), vec![rule.clone()]);
-        assert!(fw.half_open_for("nyc-1").is_empty());
-        assert!(fw.half_open_for("server").is_empty());
-        let (p, s) = (agent("pst-1", "pst"), Party::Server);
+        let packet = |src: Party, dst: Party| Packet {
+            proto: Proto::Tcp,
+            src,
+            dst,
+            src_port: 8443,
+            dst_port: 40000,
+            payload_len: 0,
+            pure_ack: true,
+        };
+        let (p, n, s) = (agent("pst-1", "pst"), agent("nyc-1", "nyc"), Party::Server);
         let at = Duration::from_secs;
-        assert!(rule.stops(&s, &p, at(60)), "server->site stops");
-        assert!(!rule.stops(&p, &s, at(60)), "site->server keeps working");
-        assert!(!rule.stops(&s, &p, at(59)), "not before `from`");
+        let judge =
+            |src: &Party, dst: &Party, t| fw.judge(&packet(src.clone(), dst.clone()), at(t));
+        assert_eq!(
+            judge(&s, &p, 60),
+            Verdict::Drop,
+            "server->site stops, ACKs too"
+        );
+        assert_eq!(
+            judge(&p, &s, 60),
+            Verdict::Pass,
+            "site->server keeps working"
+        );
+        assert_eq!(judge(&s, &p, 59), Verdict::Pass, "not before `from`");
+        assert_eq!(judge(&s, &n, 60), Verdict::Pass, "another site");
     }
 
     #[test]
