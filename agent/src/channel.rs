@@ -125,7 +125,7 @@ pub async fn run_session(
     let conn = env.observer.next_conn_id();
     let peer = "server";
     let bound = Duration::from_millis(cfg.connect_timeout_ms);
-    let mut ws = match tokio::time::timeout(bound, connect(env, creds, &conn)).await {
+    let mut ws = match proto::time::timeout(bound, connect(env, creds, &conn)).await {
         Ok(ws) => ws?,
         Err(_) => {
             let tunnel = &creds.file.tunnel;
@@ -176,8 +176,7 @@ pub async fn run_session(
     let mut watchdog = Watchdog::new(cfg.inbound_timeout_ms * 1000, env.now_us());
     let mut hb_period = Duration::from_millis(cfg.heartbeat_interval_ms);
     let mut heartbeats =
-        tokio::time::interval_at(tokio::time::Instant::now() + hb_period, hb_period);
-    heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        proto::time::interval_at(tokio::time::Instant::now() + hb_period, hb_period);
     let mut hb_seq = 0u64;
     let mut commands_broken = false;
     // The session is up once Auth is written: heartbeats do not wait for the
@@ -217,7 +216,7 @@ pub async fn run_session(
                 let _ = ws.close(None).await;
                 return Err(ChannelError::Closed("re-registering after an upgrade".into()));
             }
-            _ = tokio::time::sleep(Duration::from_micros(until_deadline)) => {
+            _ = proto::time::sleep(Duration::from_micros(until_deadline)) => {
                 env.event("channel.inbound_timeout", fields! {"conn" => conn, "timeout_ms" => cfg.inbound_timeout_ms});
                 return Err(ChannelError::InboundTimeout(cfg.inbound_timeout_ms));
             }
@@ -253,8 +252,7 @@ pub async fn run_session(
                     let p = Duration::from_millis(heartbeat_interval_ms);
                     if p != hb_period {
                         hb_period = p;
-                        heartbeats = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
-                        heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        heartbeats = proto::time::interval_at(tokio::time::Instant::now() + p, p);
                     }
                 }
                 Ok(ServerMsg::Wake) if silent => {}

@@ -170,7 +170,7 @@ pub async fn run(env: Env, cfg: AgentConfig, creds: Credentials, status: StatusC
     let mut tracker = CheckinTracker::new();
     let bound = Duration::from_millis(cfg.checkin_timeout_ms);
     loop {
-        let result = match tokio::time::timeout(bound, client.checkin(&env, &cfg, &creds)).await {
+        let result = match proto::time::timeout(bound, client.checkin(&env, &cfg, &creds)).await {
             Ok(r) => r,
             Err(_) => Err(CheckinError::Timeout(cfg.checkin_timeout_ms)),
         };
@@ -201,6 +201,6 @@ pub async fn run(env: Env, cfg: AgentConfig, creds: Credentials, status: StatusC
                 fields! {"from" => t.from.name(), "to" => t.to.name(), "reason" => t.reason},
             );
         }
-        tokio::time::sleep(Duration::from_millis(cfg.checkin_interval_ms)).await;
+        proto::time::sleep(Duration::from_millis(cfg.checkin_interval_ms)).await;
     }
 }

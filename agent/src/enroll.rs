@@ -104,7 +104,7 @@ pub async fn enroll_once(
     );
     let connect = env.net.connect_tcp(&cfg.server_host, cfg.enroll_port);
     let tcp =
-        match tokio::time::timeout(Duration::from_millis(cfg.connect_timeout_ms), connect).await {
+        match proto::time::timeout(Duration::from_millis(cfg.connect_timeout_ms), connect).await {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -182,7 +182,7 @@ pub async fn enroll_round(
             Err(e) if e.is_permanent() || attempt >= INNER_ATTEMPTS => return Err(e),
             Err(_) => {
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(env))))
+                proto::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(env))))
                     .await;
             }
         }
@@ -234,7 +234,7 @@ pub async fn delayed_enroll(
             "enroll.delayed_retry",
             fields! {"error" => e.to_string(), "delay_ms" => delay},
         );
-        tokio::time::sleep(Duration::from_millis(delay)).await;
+        proto::time::sleep(Duration::from_millis(delay)).await;
     }
 }
 

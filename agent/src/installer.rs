@@ -104,7 +104,7 @@ pub async fn install(
 ) -> InstallReport {
     let disk = env.disk.as_ref();
     let snapshot = Snapshot::take(disk);
-    let up = tokio::time::timeout(timeout, crate::service::up(env, cfg, status)).await;
+    let up = proto::time::timeout(timeout, crate::service::up(env, cfg, status)).await;
     let (exit_code, error) = match up {
         Ok(Ok(_)) => (0, None),
         Ok(Err(e)) => (e.exit_code(), Some(e.to_string())),

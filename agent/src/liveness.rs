@@ -81,7 +81,7 @@ pub async fn serve(env: Env, cfg: AgentConfig, status: StatusCell) {
                     );
                 }
                 failed = true;
-                tokio::time::sleep(std::time::Duration::from_millis(LISTEN_RETRY_MS)).await;
+                proto::time::sleep(std::time::Duration::from_millis(LISTEN_RETRY_MS)).await;
             }
         }
     };

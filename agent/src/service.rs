@@ -92,7 +92,7 @@ pub async fn up(env: &Env, cfg: &AgentConfig, status: &StatusCell) -> Result<Str
     let client = TunnelClient::new(env)
         .await
         .map_err(|e| UpError::Probe(e, port, host.clone()))?;
-    let probe = tokio::time::timeout(
+    let probe = proto::time::timeout(
         Duration::from_millis(cfg.probe_timeout_ms),
         client.connect(env, &creds, "probe"),
     )
@@ -112,7 +112,7 @@ pub async fn up(env: &Env, cfg: &AgentConfig, status: &StatusCell) -> Result<Str
         Err(_) => Err(UpError::ProbeTimeout(cfg.probe_timeout_ms, port, host)),
     };
     // Drain so the gateway sees the probe's close promptly, but bounded.
-    let _ = tokio::time::timeout(
+    let _ = proto::time::timeout(
         Duration::from_millis(cfg.probe_drain_ms),
         client.wait_idle(),
     )
@@ -239,7 +239,7 @@ pub async fn run_with(
             Ok(None) => {}
             Err(e) => env.event("service.bad_install", fields! {"error" => e.to_string()}),
         }
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        proto::time::sleep(Duration::from_secs(5)).await;
     };
     {
         let mut s = status.lock();
@@ -283,7 +283,7 @@ async fn run_tunnel(
             Ok(c) => break c,
             Err(e) => {
                 env.event("tunnel.setup_failed", fields! {"error" => e.to_string()});
-                tokio::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(&env))))
+                proto::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(&env))))
                     .await;
             }
         }
@@ -301,7 +301,7 @@ async fn run_tunnel(
                 env.event("tunnel.connected", fields! {"conn" => t.conn_id});
                 let period = Duration::from_millis(cfg.heartbeat_interval_ms);
                 let mut tick =
-                    tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                    proto::time::interval_at(tokio::time::Instant::now() + period, period);
                 let reason = loop {
                     tokio::select! {
                         biased;
@@ -330,7 +330,7 @@ async fn run_tunnel(
                 env.event("tunnel.connect_failed", fields! {"error" => e.to_string()});
             }
         }
-        tokio::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(&env)))).await;
+        proto::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(&env)))).await;
     }
 }
 
@@ -366,6 +366,6 @@ async fn run_channel(
             status.lock().last_error = Some(error.clone());
             env.event("channel.lost", fields! {"error" => error});
         }
-        tokio::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(&env)))).await;
+        proto::time::sleep(Duration::from_millis(backoff.handle_failure(jitter(&env)))).await;
     }
 }

@@ -20,5 +20,6 @@ pub mod msg;
 pub mod pki;
 pub mod quic;
 pub mod real;
+pub mod time;
 pub mod tls;
 pub mod ws;

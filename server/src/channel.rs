@@ -368,7 +368,7 @@ async fn session<S>(
     drop(tx);
     // A writer stuck on a dead socket is not waited for long.
     let abort = writer.abort_handle();
-    let rx = match tokio::time::timeout(Duration::from_secs(5), writer).await {
+    let rx = match proto::time::timeout(Duration::from_secs(5), writer).await {
         Ok(joined) => joined.ok(),
         Err(_) => {
             abort.abort();
@@ -406,8 +406,7 @@ where
 {
     let period = Duration::from_millis(shared.cfg.ping_interval_ms);
     let write_timeout = Duration::from_millis(shared.cfg.write_timeout_ms);
-    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pings = proto::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut ping_seq = 0u64;
     let mut pinging = true;
     loop {
@@ -445,7 +444,7 @@ where
             }
             sink.send(m.clone()).await
         };
-        match tokio::time::timeout(write_timeout, write).await {
+        match proto::time::timeout(write_timeout, write).await {
             Ok(Ok(())) => proto::ws::log(&shared.env, &conn, &peer, Dir::Tx, Stage::Written, &m),
             Ok(Err(e)) => {
                 proto::ws::log_error(&shared.env, &conn, &peer, &m, &e.to_string());

@@ -220,7 +220,7 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<(StatusCode, Value), ClientError> {
-        tokio::time::timeout(REQUEST_TIMEOUT, self.request_inner(method, path, body))
+        proto::time::timeout(REQUEST_TIMEOUT, self.request_inner(method, path, body))
             .await
             .map_err(|_| ClientError::Timeout(self.addr.clone()))?
     }
@@ -470,7 +470,7 @@ async fn run_inner(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Resul
                     });
                 }
                 // Polling the operator's own API at 5 Hz: cheap, and bounded by the deadline.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                proto::time::sleep(Duration::from_millis(200)).await;
                 last = get(format!("/v1/commands/{}", c.command_id)).await?;
             }
         }

@@ -770,8 +770,7 @@ async fn control_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Contr
 
 // Checks offer timeouts once a second of (simulated) time.
 async fn timeout_loop(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = proto::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
         shared.reap_timeouts();
@@ -781,8 +780,7 @@ async fn timeout_loop(shared: Arc<Shared>) {
 // Runs the due reconcile tasks of the store's queue once a second of
 // (simulated) time.
 async fn reconcile_worker(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = proto::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
         shared.run_due_tasks();

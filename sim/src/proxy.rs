@@ -134,7 +134,7 @@ impl Proxy {
             if let Some(h) = lock(&self.server).clone() {
                 break h;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            proto::time::sleep(Duration::from_millis(100)).await;
         };
         let (cert_pem, key_pem) = handle.tls_identity();
         let tls = proto::tls::server_config(

@@ -41,7 +41,7 @@ pub struct TurmoilRuntime;
 
 impl Runtime for TurmoilRuntime {
     fn new_timer(&self, deadline: Instant) -> Pin<Box<dyn AsyncTimer>> {
-        Box::pin(SimTimer(Box::pin(tokio::time::sleep_until(
+        Box::pin(SimTimer(Box::pin(proto::time::sleep_until(
             tokio::time::Instant::from_std(deadline),
         ))))
     }
@@ -75,9 +75,9 @@ struct SimTimer(Pin<Box<tokio::time::Sleep>>);
 
 impl AsyncTimer for SimTimer {
     fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
-        self.0
-            .as_mut()
-            .reset(tokio::time::Instant::from_std(deadline));
+        let deadline = tokio::time::Instant::from_std(deadline);
+        proto::time::announce(deadline);
+        self.0.as_mut().reset(deadline);
     }
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {

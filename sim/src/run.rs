@@ -663,7 +663,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
             };
             let probes = probes.clone();
             async move {
-                tokio::time::sleep(probe_at).await;
+                proto::time::sleep(probe_at).await;
                 let mut tasks = Vec::new();
                 for (slot, host, port) in probes {
                     let env = env.clone();
@@ -673,7 +673,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
                             codes.iter_mut().zip(["failon=failed", "failon=degraded"])
                         {
                             let probe = agent::liveness::probe(&env, &host, port, query);
-                            *code = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                            *code = match proto::time::timeout(PROBE_TIMEOUT, probe).await {
                                 Ok(Ok(c)) => Some(c),
                                 _ => None,
                             };
@@ -974,7 +974,7 @@ async fn agent_main(
             if let Some(h) = lock(&server).as_ref() {
                 break h.ca_pem();
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            proto::time::sleep(Duration::from_millis(100)).await;
         };
         let token = if faults.invalid_token {
             REVOKED_TOKEN

@@ -294,7 +294,7 @@ async fn drive(
                         fields! {"version" => cfg.version, "grace_ms" => EXIT_GRACE_MS},
                     );
                     // Let the sessions flush the report, then end this agent.
-                    tokio::time::sleep(Duration::from_millis(EXIT_GRACE_MS)).await;
+                    proto::time::sleep(Duration::from_millis(EXIT_GRACE_MS)).await;
                     supervisor.exit_self();
                 }
             }
@@ -341,13 +341,13 @@ async fn drive(
             }
             _ = async {
                 match until {
-                    Some(d) => tokio::time::sleep(d).await,
+                    Some(d) => proto::time::sleep(d).await,
                     None => std::future::pending().await,
                 }
             } => sm.handle_timeout(env.now_us()),
             _ = async {
                 match rejoin_at {
-                    Some(t) => tokio::time::sleep(Duration::from_micros(t.saturating_sub(env.now_us()))).await,
+                    Some(t) => proto::time::sleep(Duration::from_micros(t.saturating_sub(env.now_us()))).await,
                     None => std::future::pending().await,
                 }
             } => {
@@ -390,7 +390,7 @@ fn publish(
 async fn stage(env: &Env, cfg: &AgentConfig, version: &str, sha256: &str) -> Result<(), String> {
     let mut last = String::new();
     for attempt in 1..=STAGE_ATTEMPTS {
-        let got = tokio::time::timeout(
+        let got = proto::time::timeout(
             Duration::from_millis(STAGE_TIMEOUT_MS),
             download(env, cfg, sha256),
         )
@@ -419,7 +419,7 @@ async fn stage(env: &Env, cfg: &AgentConfig, version: &str, sha256: &str) -> Res
                 );
                 last = e;
                 if attempt < STAGE_ATTEMPTS {
-                    tokio::time::sleep(Duration::from_millis(STAGE_RETRY_MS)).await;
+                    proto::time::sleep(Duration::from_millis(STAGE_RETRY_MS)).await;
                 }
             }
         }

@@ -131,7 +131,7 @@ mod tests {
         s.set(2);
         w.changed().await;
         assert_eq!(w.borrow_and_update(), 2);
-        let pending = tokio::time::timeout(std::time::Duration::from_millis(10), w.changed());
+        let pending = proto::time::timeout(std::time::Duration::from_millis(10), w.changed());
         assert!(pending.await.is_err(), "no change since");
         s.touch();
         w.changed().await;

@@ -344,7 +344,7 @@ async fn drive(host: Arc<HostStack>, generation: u64) {
         };
         let sleep = async {
             match deadline {
-                Some(d) => tokio::time::sleep_until(start + d).await,
+                Some(d) => proto::time::sleep_until(start + d).await,
                 None => std::future::pending().await,
             }
         };
