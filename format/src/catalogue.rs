@@ -734,6 +734,9 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
     ("network.server.resets_sent", "RSTs the server host sent for segments no socket wanted"),
     ("network.proxy.listen_overflows", "SYNs the reverse proxy's TCP dropped because its backlog was full"),
     ("network.proxy.retransmits", "TCP segments the reverse proxy's host sent again"),
+    ("network.world.instants", "instants of simulated time at which some host had something to do"),
+    ("network.world.late_datagrams", "datagrams a host sent at a time the world had passed (a timer that did not announce itself; 0 in every shipped scenario)"),
+    ("network.world.late_wakes", "wakes of a host that lagged behind the world (0 in every shipped scenario)"),
 ];
 
 /// The documentation line of a switch, or `None` for an unknown name.

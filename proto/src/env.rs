@@ -2,7 +2,7 @@
 //!
 //! The agent and the server never open a socket, read a clock, draw a random
 //! number or touch a file except through an [`Env`]. The real binaries pass
-//! [`crate::real`]'s tokio/std implementation; the simulator passes turmoil's
+//! [`crate::real`]'s tokio/std implementation; the simulator passes its own
 //! network, simulated time, a seeded crypto provider and a disk with crash
 //! semantics. The choice is a value, never a cargo feature.
 

@@ -37,14 +37,15 @@ pub struct Capture {
 struct State {
     epoch_unix_s: u64,
     // The pcap records (record header, IPv4 packet) back to back, in the
-    // order the packets were sent. turmoil moves each host's clock on in
-    // turn at a tick, so that order is not always simulated-time order.
+    // order the packets were sent. The world runs hosts one after another
+    // and lets a lagging host catch up, so that order is not always
+    // simulated-time order.
     records: Vec<u8>,
     count: usize,
     last_us: u64,
     out_of_order: bool,
     // The address of each network owner's host, for UDP sockets bound to
-    // 0.0.0.0 (turmoil fills the host's address in only on the wire).
+    // 0.0.0.0 (the world fills the host's address in only on the wire).
     owners: BTreeMap<String, Ipv4Addr>,
     ip_id: u16,
 }
@@ -54,7 +55,9 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 fn now_us() -> u64 {
-    turmoil::sim_elapsed().unwrap_or(Duration::ZERO).as_micros() as u64
+    crate::world::elapsed()
+        .unwrap_or(Duration::ZERO)
+        .as_micros() as u64
 }
 
 fn v4(ip: IpAddr) -> Ipv4Addr {

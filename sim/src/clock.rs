@@ -4,11 +4,11 @@ use std::time::{Duration, SystemTime};
 
 use proto::env::Clock;
 
-/// A component's clock inside a turmoil simulation.
+/// A component's clock inside a simulated world.
 ///
-/// `now_us` is turmoil's simulated time since the start of the run; calendar
+/// `now_us` is the world's simulated time since the start of the run; calendar
 /// time is `epoch` plus that. Give it the same epoch as
-/// `turmoil::Builder::epoch` so certificate validity and turmoil agree.
+/// the run's certificates so their validity follows simulated time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SimClock {
     /// Calendar time at the start of the run.
@@ -40,7 +40,7 @@ impl SimClock {
         // Outside a host (the harness between steps, a unit test) there is no
         // simulated "now"; the start of the run is the honest answer, and it
         // keeps the wall clock out.
-        turmoil::sim_elapsed().unwrap_or(Duration::ZERO)
+        crate::world::elapsed().unwrap_or(Duration::ZERO)
     }
 }
 

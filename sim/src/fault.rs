@@ -5,7 +5,7 @@
 //! one value implementing [`PacketFault`] (half-open, drop-payload, loss,
 //! partition), installed with [`Firewall::with_faults`].
 //!
-//! turmoil's own fault operations act on whole host pairs; a site host holds
+//! A path's faults cannot act on whole host pairs: a site host holds
 //! many agents, so packets are placed by address and by the port each
 //! agent's socket registered. Nothing tells either side: a lost packet is
 //! just lost and TCP's retransmissions decide what follows; a rejected TCP
@@ -62,16 +62,16 @@ pub enum LinkShape {
     Latency(Duration),
     /// Packets take up to this much longer than the path's least delay.
     Jitter(Duration),
-    /// Nothing gets through while in force. turmoil holds what is sent and
-    /// delivers it when the partition ends: established TCP streams stall
-    /// and resume intact (as TCP's retransmissions would make them), new
-    /// connects wait, and the applications' own timeouts decide the rest.
+    /// Nothing gets through while in force: every packet is lost, TCP
+    /// retransmits (established streams stall and resume intact when the
+    /// partition ends, new connects retry their SYNs) and the applications'
+    /// own timeouts decide the rest.
     Partition,
 }
 
 /// A `latency`, `jitter` or `partition` fault, resolved: it shapes the
 /// links between one site's host and the server's side (the server and the
-/// reverse proxy), both ways, for every protocol. turmoil delays each
+/// reverse proxy), both ways, for every protocol. The world delays each
 /// message by a time drawn between a least and a largest delay; the run's
 /// own path is 1 to 20 ms ([`DEFAULT_DELAY`]).
 #[derive(Clone, Debug, PartialEq)]

@@ -1,7 +1,8 @@
-//! The simulator: turmoil harness, seam implementations, faults, scenario
+//! The simulator: the simulated world, seam implementations, faults, scenario
 //! runner, hypothesis engine and the `simbench` command line.
 //!
-//! - [`net`], [`quic`], [`clock`], [`crypto`], [`disk`]: the seam on turmoil
+//! - [`world`]: hosts, clocks and datagrams in event-driven time; [`tcp`]: the hosts' TCP.
+//! - [`net`], [`quic`], [`clock`], [`crypto`], [`disk`]: the seam in the world
 //!   (sockets, quinn runtime, simulated time, seeded TLS crypto, crash-safe disk).
 //! - [`fault`]: the firewall acting in the seam; [`kill`]: a disk that dies with its process.
 //! - [`run`]: one run of a resolved scenario: hosts, agents, actions, outcome, digest.
@@ -31,3 +32,4 @@ pub mod scenario;
 pub mod score;
 pub mod tcp;
 pub mod upgrade;
+pub mod world;

@@ -1,15 +1,16 @@
-//! The network seam on turmoil's simulated sockets.
+//! The network seam on the simulated world's sockets.
 //!
 //! A [`TurmoilNetwork`] is what the harness puts in an agent's or the server's
-//! [`proto::env::Env`]: TCP streams and listeners are turmoil's, UDP sockets
+//! [`proto::env::Env`]: TCP streams and listeners are the host's own
+//! TCP ([`crate::tcp`]), UDP sockets
 //! are wrapped for quinn by [`crate::quic`]. Every network carries the label
 //! of the component that owns it (`server`, or the agent's name), because one
-//! turmoil host is a whole site of agents and faults must act per agent.
+//! host is a whole site of agents and faults must act per agent.
 //!
-//! Everything here must run inside a turmoil host (a `sim.host` or
-//! `sim.client` future): turmoil's sockets find their host through a
+//! Everything here must run on a host of a world (a `World::host` or
+//! `World::client` future): sockets find their host through a
 //! thread-local. Called from anywhere else, the methods return an error
-//! instead of letting turmoil panic.
+//! instead of panicking.
 
 use std::fmt::Debug;
 use std::io;
@@ -26,10 +27,10 @@ use crate::tcp::host::{HostStack, SimListener, Wire};
 ///
 /// Used for capture (pcap, digests) and, later, per-agent fault decisions.
 /// Called on the host's thread in the order the datagrams pass the socket,
-/// which turmoil makes deterministic for a given seed.
+/// which the world makes deterministic for a given seed.
 pub trait DatagramTap: Send + Sync + Debug + 'static {
     /// One datagram: `owner` is the network's label, `local` the socket's
-    /// bound address (`0.0.0.0:port`: turmoil fills in the host's address
+    /// bound address (`0.0.0.0:port`: the world fills in the host's address
     /// only on the wire), `remote` the peer.
     fn datagram(
         &self,
@@ -42,7 +43,7 @@ pub trait DatagramTap: Send + Sync + Debug + 'static {
 }
 
 /// [`Network`] for one component: TCP on its host's [`HostStack`], UDP
-/// (QUIC) on turmoil's sockets, both through the run's firewall.
+/// (QUIC) on the world's datagram sockets, both through the run's firewall.
 #[derive(Clone, Debug)]
 pub struct TurmoilNetwork {
     owner: String,
@@ -74,9 +75,9 @@ impl TurmoilNetwork {
         TurmoilNetwork::on(owner.clone(), HostStack::new(owner, wire))
     }
 
-    /// Boots a kernel for the current turmoil host on `wire` and returns
+    /// Boots a kernel for the current host on `wire` and returns
     /// the network of its one component `owner` (for hosts with one owner);
-    /// `host_name` is the turmoil host's name.
+    /// `host_name` is the host's name.
     pub async fn boot(host_name: &str, owner: &str, wire: Arc<Wire>) -> io::Result<Self> {
         require_host("TurmoilNetwork::boot")?;
         let host = HostStack::new(host_name, wire);
@@ -102,22 +103,21 @@ impl TurmoilNetwork {
     }
 }
 
-/// Fails unless called on a turmoil host, where turmoil's sockets work.
+/// Fails unless called on a host of a world, where sockets work.
 fn require_host(what: &str) -> io::Result<()> {
-    // `sim_elapsed` is the one turmoil query that answers `None` instead of
-    // panicking when there is no current host.
-    match turmoil::sim_elapsed() {
-        Some(_) => Ok(()),
-        None => Err(io::Error::other(format!(
-            "{what} must run inside a turmoil host (a sim.host or sim.client future)"
-        ))),
+    if crate::world::in_host() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{what} must run on a host of a simulated world (a World::host or World::client future)"
+        )))
     }
 }
 
 /// All of this host's addresses, as the seam promises for listeners.
 fn any_addr(port: u16) -> SocketAddr {
-    // turmoil accepts only the unspecified address (or loopback) in binds;
-    // it panics on a family mismatch, so simulations must stay IPv4.
+    // A host has one interface: binds take the unspecified address, and
+    // simulations stay IPv4.
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
 }
 
@@ -155,7 +155,7 @@ impl Network for TurmoilNetwork {
         let firewall = self.host.wire().firewall().clone();
         Box::pin(async move {
             require_host("bind_udp")?;
-            let socket = turmoil::net::UdpSocket::bind(any_addr(port)).await?;
+            let socket = crate::world::udp::UdpSocket::bind(any_addr(port))?;
             firewall.register_udp(&owner, socket.local_addr()?.port());
             let firewall = (!firewall.is_empty()).then_some(firewall);
             Ok(

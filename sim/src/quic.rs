@@ -1,23 +1,17 @@
-//! quinn on turmoil: a [`quinn::Runtime`] on simulated time and a
-//! [`quinn::AsyncUdpSocket`] on turmoil's UDP socket.
+//! quinn in the simulated world: a [`quinn::Runtime`] on simulated time
+//! and a [`quinn::AsyncUdpSocket`] on the world's UDP socket.
 //!
 //! Build an endpoint with `quinn::Endpoint::new_with_abstract_socket`, passing
 //! `TurmoilNetwork::bind_udp` and `TurmoilNetwork::quic_runtime` (see
 //! [`crate::net`]); the endpoint's seeded configuration comes from
 //! `proto::quic`.
-//!
-//! turmoil's `UdpSocket` has no `poll_*` methods, only `readable()`,
-//! `try_recv_from` and `try_send_to`, so receiving keeps one boxed
-//! `readable()` future between polls. That future holds turmoil's receive
-//! lock while it is pending, and `try_recv_from` only `try_lock`s, so the
-//! future is always dropped before reading.
 
 use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -29,8 +23,9 @@ use format::scenario::Proto;
 
 use crate::fault::Firewall;
 use crate::net::DatagramTap;
+use crate::world::udp::UdpSocket;
 
-/// quinn's runtime inside a turmoil host: tasks on the host's tokio runtime,
+/// quinn's runtime on a simulated host: tasks on the host's tokio runtime,
 /// time from its paused tokio clock.
 ///
 /// quinn's trait default for `now()` is the wall clock; with it, timers would
@@ -48,7 +43,7 @@ impl Runtime for TurmoilRuntime {
 
     fn spawn(&self, future: Pin<Box<dyn Future<Output = ()> + Send>>) {
         // The endpoint and connection drivers must run on the runtime of the
-        // host that made the endpoint: turmoil polls a host's tasks only while
+        // host that made the endpoint: the world runs a host's tasks only while
         // it steps that host, which is how its sockets know where they are.
         tokio::spawn(future);
     }
@@ -56,7 +51,7 @@ impl Runtime for TurmoilRuntime {
     fn wrap_udp_socket(&self, _socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "a turmoil host has no OS sockets: bind with TurmoilNetwork::bind_udp and \
+            "a simulated host has no OS sockets: bind with TurmoilNetwork::bind_udp and \
              build the endpoint with quinn::Endpoint::new_with_abstract_socket",
         ))
     }
@@ -85,17 +80,13 @@ impl AsyncTimer for SimTimer {
     }
 }
 
-type Readable = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
-
-/// turmoil's UDP socket as quinn's [`AsyncUdpSocket`], labelled with its owner.
+/// The world's UDP socket as quinn's [`AsyncUdpSocket`], labelled with its owner.
 pub struct TurmoilUdpSocket {
-    inner: Arc<turmoil::net::UdpSocket>,
+    inner: UdpSocket,
     local: SocketAddr,
     owner: String,
     tap: Option<Arc<dyn DatagramTap>>,
     firewall: Option<Arc<Firewall>>,
-    /// A pending `readable()` wait, kept across `poll_recv` calls.
-    readable: Mutex<Option<Readable>>,
 }
 
 impl fmt::Debug for TurmoilUdpSocket {
@@ -109,19 +100,18 @@ impl fmt::Debug for TurmoilUdpSocket {
 }
 
 impl TurmoilUdpSocket {
-    /// Wraps a bound turmoil socket for `owner`, reporting datagrams to `tap`.
+    /// Wraps a bound socket for `owner`, reporting datagrams to `tap`.
     pub fn new(
-        socket: turmoil::net::UdpSocket,
+        socket: UdpSocket,
         owner: String,
         tap: Option<Arc<dyn DatagramTap>>,
     ) -> io::Result<Self> {
         Ok(TurmoilUdpSocket {
             local: socket.local_addr()?,
-            inner: Arc::new(socket),
+            inner: socket,
             owner,
             tap,
             firewall: None,
-            readable: Mutex::new(None),
         })
     }
 
@@ -138,7 +128,7 @@ impl TurmoilUdpSocket {
         let Some(fw) = &self.firewall else {
             return false;
         };
-        let now = turmoil::sim_elapsed().unwrap_or_default();
+        let now = crate::world::elapsed().unwrap_or_default();
         fw.verdict(
             Proto::Udp,
             &fw.party_of_owner(&self.owner),
@@ -203,18 +193,9 @@ impl AsyncUdpSocket for TurmoilUdpSocket {
                 tracing::trace!(owner = %self.owner, to = %transmit.destination, "udp datagram dropped by the firewall");
                 continue;
             }
-            match self.inner.try_send_to(datagram, transmit.destination) {
-                Ok(_) => {}
-                // turmoil refuses a send when no link leads to the address
-                // (no host there). A real UDP socket would not know; quinn-udp
-                // logs and swallows such errors too, so the datagram is lost
-                // and QUIC's own timers decide. Returning the error instead
-                // would tear the whole endpoint down.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    tracing::trace!(owner = %self.owner, to = %transmit.destination, "udp datagram to no host, lost");
-                }
-                Err(e) => return Err(e),
-            }
+            // A datagram to no host is lost on the way, as on a real
+            // network: QUIC's own timers decide.
+            self.inner.try_send_to(datagram, transmit.destination)?;
         }
         Ok(())
     }
@@ -225,29 +206,28 @@ impl AsyncUdpSocket for TurmoilUdpSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        // Only this socket's endpoint driver polls here, so the lock is never
-        // contended; a poisoned one still holds a valid Option.
-        let mut readable = self.readable.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if readable.is_none() {
-                // No wait pending, so turmoil's receive lock is free.
-                let count = self.drain(bufs, meta)?;
-                if count > 0 {
-                    return Poll::Ready(Ok(count));
-                }
-            }
-            let wait = readable.get_or_insert_with(|| {
-                let socket = Arc::clone(&self.inner);
-                Box::pin(async move { socket.readable().await })
-            });
-            match wait.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(result) => {
-                    // Drop the finished wait, releasing turmoil's receive
-                    // lock before `drain` try-locks it.
-                    *readable = None;
-                    result?;
-                }
+        let count = self.drain(bufs, meta)?;
+        if count > 0 {
+            return Poll::Ready(Ok(count));
+        }
+        // Nothing waits: register for the next datagram, which may have
+        // come in between.
+        let Some((buf, meta)) = bufs.iter_mut().zip(meta.iter_mut()).next() else {
+            return Poll::Ready(Ok(0));
+        };
+        match self.inner.poll_recv_from(cx, buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok((len, from))) => {
+                self.observe(Dir::Rx, from, &buf[..len]);
+                *meta = RecvMeta {
+                    addr: from,
+                    len,
+                    stride: len,
+                    ecn: None,
+                    dst_ip: None,
+                };
+                Poll::Ready(Ok(1))
             }
         }
     }
@@ -257,7 +237,7 @@ impl AsyncUdpSocket for TurmoilUdpSocket {
     }
 }
 
-/// turmoil applies no send back-pressure on UDP, so the socket is always
+/// The world applies no send back-pressure on UDP, so the socket is always
 /// writable.
 #[derive(Debug)]
 struct AlwaysWritable;

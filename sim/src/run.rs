@@ -1,8 +1,8 @@
-//! The harness: builds a turmoil world from a [`RunSpec`], runs the real
+//! The harness: builds a simulated [`World`] from a [`RunSpec`], runs the real
 //! server and agents in it, applies the scenario's actions on time, and
 //! collects the frame log, the event log and the outcome document.
 //!
-//! Topology (DESIGN.md, "Topology and scale"): one turmoil host for the
+//! Topology (DESIGN.md, "Topology and scale"): one host for the
 //! server and one per site; every agent of a site runs as its own tasks in
 //! the site's host with its own sockets, identity, disk, clock and random
 //! stream.
@@ -34,6 +34,7 @@ use crate::net::TurmoilNetwork;
 use crate::observe::{to_jsonl, RunObserver};
 use crate::proxy::{DropRule, Proxy, INTERNAL_WS_PORT, PROXY_HOST, PROXY_POINT};
 use crate::tcp::host::{HostStack, Wire};
+use crate::world::World;
 use format::scenario::{Endpoint, FrameDirection, FrameType, Target};
 use proto::frame::FrameKind;
 
@@ -60,7 +61,7 @@ pub const BAD_AGENT_TOKEN: &str = "not-the-issued-agent-token";
 pub struct AgentSpec {
     /// Unique name.
     pub name: String,
-    /// Site (turmoil host `site-<site>`).
+    /// Site (host `site-<site>`).
     pub site: String,
     /// Running version.
     pub version: String,
@@ -146,8 +147,6 @@ pub struct RunSpec {
     pub seed: u64,
     /// Simulated duration.
     pub duration: Duration,
-    /// turmoil's tick (the network quantum).
-    pub tick: Duration,
     /// Server behaviour.
     pub server_switches: ServerSwitches,
     /// The fleet.
@@ -205,7 +204,6 @@ impl RunSpec {
             name: name.into(),
             seed,
             duration,
-            tick: Duration::from_millis(10),
             server_switches: ServerSwitches::FIXED,
             agents,
             actions,
@@ -319,12 +317,12 @@ pub struct LossSpec {
 /// Why a run could not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// turmoil reported a host failure.
+    /// A host of the world failed.
     #[error("simulation failed at {at_us} us: {message}")]
     Sim {
         /// When.
         at_us: u64,
-        /// turmoil's message.
+        /// What the world said.
         message: String,
     },
     /// The server never came up.
@@ -416,16 +414,8 @@ pub fn run(spec: &RunSpec) -> Result<RunOutput, RunError> {
 /// Runs a spec to its end, with `options`.
 pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunError> {
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_S);
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(spec.seed)
-        .epoch(epoch)
-        .tick_duration(spec.tick)
-        .simulation_duration(spec.duration + Duration::from_secs(60))
-        .min_message_latency(DEFAULT_DELAY.0)
-        .max_message_latency(DEFAULT_DELAY.1)
-        .tcp_capacity(4096)
-        .udp_capacity(4096)
-        .build();
+    let mut sim = World::new(spec.seed);
+    sim.set_default_delay(DEFAULT_DELAY.0, DEFAULT_DELAY.1);
     let observer = Arc::new(RunObserver::default());
     let capture = options
         .capture
@@ -698,7 +688,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
                 .chain(
                     spec.agents
                         .iter()
-                        .map(|a| (a.name.clone(), sim.lookup(format!("site-{}", a.site)))),
+                        .map(|a| (a.name.clone(), sim.lookup(&format!("site-{}", a.site)))),
                 ),
         );
     }
@@ -706,7 +696,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         vec![sim.lookup(SERVER_HOST), sim.lookup(PROXY_HOST)],
         spec.agents
             .iter()
-            .map(|a| (sim.lookup(format!("site-{}", a.site)), a.site.clone()))
+            .map(|a| (sim.lookup(&format!("site-{}", a.site)), a.site.clone()))
             .collect(),
     );
     wire.set_names(
@@ -715,7 +705,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
             .map(String::from)
             .chain(spec.agents.iter().map(|a| format!("site-{}", a.site)))
             .map(|h| {
-                let ip = sim.lookup(h.as_str());
+                let ip = sim.lookup(&h);
                 (h, ip)
             })
             .collect(),
@@ -739,11 +729,18 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
             let want = link_delay(&spec.links, site, now);
             if want != *delay {
                 for end in [SERVER_HOST, PROXY_HOST] {
-                    sim.set_link_latency(host.as_str(), end, want.0);
-                    sim.set_link_max_message_latency(host.as_str(), end, want.1);
+                    sim.set_link_delay(&host, end, want.0, want.1);
                 }
                 *delay = want;
             }
+        }
+        if next < actions.len() && actions[next].at <= now {
+            // Every host's clock at `now`, so the action happens at the
+            // same time everywhere.
+            sim.sync().map_err(|e| RunError::Sim {
+                at_us: now.as_micros() as u64,
+                message: e.to_string(),
+            })?;
         }
         while next < actions.len() && actions[next].at <= now {
             let kind = &actions[next].kind;
@@ -763,7 +760,15 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         if now >= spec.duration {
             break;
         }
-        if let Err(e) = sim.step() {
+        // Run to the next thing the harness itself does: an action, a
+        // change of a path's delays, the end.
+        let stop = actions
+            .get(next)
+            .map(|a| a.at)
+            .into_iter()
+            .chain(next_link_change(&spec.links, now))
+            .fold(spec.duration, Duration::min);
+        if let Err(e) = sim.step_until(stop) {
             return Err(RunError::Sim {
                 at_us: sim.elapsed().as_micros() as u64,
                 message: e.to_string(),
@@ -796,6 +801,17 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         .into_iter()
         .collect();
     outcome["network"] = Value::Object(network);
+    // How the world ran: what it cost, and whether any host ran late (a
+    // timer that did not announce itself; must stay 0).
+    let w = sim.stats();
+    outcome["network"]["world"] = json!({
+        "instants": w.instants,
+        "host_runs": w.host_runs,
+        "datagrams": w.datagrams,
+        "datagrams_lost": w.datagrams_lost,
+        "late_datagrams": w.late_datagrams,
+        "late_wakes": w.late_wakes,
+    });
     let pcap = capture.map(|c| c.take_pcap());
     drop(sim);
     let (frames, events) = observer.take();
@@ -881,10 +897,20 @@ fn apply(
     });
 }
 
+// The first time after `now` at which a path's delays change.
+fn next_link_change(links: &[LinkRule], now: Duration) -> Option<Duration> {
+    links
+        .iter()
+        .flat_map(|l| [Some(l.from), l.until])
+        .flatten()
+        .filter(|t| *t > now)
+        .min()
+}
+
 // Restarts or crashes the server host. Its handle is gone until the host's
 // software has started again and published a new one.
 fn power(
-    sim: &mut turmoil::Sim<'_>,
+    sim: &mut World,
     kind: &ActionKind,
     (server, kernel): (&ServerSlot, &Arc<HostStack>),
     disk: &SimDisk,

@@ -309,7 +309,6 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         name: sc.name.clone(),
         seed: seed.unwrap_or(sc.seed),
         duration: sc.duration,
-        tick: sc.tick,
         server_switches: server_switches(&sc.server.behavior),
         agents: instances
             .iter()

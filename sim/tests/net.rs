@@ -1,6 +1,6 @@
-//! The network seam on turmoil, told as stories.
+//! The network seam in the simulated world, told as stories.
 //!
-//! An agent (`pst-1`) and the server run on two turmoil hosts and talk through
+//! An agent (`pst-1`) and the server run on two simulated hosts and talk through
 //! [`TurmoilNetwork`]: TLS over simulated TCP, then QUIC with mutual TLS over
 //! simulated UDP. Every random input is seeded, so the same run seed puts the
 //! same datagrams on the wire; a partitioned server makes the QUIC handshake
@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use sim::clock::SimClock;
 use sim::crypto::{derive_seed, seeded_provider};
 use sim::net::{DatagramTap, TurmoilNetwork};
+use sim::world::{HostResult, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// 2030-06-01T00:00:00Z: the simulated calendar's start.
@@ -41,14 +42,40 @@ fn epoch() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_S)
 }
 
-/// A simulation with everything that could vary pinned: turmoil's RNG, its
-/// calendar and how long it may run.
-fn new_sim(run_seed: u64, duration: Duration) -> turmoil::Sim<'static> {
-    turmoil::Builder::new()
-        .rng_seed(run_seed)
-        .epoch(epoch())
-        .simulation_duration(duration)
-        .build()
+/// A simulated world with everything that could vary pinned (its seed) and
+/// how long it may run.
+fn new_sim(run_seed: u64, duration: Duration) -> Sim {
+    Sim {
+        world: World::new(run_seed),
+        limit: duration,
+    }
+}
+
+/// A world and the simulated time its clients have to finish in.
+struct Sim {
+    world: World,
+    limit: Duration,
+}
+
+impl std::ops::Deref for Sim {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+impl std::ops::DerefMut for Sim {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+}
+
+impl Sim {
+    fn run(&mut self) -> HostResult {
+        let limit = self.limit;
+        self.world.run(limit)?;
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -184,7 +211,7 @@ fn boxed(e: impl Error + 'static) -> Box<dyn Error> {
 // 1. TLS over simulated TCP.
 
 #[test]
-fn an_agent_and_the_server_speak_mutual_tls_over_simulated_tcp() -> turmoil::Result {
+fn an_agent_and_the_server_speak_mutual_tls_over_simulated_tcp() -> HostResult {
     let pki = Pki::new();
     let mut sim = new_sim(1, Duration::from_secs(20));
 
@@ -255,7 +282,7 @@ fn an_agent_and_the_server_speak_mutual_tls_over_simulated_tcp() -> turmoil::Res
 }
 
 #[test]
-fn certificate_validity_is_judged_by_simulated_time() -> turmoil::Result {
+fn certificate_validity_is_judged_by_simulated_time() -> HostResult {
     // The same certificates, but the agent's calendar says 2030-07-01: a month
     // after they expired. Only a TLS stack reading SimClock can know that.
     let pki = Pki::new();
@@ -313,10 +340,10 @@ fn certificate_validity_is_judged_by_simulated_time() -> turmoil::Result {
 }
 
 #[test]
-fn tcp_connect_across_a_partition_waits_for_its_syn_retransmissions() -> turmoil::Result {
+fn tcp_connect_across_a_partition_waits_for_its_syn_retransmissions() -> HostResult {
     // NOTES-real.md: a SYN a path loses is retransmitted at 1, 3, 7, 15 s;
     // the connect neither fails at once nor completes, and only the caller's
-    // own bound ends it (turmoil's own TCP refused such a connect at once).
+    // own bound ends it (turmoil's TCP, before the simulator had its own, refused such a connect at once).
     let mut sim = new_sim(1, Duration::from_secs(30));
     sim.host("server", || async {
         let _listener = TurmoilNetwork::new("server").listen_tcp(TLS_PORT).await?;
@@ -328,7 +355,7 @@ fn tcp_connect_across_a_partition_waits_for_its_syn_retransmissions() -> turmoil
     sim.client("pst-1", async move {
         let started = tokio::time::Instant::now();
         let connect = TurmoilNetwork::new("pst-1").connect_tcp("server", TLS_PORT);
-        let result = tokio::time::timeout(Duration::from_secs(20), connect).await;
+        let result = proto::time::timeout(Duration::from_secs(20), connect).await;
         assert!(
             result.is_err(),
             "still connecting when the 20 s bound ends it"

@@ -156,6 +156,14 @@ pub struct BenchArgs {
     /// What stdout gets: a table, or the measurements as JSON.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
     pub format: OutputFormat,
+    /// Instead of the catalogue, the scaling curve: generated fleets of 100,
+    /// 1,000 and 10,000 agents for 10 minutes, 1,000 for 1, 6 and 24 hours.
+    #[arg(long)]
+    pub scale: bool,
+    /// Another simbench binary to measure beside this one, run for run in
+    /// turn, with the ratios (each run in its own process, both builds).
+    #[arg(long, value_name = "PATH")]
+    pub baseline: Option<std::path::PathBuf>,
 }
 
 const DIAGNOSE_EXAMPLES: &str = "\

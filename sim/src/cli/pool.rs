@@ -1,6 +1,6 @@
 //! Many runs at once, and the progress line.
 //!
-//! Each run is a single-threaded turmoil simulation that owns everything it
+//! Each run is a single-threaded simulated world that owns everything it
 //! touches, so J of them run on J scoped threads. The threads share only an
 //! atomic index into the (read-only) work list and the channel their results
 //! come back on; results are put back in work-list order, so the output does

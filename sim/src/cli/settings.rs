@@ -37,6 +37,10 @@ pub struct BenchSettings {
     pub repeat: u32,
     /// A table or JSON.
     pub format: OutputFormat,
+    /// The generated scaling curve instead of the catalogue.
+    pub scale: bool,
+    /// Another build to measure beside this one.
+    pub baseline: Option<std::path::PathBuf>,
 }
 
 /// The most runs `simbench bench --repeat` does of each scenario.
@@ -91,16 +95,28 @@ impl Settings {
                 filter,
                 repeat,
                 format,
+                scale,
+                baseline,
             }) => {
                 if !(1..=MAX_REPEAT).contains(&repeat) {
                     return Err(CliError::BadInput(format!(
                         "--repeat {repeat}: runs of each scenario must be 1 to {MAX_REPEAT}"
                     )));
                 }
+                if let Some(b) = &baseline {
+                    if !b.is_file() {
+                        return Err(CliError::BadInput(format!(
+                            "--baseline {}: no such file; give the path of another simbench binary (for example target/release/simbench of another checkout)",
+                            b.display()
+                        )));
+                    }
+                }
                 Settings::Bench(BenchSettings {
                     filter,
                     repeat,
                     format,
+                    scale,
+                    baseline,
                 })
             }
             Command::Run(RunArgs {

@@ -1,5 +1,5 @@
-//! A host's [`Stack`] on turmoil: the driver task that carries its segments
-//! as turmoil datagrams (one per segment, between the hosts' [`NIC_PORT`]s),
+//! A host's [`Stack`] in the world: the driver task that carries its segments
+//! as the world's datagrams (one per segment, between the hosts' [`NIC_PORT`]s),
 //! fires its timers and passes every packet through the run's [`Firewall`]
 //! and into the [`Capture`]; and the async sockets the seam hands out.
 
@@ -21,8 +21,9 @@ use super::segment::{Segment, ACK, RST};
 use super::stack::{ConnId, HostStats, Stack, BACKLOG};
 use crate::capture::Capture;
 use crate::fault::{Firewall, Packet, Verdict};
+use crate::world::udp::UdpSocket;
 
-/// The UDP port of every host's "network interface": the turmoil port that
+/// The UDP port of every host's "network interface": the datagram port that
 /// carries its TCP segments (IP protocol 6, hence 6).
 pub const NIC_PORT: u16 = 6;
 
@@ -60,15 +61,10 @@ impl Wire {
             return Ok(ip);
         }
         let Some(names) = self.names.get() else {
-            // A wire nobody told the names (a test's): turmoil's own DNS.
-            return Ok(turmoil::lookup(name));
+            // A wire nobody told the names (a test's): the world's.
+            return crate::world::try_lookup(name).ok_or_else(|| unknown_host(name));
         };
-        names.get(name).copied().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("failed to lookup address information: {name}: Name or service not known"),
-            )
-        })
+        names.get(name).copied().ok_or_else(|| unknown_host(name))
     }
 
     /// The run's firewall.
@@ -80,6 +76,13 @@ impl Wire {
     pub fn capture(&self) -> Option<&Arc<Capture>> {
         self.capture.as_ref()
     }
+}
+
+fn unknown_host(name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("failed to lookup address information: {name}: Name or service not known"),
+    )
 }
 
 #[derive(Debug)]
@@ -133,7 +136,7 @@ impl HostStack {
         &self.name
     }
 
-    /// Starts the kernel on the current turmoil host: every connection of a
+    /// Starts the kernel on the current host: every connection of a
     /// previous boot is forgotten (a peer that still sends gets an RST).
     /// Call in the host's closure, before anything uses the network; the
     /// driver task it spawns binds the host's NIC port.
@@ -148,13 +151,20 @@ impl HostStack {
             &format!("tcp/{}/boot-{generation}", self.name),
         );
         let seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
-        let ip = turmoil::lookup(self.name.as_str());
+        let ip = crate::world::lookup(self.name.as_str());
         let mut stack = Stack::new(self.wire.cfg.clone(), seed);
         let mut state = lock(&self.state);
         if let Some(old) = state.as_mut() {
             // A restart, not a power loss: what the kernel sent as the old
-            // processes' sockets closed (their FINs and RSTs) still goes out.
+            // processes' sockets closed (their FINs and RSTs) still goes out,
+            // in an order of their own (the order the runtime dropped the
+            // old tasks in is not the run's to decide).
+            let mut dying = Vec::new();
             while let Some(t) = old.stack.poll_transmit() {
+                dying.push(t);
+            }
+            dying.sort_by_key(|t| (t.dst, t.segment.src_port, t.segment.seq));
+            for t in dying {
                 stack.queue_transmit(t);
             }
         }
@@ -191,7 +201,7 @@ impl HostStack {
     }
 
     /// A power loss: the kernel stops at once and sends nothing more (call
-    /// before turmoil crashes the host, so its dying sockets stay silent).
+    /// before the world crashes the host, so its dying sockets stay silent).
     pub fn power_off(&self) {
         *lock(&self.state) = None;
     }
@@ -263,7 +273,7 @@ impl HostStack {
     }
 
     // The driver's half: send what is queued, through the firewall.
-    fn flush(&self, generation: u64, nic: &turmoil::net::UdpSocket) {
+    fn flush(&self, generation: u64, nic: &UdpSocket) {
         loop {
             let next = self.with(Some(generation), |s, _, ip| {
                 s.poll_transmit().map(|t| (t, ip))
@@ -276,7 +286,7 @@ impl HostStack {
             if let Some(c) = &self.wire.capture {
                 c.tcp(src, t.dst, &bytes);
             }
-            let now = turmoil::sim_elapsed().unwrap_or_default();
+            let now = crate::world::elapsed().unwrap_or_default();
             let fw = &self.wire.firewall;
             let packet = Packet {
                 proto: Proto::Tcp,
@@ -322,8 +332,7 @@ impl HostStack {
 }
 
 async fn drive(host: Arc<HostStack>, generation: u64) {
-    let nic = match turmoil::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], NIC_PORT))).await
-    {
+    let nic = match UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], NIC_PORT))) {
         Ok(n) => n,
         Err(e) => {
             tracing::error!(host = %host.name, error = %e, "the host's network could not start");
