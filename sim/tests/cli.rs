@@ -83,8 +83,50 @@ fn render(out: &Output, tmp: &Path) -> String {
         "exit: {}\n--- stdout\n{}--- stderr\n{}",
         out.code,
         mask(&out.stdout),
-        mask(&out.stderr)
+        progress_sorted(&mask(&out.stderr))
     )
+}
+
+/// Whether `line` is one of the progress lines `check` and `sweep` print
+/// when stderr is not a terminal (`     PASS [ 3/6] [   0.84s] smoke (run 1 of 2)`).
+fn is_progress_line(line: &str) -> bool {
+    let t = line.trim_start();
+    ["PASS [", "FAIL [", "ERROR ["]
+        .iter()
+        .any(|p| t.starts_with(p))
+        && line.len() - t.len() >= 4
+}
+
+/// The progress lines with their counter and wall time masked and sorted
+/// (runs finish in any order when several run at once), where the first
+/// of them was.
+fn progress_sorted(text: &str) -> String {
+    let mut progress: Vec<String> = Vec::new();
+    let mut first = None;
+    let mut rest = Vec::new();
+    for line in text.lines() {
+        // How many cores the machine has is not the output's business.
+        if line.starts_with("note: --jobs ") {
+            continue;
+        }
+        if is_progress_line(line) {
+            first.get_or_insert(rest.len());
+            let (status, tail) = line.trim_start().split_once(" [").unwrap();
+            let tail = tail.split_once("] ").map_or("", |(_, t)| t);
+            let tail = match tail.strip_prefix('[') {
+                Some(t) => t.split_once("] ").map_or("", |(_, t)| t),
+                None => tail,
+            };
+            progress.push(format!("{status:>9} [n] [masked] {tail}"));
+        } else {
+            rest.push(line.to_string());
+        }
+    }
+    progress.sort();
+    if let Some(at) = first {
+        rest.splice(at..at, progress);
+    }
+    rest.iter().map(|l| format!("{l}\n")).collect()
 }
 
 /// Compares `actual` with `tests/snapshots/<name>.txt`, or rewrites it
@@ -452,6 +494,47 @@ fn check_reports_failing_and_broken_scenarios_in_junit() {
         xml.contains("tests=\"6\" failures=\"1\" errors=\"1\" skipped=\"1\""),
         "{xml}"
     );
+}
+
+#[test]
+fn check_partitions_split_the_catalogue_and_jobs_are_capped() {
+    let tmp = temp_dir("check-partition");
+    let catalogue = small_catalogue(&tmp);
+    // Sorted: never-99, smoke. count:2/2 keeps the second.
+    let out = simbench(
+        &tmp,
+        &["check", "--partition", "count:2/2", "--jobs", "100000"],
+        Some(&catalogue),
+    );
+    snapshot("check-partition-2-of-2", &render(&out, &tmp));
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stderr.contains("note: --jobs 100000 capped at "),
+        "{}",
+        out.stderr
+    );
+    // Both shares of either strategy together run each scenario once.
+    for strategy in ["count", "hash"] {
+        let mut ran = Vec::new();
+        for k in 1..=2 {
+            let p = format!("{strategy}:{k}/2");
+            let out = simbench(&tmp, &["check", "--partition", &p], Some(&catalogue));
+            for name in ["never-99", "smoke"] {
+                if out
+                    .stdout
+                    .lines()
+                    .any(|l| l.starts_with(&format!("│ {name} ")))
+                {
+                    ran.push(name);
+                }
+            }
+        }
+        ran.sort_unstable();
+        assert_eq!(ran, ["never-99", "smoke"], "{strategy}");
+    }
+    let out = simbench(&tmp, &["check", "--partition", "3/2"], Some(&catalogue));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("valid forms: K/N"), "{}", out.stderr);
 }
 
 #[test]

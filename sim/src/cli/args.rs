@@ -37,11 +37,16 @@ const CHECK_EXAMPLES: &str = "\
 Examples:
   simbench check
   simbench check --filter smoke --junit target/simbench-junit.xml
+  simbench check --partition hash:2/4            # CI machine 2 of 4
 
 Each scenario runs twice with its own seed. Two JUnit test cases per
 scenario: `expectations` (the first run meets every [[expect]]) and
-`determinism` (both runs have the same digest). Exit 0 when all pass,
-1 when any fails or cannot run, 2 when --filter matches nothing.";
+`determinism` (both runs have the same digest). --partition count:K/N
+keeps the scenarios at positions K, K+N, ... of the sorted (filtered)
+catalogue; hash:K/N those whose FNV-1a hash of the name is K-1 modulo N.
+On a terminal a progress bar; otherwise one line per finished run on
+stderr. Colour on a terminal unless NO_COLOR is set. Exit 0 when all
+pass, 1 when any fails or cannot run, 2 when --filter matches nothing.";
 
 const SWEEP_EXAMPLES: &str = "\
 Examples:
@@ -218,7 +223,10 @@ pub struct CheckArgs {
     /// Only the scenarios whose name contains TEXT.
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
-    /// How many runs at once; default: the number of CPUs.
+    /// Run only this machine's share of the scenarios: K/N or count:K/N, or hash:K/N.
+    #[arg(long, value_name = "K/N")]
+    pub partition: Option<String>,
+    /// How many runs at once; default and most: the number of CPUs.
     #[arg(long, short, value_name = "J")]
     pub jobs: Option<usize>,
 }
@@ -235,7 +243,7 @@ pub struct SweepArgs {
     /// Run only this machine's share: K/N or count:K/N, or hash:K/N.
     #[arg(long, value_name = "K/N")]
     pub partition: Option<String>,
-    /// How many runs at once; default: the number of CPUs.
+    /// How many runs at once; default and most: the number of CPUs.
     #[arg(long, short, value_name = "J")]
     pub jobs: Option<usize>,
 }

@@ -10,7 +10,7 @@ use reports::catalogue::CheckRow;
 use reports::junit::{self, CaseOutcome, TestCase, TestSuite};
 use reports::style::count;
 
-use super::pool::{run_all, Progress};
+use super::pool::{run_all, Progress, Status};
 use super::run::run_once;
 use super::settings::CheckSettings;
 use super::{replay_command, source, CliError, Exit};
@@ -38,16 +38,43 @@ pub(super) fn check(
     let started = Instant::now();
     let files = source::catalogue()?;
     let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-    let selected: Vec<_> = files
+    let filtered: Vec<_> = files
         .iter()
         .filter(|f| s.filter.as_deref().is_none_or(|t| f.name.contains(t)))
         .collect();
-    if selected.is_empty() {
+    if filtered.is_empty() {
         let filter = s.filter.as_deref().unwrap_or("");
         return Err(CliError::BadInput(format!(
             "no shipped scenario matches --filter {filter:?} (shipped: {}); the filter keeps names that contain it",
             names.join(", ")
         )));
+    }
+    // This machine's share, by position in the sorted, filtered list or by
+    // a hash of the name (nextest's `--partition`).
+    let selected: Vec<_> = filtered
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| {
+            s.partition
+                .is_none_or(|p| p.selects_named(*i as u64, &f.name))
+        })
+        .map(|(_, f)| *f)
+        .collect();
+    let skipped = filtered.len() - selected.len();
+    if let Some(p) = &s.partition {
+        writeln!(
+            out,
+            "partition {p} keeps {} of {}",
+            count(selected.len(), "scenario", "scenarios"),
+            filtered.len()
+        )?;
+        if selected.is_empty() {
+            writeln!(out, "this partition holds no scenario; nothing to run")?;
+            return Ok(Exit::Success);
+        }
+    }
+    if let Some(note) = s.jobs.note() {
+        writeln!(err, "{note}")?;
     }
     let entries: Vec<Entry> = selected
         .iter()
@@ -67,24 +94,34 @@ pub(super) fn check(
         .collect();
 
     // Two runs of every runnable scenario, all in one pool.
-    let work: Vec<(usize, &Scenario)> = entries
+    let work: Vec<(usize, &Scenario, u8)> = entries
         .iter()
         .enumerate()
         .filter_map(|(i, e)| e.scenario.as_ref().ok().map(|sc| (i, sc)))
-        .flat_map(|(i, sc)| [(i, sc), (i, sc)])
+        .flat_map(|(i, sc)| [(i, sc, 1), (i, sc, 2)])
         .collect();
     let mut progress = Progress::new("check", work.len());
     let results = run_all(
         &work,
-        s.jobs,
-        |r: &Result<RunResult, String>| {
-            progress.tick(r.as_ref().map_or(true, |r| r.outcome.is_err()))
+        s.jobs.count,
+        |n, r: &Result<RunResult, String>| {
+            let (i, _, run) = work[n];
+            let (status, wall) = match r {
+                Ok(RunResult {
+                    outcome: Ok((_, failures, _)),
+                    wall,
+                }) if failures.is_empty() => (Status::Pass, *wall),
+                Ok(r) => (Status::Fail, r.wall),
+                Err(_) => (Status::Error, Duration::ZERO),
+            };
+            let what = format!("{} (run {run} of 2)", entries[i].name);
+            progress.finished(status, &what, wall);
         },
-        |(_, sc)| run_twice_half(sc),
+        |(_, sc, _)| run_twice_half(sc),
     );
     progress.finish();
     let mut by_entry: Vec<Vec<RunResult>> = entries.iter().map(|_| Vec::new()).collect();
-    for ((i, _), r) in work.iter().zip(results) {
+    for ((i, _, _), r) in work.iter().zip(results) {
         by_entry[*i].push(r.unwrap_or_else(|panic| RunResult {
             outcome: Err(panic),
             wall: Duration::ZERO,
@@ -94,11 +131,15 @@ pub(super) fn check(
     let mut rows = Vec::new();
     let mut cases = Vec::new();
     let mut details = String::new();
-    let mut failed = 0;
+    let (mut failed, mut errors) = (0, 0);
     for (e, runs) in entries.iter().zip(&by_entry) {
         let (row, mut new_cases) = judge(e, runs);
-        if row.result != "PASS" {
+        if row.result == "ERROR" {
+            errors += 1;
+        } else if row.result != "PASS" {
             failed += 1;
+        }
+        if row.result != "PASS" {
             details.push_str(&format!("{}: {}\n", e.name, row.result));
             for c in &new_cases {
                 match &c.outcome {
@@ -118,16 +159,22 @@ pub(super) fn check(
         cases.append(&mut new_cases);
     }
 
-    writeln!(out, "{}", reports::catalogue::check(&rows))?;
+    let colour = super::colour_stdout();
+    writeln!(out, "{}", reports::catalogue::check(&rows, colour))?;
     if !details.is_empty() {
         writeln!(out, "\n{details}")?;
     }
+    let summary = reports::catalogue::CheckSummary {
+        run: entries.len(),
+        passed: entries.len() - failed - errors,
+        failed,
+        errors,
+        skipped,
+    };
     writeln!(
         out,
-        "{}: {} passed, {} failed (each run twice with its own seed; digests compared)",
-        count(entries.len(), "scenario", "scenarios"),
-        entries.len() - failed,
-        failed
+        "{} (each run twice with its own seed; digests compared)",
+        summary.line(colour)
     )?;
     let wall = started.elapsed();
     writeln!(out, "wall time: {}", reports::style::wall_time(wall))?;
@@ -146,8 +193,7 @@ pub(super) fn check(
         std::fs::write(path, junit::write(&report)).map_err(|e| write_error(path, e))?;
         writeln!(out, "JUnit XML: {}", path.display())?;
     }
-    let _ = err;
-    Ok(if failed > 0 {
+    Ok(if failed + errors > 0 {
         Exit::Failed
     } else {
         Exit::Success

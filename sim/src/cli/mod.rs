@@ -131,6 +131,18 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Whether stdout gets colour: it is a terminal and `NO_COLOR` is unset or
+/// empty (<https://no-color.org>).
+pub(crate) fn colour_stdout() -> bool {
+    use std::io::IsTerminal;
+    colour_allowed(std::env::var_os("NO_COLOR").as_deref()) && std::io::stdout().is_terminal()
+}
+
+/// `NO_COLOR` set to anything but the empty string turns colour off.
+fn colour_allowed(no_color: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_none_or(|v| v.is_empty())
+}
+
 /// The command that replays `scenario` (as typed) with `seed`, from the
 /// workspace, the way README.md runs simbench.
 pub fn replay_command(scenario: &str, seed: u64) -> String {
@@ -155,6 +167,13 @@ fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_color_turns_colour_off_unless_empty() {
+        assert!(colour_allowed(None));
+        assert!(colour_allowed(Some(std::ffi::OsStr::new(""))));
+        assert!(!colour_allowed(Some(std::ffi::OsStr::new("1"))));
+    }
 
     #[test]
     fn replay_commands_quote_what_a_shell_would_split() {

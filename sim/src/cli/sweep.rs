@@ -2,12 +2,12 @@
 //! command that replays each.
 
 use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use reports::catalogue::SweepFailure;
 use reports::style::count;
 
-use super::pool::{run_all, Progress};
+use super::pool::{run_all, Progress, Status};
 use super::run::run_once;
 use super::settings::SweepSettings;
 use super::{replay_command, source, CliError, Exit};
@@ -51,22 +51,36 @@ pub(super) fn sweep(
         )?;
         return Ok(Exit::Success);
     }
+    if let Some(note) = s.jobs.note() {
+        writeln!(err, "{note}")?;
+    }
     let mut progress = Progress::new(format!("sweep {}", sc.name), seeds.len());
     let results = run_all(
         &seeds,
-        s.jobs,
-        |r: &Result<Option<String>, String>| progress.tick(!matches!(r, Ok(None))),
-        |seed| match run_once(sc, Some(*seed), RunOptions::default()) {
-            Ok(Ok(f)) => {
-                let failures = f.failures();
-                match failures.as_slice() {
-                    [] => None,
-                    [one] => Some(one.to_string()),
-                    [first, rest @ ..] => Some(format!("{first} (and {} more)", rest.len())),
+        s.jobs.count,
+        |i, r: &Result<(Option<String>, Duration), String>| {
+            let (status, wall) = match r {
+                Ok((None, wall)) => (Status::Pass, *wall),
+                Ok((Some(_), wall)) => (Status::Fail, *wall),
+                Err(_) => (Status::Error, Duration::ZERO),
+            };
+            progress.finished(status, &format!("{} seed {}", sc.name, seeds[i]), wall);
+        },
+        |seed| {
+            let started = Instant::now();
+            let failed = match run_once(sc, Some(*seed), RunOptions::default()) {
+                Ok(Ok(f)) => {
+                    let failures = f.failures();
+                    match failures.as_slice() {
+                        [] => None,
+                        [one] => Some(one.to_string()),
+                        [first, rest @ ..] => Some(format!("{first} (and {} more)", rest.len())),
+                    }
                 }
-            }
-            Ok(Err(e)) => Some(format!("the run did not finish: {e}")),
-            Err(u) => Some(u.to_string()),
+                Ok(Err(e)) => Some(format!("the run did not finish: {e}")),
+                Err(u) => Some(u.to_string()),
+            };
+            (failed, started.elapsed())
         },
     );
     progress.finish();
@@ -75,8 +89,8 @@ pub(super) fn sweep(
         .zip(results)
         .filter_map(|(seed, r)| {
             let reason = match r {
-                Ok(None) => return None,
-                Ok(Some(reason)) => reason,
+                Ok((None, _)) => return None,
+                Ok((Some(reason), _)) => reason,
                 Err(panic) => panic,
             };
             Some(SweepFailure {
@@ -105,7 +119,6 @@ pub(super) fn sweep(
         "wall time: {}",
         reports::style::wall_time(started.elapsed())
     )?;
-    let _ = err;
     Ok(if failures.is_empty() {
         Exit::Success
     } else {
