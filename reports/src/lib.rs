@@ -14,6 +14,7 @@
 //!   from the outcome document: a fleet table (healthy agents collapsed) and
 //!   one table of H1..H7 with the evidence per affected agent.
 //! - [`catalogue`]: the tables of `simbench list`, `check` and `sweep`.
+//! - [`json`]: the JSON verdicts of `run`, `check`, `sweep` and `bench`, one family.
 //! - [`junit`]: a hand-written JUnit XML writer that CI systems read.
 //! - [`html`]: report.html, the run's report as one self-contained page.
 //! - [`style`]: the one table style and the time formats every table uses.
@@ -27,6 +28,7 @@
 
 pub mod catalogue;
 pub mod html;
+pub mod json;
 pub mod junit;
 pub mod run;
 pub mod style;

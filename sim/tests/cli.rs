@@ -366,6 +366,104 @@ fn run_format_json_prints_report_json_only() {
     assert_eq!(doc["seed"], 7);
     assert_eq!(doc["scenario"], "smoke");
     assert_eq!(doc["digest"].as_str().map(str::len), Some(64));
+    let verdict = &doc["verdict"];
+    assert_eq!(verdict["kind"], "run");
+    assert_eq!(verdict["passed"], true);
+    assert_eq!(verdict["simbench_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(verdict["digest"], doc["digest"]);
+    let smoke = std::fs::read(shipped().join("smoke.toml")).unwrap();
+    assert_eq!(
+        verdict["scenario_file"]["sha256"],
+        sha256_hex(&smoke),
+        "the hash of the scenario file's bytes"
+    );
+    let expectations = verdict["expectations"].as_array().unwrap();
+    assert_eq!(expectations.len(), 7);
+    assert!(expectations
+        .iter()
+        .all(|e| e["passed"] == true && !e["observed"].is_null()));
+}
+
+/// SHA-256 of `bytes` in lowercase hex, from `sha256sum` so the test does
+/// not share simbench's code.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils) runs");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+#[test]
+fn a_failing_run_check_and_sweep_give_json_verdicts_of_one_family() {
+    let tmp = temp_dir("json-family");
+    let catalogue = small_catalogue(&tmp);
+    let file = catalogue.join("never-99.toml");
+    let run = simbench(
+        &tmp,
+        &["run", file.to_str().unwrap(), "--format", "json"],
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let run: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let v = &run["verdict"];
+    assert_eq!(v["passed"], false);
+    assert_eq!(
+        (
+            v["expectations_passed"].as_u64(),
+            v["expectations_failed"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let first = &v["expectations"][0];
+    assert_eq!(first["observe"], "counts.commands_completed");
+    assert_eq!(first["op"], "equals");
+    assert_eq!(first["expected"], 99);
+    assert_eq!(first["observed"], 0);
+    assert_eq!(first["passed"], false);
+    assert_eq!(
+        v["scenario_file"]["sha256"],
+        sha256_hex(NEVER_99.as_bytes())
+    );
+
+    let check = simbench(&tmp, &["check", "--format", "json"], Some(&catalogue));
+    assert_eq!(check.code, 1);
+    let check: serde_json::Value = serde_json::from_str(&check.stdout)
+        .unwrap_or_else(|e| panic!("stdout is one JSON document ({e}): {}", check.stdout));
+    assert_eq!(check["summary"]["failed"], 1);
+    assert_eq!(check["summary"]["passed"], 1);
+    let never = &check["scenarios"][0];
+    assert_eq!(never["scenario"], "never-99");
+    assert_eq!(never["result"], "FAIL");
+    assert_eq!(never["digests"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        never["digests"][0], run["digest"],
+        "check's run is the same run"
+    );
+    assert_eq!(never["expectations"], v["expectations"]);
+
+    let sweep = simbench(
+        &tmp,
+        &["sweep", "smoke", "--seeds", "1..=2", "--format", "json"],
+        Some(&catalogue),
+    );
+    assert_eq!(sweep.code, 0);
+    let sweep: serde_json::Value = serde_json::from_str(&sweep.stdout).unwrap();
+    assert_eq!(sweep["results"].as_array().unwrap().len(), 2);
+    for (doc, kind, passed) in [
+        (v, "run", false),
+        (&check, "check", false),
+        (&sweep, "sweep", true),
+    ] {
+        assert_eq!(doc["kind"], kind);
+        assert_eq!(doc["schema"], 1);
+        assert_eq!(doc["simbench_version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(doc["passed"], passed, "{kind}");
+    }
 }
 
 #[test]

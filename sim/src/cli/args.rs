@@ -226,6 +226,9 @@ pub struct CheckArgs {
     /// Run only this machine's share of the scenarios: K/N or count:K/N, or hash:K/N.
     #[arg(long, value_name = "K/N")]
     pub partition: Option<String>,
+    /// What stdout gets: tables, or one JSON document (the family of report.json's `verdict`).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
+    pub format: OutputFormat,
     /// How many runs at once; default and most: the number of CPUs.
     #[arg(long, short, value_name = "J")]
     pub jobs: Option<usize>,
@@ -243,6 +246,9 @@ pub struct SweepArgs {
     /// Run only this machine's share: K/N or count:K/N, or hash:K/N.
     #[arg(long, value_name = "K/N")]
     pub partition: Option<String>,
+    /// What stdout gets: tables, or one JSON document (the family of report.json's `verdict`).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
+    pub format: OutputFormat,
     /// How many runs at once; default and most: the number of CPUs.
     #[arg(long, short, value_name = "J")]
     pub jobs: Option<usize>,

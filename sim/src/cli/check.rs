@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use format::scenario::Scenario;
 use reports::catalogue::CheckRow;
+use reports::json::{CheckDocument, CheckScenario, ExpectationResult, Header, ScenarioFile};
 use reports::junit::{self, CaseOutcome, TestCase, TestSuite};
 use reports::style::count;
 
+use super::args::OutputFormat;
 use super::pool::{run_all, Progress, Status};
 use super::run::run_once;
 use super::settings::CheckSettings;
@@ -21,12 +23,15 @@ use crate::run::RunOptions;
 #[derive(Debug, Clone)]
 struct RunResult {
     outcome: Result<(String, Vec<String>, usize), String>,
+    /// Every expectation with what the run observed (empty when it did not finish).
+    expectations: Vec<ExpectationResult>,
     wall: Duration,
 }
 
 /// One scenario of the catalogue, ready to run or already refused.
 struct Entry {
     name: String,
+    file: Option<ScenarioFile>,
     scenario: Result<Scenario, (&'static str, String)>,
 }
 
@@ -79,7 +84,9 @@ pub(super) fn check(
     let entries: Vec<Entry> = selected
         .iter()
         .map(|f| {
-            let scenario = source::load(&source::ScenarioRef::Name(f.name.clone()))
+            let loaded = source::load(&source::ScenarioRef::Name(f.name.clone()));
+            let file = loaded.as_ref().ok().map(|l| l.file.clone());
+            let scenario = loaded
                 .map(|l| l.scenario)
                 .map_err(|e| ("invalid-scenario", e.to_string()))
                 .and_then(|sc| match crate::scenario::resolve(&sc, None) {
@@ -88,6 +95,7 @@ pub(super) fn check(
                 });
             Entry {
                 name: f.name.clone(),
+                file,
                 scenario,
             }
         })
@@ -110,6 +118,7 @@ pub(super) fn check(
                 Ok(RunResult {
                     outcome: Ok((_, failures, _)),
                     wall,
+                    ..
                 }) if failures.is_empty() => (Status::Pass, *wall),
                 Ok(r) => (Status::Fail, r.wall),
                 Err(_) => (Status::Error, Duration::ZERO),
@@ -124,16 +133,19 @@ pub(super) fn check(
     for ((i, _, _), r) in work.iter().zip(results) {
         by_entry[*i].push(r.unwrap_or_else(|panic| RunResult {
             outcome: Err(panic),
+            expectations: Vec::new(),
             wall: Duration::ZERO,
         }));
     }
 
     let mut rows = Vec::new();
+    let mut documents = Vec::new();
     let mut cases = Vec::new();
     let mut details = String::new();
     let (mut failed, mut errors) = (0, 0);
     for (e, runs) in entries.iter().zip(&by_entry) {
         let (row, mut new_cases) = judge(e, runs);
+        documents.push(document_entry(e, runs, &row, &new_cases));
         if row.result == "ERROR" {
             errors += 1;
         } else if row.result != "PASS" {
@@ -159,11 +171,6 @@ pub(super) fn check(
         cases.append(&mut new_cases);
     }
 
-    let colour = super::colour_stdout();
-    writeln!(out, "{}", reports::catalogue::check(&rows, colour))?;
-    if !details.is_empty() {
-        writeln!(out, "\n{details}")?;
-    }
     let summary = reports::catalogue::CheckSummary {
         run: entries.len(),
         passed: entries.len() - failed - errors,
@@ -171,13 +178,34 @@ pub(super) fn check(
         errors,
         skipped,
     };
-    writeln!(
-        out,
-        "{} (each run twice with its own seed; digests compared)",
-        summary.line(colour)
-    )?;
     let wall = started.elapsed();
-    writeln!(out, "wall time: {}", reports::style::wall_time(wall))?;
+    // In JSON mode stdout is the document alone; the notes go to stderr.
+    let notes: &mut dyn Write = match s.format {
+        OutputFormat::Table => {
+            let colour = super::colour_stdout();
+            writeln!(out, "{}", reports::catalogue::check(&rows, colour))?;
+            if !details.is_empty() {
+                writeln!(out, "\n{details}")?;
+            }
+            writeln!(
+                out,
+                "{} (each run twice with its own seed; digests compared)",
+                summary.line(colour)
+            )?;
+            writeln!(out, "wall time: {}", reports::style::wall_time(wall))?;
+            out
+        }
+        OutputFormat::Json => {
+            let doc = CheckDocument {
+                header: Header::new("check", failed + errors == 0),
+                partition: s.partition.map(|p| p.to_string()),
+                summary,
+                scenarios: documents,
+            };
+            out.write_all(reports::json::pretty(&doc).as_bytes())?;
+            err
+        }
+    };
     if let Some(path) = &s.junit {
         let report = junit::Report {
             name: "simbench".into(),
@@ -191,7 +219,7 @@ pub(super) fn check(
             std::fs::create_dir_all(parent).map_err(|e| write_error(path, e))?;
         }
         std::fs::write(path, junit::write(&report)).map_err(|e| write_error(path, e))?;
-        writeln!(out, "JUnit XML: {}", path.display())?;
+        writeln!(notes, "JUnit XML: {}", path.display())?;
     }
     Ok(if failed + errors > 0 {
         Exit::Failed
@@ -211,18 +239,55 @@ fn write_error(path: &std::path::Path, source: std::io::Error) -> CliError {
 /// One of the two runs: digest, failed expectations and their count.
 fn run_twice_half(sc: &Scenario) -> RunResult {
     let started = Instant::now();
+    let mut expectations = Vec::new();
     let outcome = match run_once(sc, None, RunOptions::default()) {
-        Ok(Ok(f)) => Ok((
-            f.output.digest.clone(),
-            f.failures().into_iter().map(String::from).collect(),
-            f.results.len(),
-        )),
+        Ok(Ok(f)) => {
+            expectations = ExpectationResult::all(&f.results);
+            Ok((
+                f.output.digest.clone(),
+                f.failures().into_iter().map(String::from).collect(),
+                f.results.len(),
+            ))
+        }
         Ok(Err(e)) => Err(format!("the run did not finish: {e}")),
         Err(u) => Err(u.to_string()),
     };
     RunResult {
         outcome,
+        expectations,
         wall: started.elapsed(),
+    }
+}
+
+/// The scenario's entry in `check --format json`.
+fn document_entry(
+    e: &Entry,
+    runs: &[RunResult],
+    row: &CheckRow,
+    cases: &[TestCase],
+) -> CheckScenario {
+    let error = cases.iter().find_map(|c| match &c.outcome {
+        CaseOutcome::Failure { detail, .. } | CaseOutcome::Error { detail, .. } => {
+            Some(detail.clone())
+        }
+        _ => None,
+    });
+    CheckScenario {
+        scenario: e.name.clone(),
+        result: row.result.clone(),
+        passed: row.result == "PASS",
+        scenario_file: e.file.clone(),
+        seed: row.seed,
+        digests: runs
+            .iter()
+            .map(|r| r.outcome.as_ref().ok().map(|(d, _, _)| d.clone()))
+            .collect(),
+        expectations: runs
+            .first()
+            .map(|r| r.expectations.clone())
+            .unwrap_or_default(),
+        error,
+        replay: row.seed.map(|seed| replay_command(&e.name, seed)),
     }
 }
 

@@ -68,7 +68,12 @@ pub(super) const OUTPUT_FILES: [&str; 5] = [
 
 /// Writes report.json (pretty), frames.jsonl, events.jsonl, report.html
 /// (the report of `view`) and capture.pcap to `dir`, creating it.
-fn write_outputs(dir: &Path, output: &RunOutput, view: &RunView) -> Result<(), CliError> {
+fn write_outputs(
+    dir: &Path,
+    output: &RunOutput,
+    report: &str,
+    view: &RunView,
+) -> Result<(), CliError> {
     let fail = |path: &Path, source| CliError::Write {
         path: path.display().to_string(),
         flag: "--out DIR",
@@ -76,7 +81,7 @@ fn write_outputs(dir: &Path, output: &RunOutput, view: &RunView) -> Result<(), C
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
     let contents = [
-        report_json(output).into_bytes(),
+        report.as_bytes().to_vec(),
         output.frames_jsonl().into_bytes(),
         output.events_jsonl().into_bytes(),
         reports::html::render(view, &timeline_options()).into_bytes(),
@@ -89,11 +94,28 @@ fn write_outputs(dir: &Path, output: &RunOutput, view: &RunView) -> Result<(), C
     Ok(())
 }
 
-/// report.json: the outcome document, pretty, ending in a newline.
-fn report_json(output: &RunOutput) -> String {
-    let mut s = serde_json::to_string_pretty(&output.outcome).expect("outcome serializes");
-    s.push('\n');
-    s
+/// report.json: the outcome document with the run's verdict under
+/// `verdict` ([`reports::json::RunVerdict`]), pretty, ending in a newline.
+fn report_json(
+    finished: &Finished,
+    sc: &Scenario,
+    seed: u64,
+    file: &reports::json::ScenarioFile,
+    replay: &str,
+) -> String {
+    use reports::json::{ExpectationResult, RunVerdict};
+    let verdict = RunVerdict::new(
+        &sc.name,
+        seed,
+        file.clone(),
+        &finished.output.digest,
+        ExpectationResult::all(&finished.results),
+        replay.to_string(),
+    );
+    reports::json::pretty(&reports::json::report_json(
+        &finished.output.outcome,
+        &verdict,
+    ))
 }
 
 /// How much of the frame log `simbench run` shows.
@@ -133,8 +155,9 @@ pub(super) fn run(
         expectations: &finished.results,
         wall_time: Some(finished.wall),
     };
+    let report = report_json(&finished, sc, seed, &loaded.file, &replay);
     // Files first: whatever happens to the terminal, the run is on disk.
-    let written = write_outputs(&dir, &finished.output, &view);
+    let written = write_outputs(&dir, &finished.output, &report, &view);
     let failed = view.failed() > 0;
     match s.format {
         OutputFormat::Table => {
@@ -147,7 +170,7 @@ pub(super) fn run(
             }
         }
         OutputFormat::Json => {
-            out.write_all(report_json(&finished.output).as_bytes())?;
+            out.write_all(report.as_bytes())?;
             if failed {
                 writeln!(err, "{}", reports::run::verdict(&view))?;
                 writeln!(err, "replay: {replay}")?;

@@ -65,6 +65,8 @@ pub struct CheckSettings {
     pub filter: Option<String>,
     /// This machine's share of the (filtered) catalogue.
     pub partition: Option<Partition>,
+    /// Tables or the JSON document.
+    pub format: OutputFormat,
     /// Runs at once.
     pub jobs: Jobs,
 }
@@ -78,6 +80,8 @@ pub struct SweepSettings {
     pub seeds: SeedRange,
     /// This machine's share of the seeds.
     pub partition: Option<Partition>,
+    /// Tables or the JSON document.
+    pub format: OutputFormat,
     /// Runs at once.
     pub jobs: Jobs,
 }
@@ -141,22 +145,26 @@ impl Settings {
                 junit,
                 filter,
                 partition,
+                format,
                 jobs,
             }) => Settings::Check(CheckSettings {
                 junit,
                 filter,
                 partition: partition.as_deref().map(Partition::parse).transpose()?,
+                format,
                 jobs: jobs_or_default(jobs, cores())?,
             }),
             Command::Sweep(SweepArgs {
                 scenario,
                 seeds,
                 partition,
+                format,
                 jobs,
             }) => Settings::Sweep(SweepSettings {
                 scenario: ScenarioRef::parse(&scenario),
                 seeds: SeedRange::parse(&seeds)?,
                 partition: partition.as_deref().map(Partition::parse).transpose()?,
+                format,
                 jobs: jobs_or_default(jobs, cores())?,
             }),
         })

@@ -88,6 +88,8 @@ pub struct Loaded {
     pub scenario: Scenario,
     /// The reference as typed, for replay commands.
     pub shown: String,
+    /// Where the file was read and the SHA-256 of its bytes.
+    pub file: reports::json::ScenarioFile,
 }
 
 /// Reads and parses a scenario. An unknown name lists the shipped names
@@ -103,14 +105,24 @@ pub fn load(r: &ScenarioRef) -> Result<Loaded, CliError> {
             }
         }
     };
-    let scenario = load_file(&path, r)?;
+    let (scenario, file) = load_file(&path, r)?;
     Ok(Loaded {
         scenario,
         shown: r.shown(),
+        file,
     })
 }
 
-fn load_file(path: &Path, r: &ScenarioRef) -> Result<Scenario, CliError> {
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn load_file(
+    path: &Path,
+    r: &ScenarioRef,
+) -> Result<(Scenario, reports::json::ScenarioFile), CliError> {
     // Names show as `scenarios/<name>.toml` in messages, whatever the
     // absolute path of the workspace; paths show as typed.
     let shown = match r {
@@ -124,7 +136,12 @@ fn load_file(path: &Path, r: &ScenarioRef) -> Result<Scenario, CliError> {
             "{shown}: cannot read the scenario file: {e}; check the path, or run `simbench list` for the shipped scenarios"
         ))
     })?;
-    format::parse_scenario(&shown, &text).map_err(CliError::Scenario)
+    let file = reports::json::ScenarioFile {
+        sha256: sha256_hex(text.as_bytes()),
+        path: shown.clone(),
+    };
+    let scenario = format::parse_scenario(&shown, &text).map_err(CliError::Scenario)?;
+    Ok((scenario, file))
 }
 
 fn unknown_name(name: &str, files: &[CatalogueFile]) -> CliError {

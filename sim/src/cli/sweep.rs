@@ -5,8 +5,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use reports::catalogue::SweepFailure;
+use reports::json::{Header, SweepDocument, SweepSeed};
 use reports::style::count;
 
+use super::args::OutputFormat;
 use super::pool::{run_all, Progress, Status};
 use super::run::run_once;
 use super::settings::SweepSettings;
@@ -23,6 +25,14 @@ pub(super) fn sweep(
     let sc = &loaded.scenario;
     // Refuse an unsupported scenario before running anything.
     crate::scenario::resolve(sc, Some(s.seeds.start))?;
+    let mut sink = std::io::sink();
+    let json = s.format == OutputFormat::Json;
+    // In JSON mode stdout gets the document alone.
+    let (human, out): (&mut dyn Write, &mut dyn Write) = if json {
+        (&mut sink, out)
+    } else {
+        (out, &mut sink)
+    };
     let seeds: Vec<u64> = (s.seeds.start..s.seeds.end)
         .filter(|seed| {
             s.partition
@@ -30,7 +40,7 @@ pub(super) fn sweep(
         })
         .collect();
     writeln!(
-        out,
+        human,
         "sweep {}: {} ({})",
         sc.name,
         s.seeds,
@@ -38,7 +48,7 @@ pub(super) fn sweep(
     )?;
     if let Some(p) = &s.partition {
         writeln!(
-            out,
+            human,
             "partition {p} keeps {} of them{}",
             count(seeds.len(), "seed", "seeds"),
             seed_list(&seeds)
@@ -46,9 +56,12 @@ pub(super) fn sweep(
     }
     if seeds.is_empty() {
         writeln!(
-            out,
+            human,
             "this partition holds no seed of the range; nothing to run"
         )?;
+        if json {
+            write_document(out, s, &loaded, &[], &[])?;
+        }
         return Ok(Exit::Success);
     }
     if let Some(note) = s.jobs.note() {
@@ -102,28 +115,65 @@ pub(super) fn sweep(
         .collect();
     if failures.is_empty() {
         match seeds.as_slice() {
-            [one] => writeln!(out, "seed {one} passes")?,
-            _ => writeln!(out, "all {} seeds pass", seeds.len())?,
+            [one] => writeln!(human, "seed {one} passes")?,
+            _ => writeln!(human, "all {} seeds pass", seeds.len())?,
         }
     } else {
-        writeln!(out, "{}", reports::catalogue::sweep_failures(&failures))?;
+        writeln!(human, "{}", reports::catalogue::sweep_failures(&failures))?;
         writeln!(
-            out,
+            human,
             "{} of {} failed; replay any of them with the command in its row",
             count(failures.len(), "seed", "seeds"),
             seeds.len()
         )?;
     }
     writeln!(
-        out,
+        human,
         "wall time: {}",
         reports::style::wall_time(started.elapsed())
     )?;
+    if json {
+        write_document(out, s, &loaded, &seeds, &failures)?;
+    }
     Ok(if failures.is_empty() {
         Exit::Success
     } else {
         Exit::Failed
     })
+}
+
+/// `sweep --format json`: every seed this machine ran, in order.
+fn write_document(
+    out: &mut dyn Write,
+    s: &SweepSettings,
+    loaded: &source::Loaded,
+    seeds: &[u64],
+    failures: &[SweepFailure],
+) -> Result<(), CliError> {
+    let results: Vec<SweepSeed> = seeds
+        .iter()
+        .map(|seed| {
+            let failed = failures.iter().find(|f| f.seed == *seed);
+            SweepSeed {
+                seed: *seed,
+                passed: failed.is_none(),
+                reason: failed.map(|f| f.reason.clone()),
+                replay: failed.map(|f| f.replay.clone()),
+            }
+        })
+        .collect();
+    let doc = SweepDocument {
+        header: Header::new("sweep", failures.is_empty()),
+        scenario: loaded.scenario.name.clone(),
+        scenario_file: loaded.file.clone(),
+        seeds: [s.seeds.start, s.seeds.end],
+        partition: s.partition.map(|p| p.to_string()),
+        passed_count: seeds.len() - failures.len(),
+        failed_count: failures.len(),
+        results,
+    };
+    out.write_all(reports::json::pretty(&doc).as_bytes())?;
+    Ok(())
 }
 
 /// `: 1, 3, 5` for a few seeds, nothing for many.
