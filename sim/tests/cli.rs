@@ -348,6 +348,39 @@ fn run_prints_a_verdict_table_for_each_affected_agent() {
 }
 
 #[test]
+fn field_incidents_report_html_draws_the_broken_agents() {
+    let tmp = temp_dir("field-html");
+    let out = simbench(&tmp, &["run", "field-incident", "--out", "fi"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let html = std::fs::read_to_string(tmp.join("fi/report.html")).unwrap();
+    assert!(
+        !html.contains("<script") && !html.contains(" src=") && !html.contains("<link"),
+        "nothing runs, nothing is fetched"
+    );
+    // The verdicts come before the diagrams, and each broken agent has one.
+    let verdicts = html.find("<h2>Verdicts").expect("a verdicts section");
+    let sequence = html.find("<h2>Sequence").expect("a sequence section");
+    assert!(verdicts < sequence);
+    for agent in ["nyc-7", "pst-3", "lax-2"] {
+        assert!(html.contains(&format!("<h3>{agent}: ")), "{agent}");
+    }
+    assert!(html.matches("<svg ").count() >= 3);
+    assert!(html.contains("<g class=\"dropped\">"), "the path's drops");
+    assert!(
+        html.contains("<g class=\"write-error\">"),
+        "the server's write errors"
+    );
+    assert!(html.contains("Command cmd-0007 WRITE ERROR"));
+    assert!(
+        html.contains("<rect class=\"fault\""),
+        "fault windows are shaded"
+    );
+    // The terminal timeline shows the incident, not only probe handshakes.
+    assert!(out.stdout.contains("write_error"), "{}", out.stdout);
+    assert!(out.stdout.contains("Command cmd-"), "{}", out.stdout);
+}
+
+#[test]
 fn run_format_json_prints_report_json_only() {
     let tmp = temp_dir("run-json");
     let out = simbench(
