@@ -129,6 +129,9 @@ pub(super) fn run(
     err: &mut dyn Write,
 ) -> Result<Exit, CliError> {
     let loaded = source::load(&s.scenario)?;
+    for note in &loaded.notes {
+        writeln!(err, "{note}")?;
+    }
     let sc = &loaded.scenario;
     let seed = s.seed.unwrap_or(sc.seed);
     let replay = replay_command(&loaded.shown, seed);

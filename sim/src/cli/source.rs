@@ -90,6 +90,8 @@ pub struct Loaded {
     pub shown: String,
     /// Where the file was read and the SHA-256 of its bytes.
     pub file: reports::json::ScenarioFile,
+    /// Notes about old spellings the file uses (`file:line:col: note: ...`).
+    pub notes: Vec<String>,
 }
 
 /// Reads and parses a scenario. An unknown name lists the shipped names
@@ -105,11 +107,12 @@ pub fn load(r: &ScenarioRef) -> Result<Loaded, CliError> {
             }
         }
     };
-    let (scenario, file) = load_file(&path, r)?;
+    let (scenario, file, notes) = load_file(&path, r)?;
     Ok(Loaded {
         scenario,
         shown: r.shown(),
         file,
+        notes,
     })
 }
 
@@ -122,7 +125,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 fn load_file(
     path: &Path,
     r: &ScenarioRef,
-) -> Result<(Scenario, reports::json::ScenarioFile), CliError> {
+) -> Result<(Scenario, reports::json::ScenarioFile, Vec<String>), CliError> {
     // Names show as `scenarios/<name>.toml` in messages, whatever the
     // absolute path of the workspace; paths show as typed.
     let shown = match r {
@@ -140,8 +143,9 @@ fn load_file(
         sha256: sha256_hex(text.as_bytes()),
         path: shown.clone(),
     };
-    let scenario = format::parse_scenario(&shown, &text).map_err(CliError::Scenario)?;
-    Ok((scenario, file))
+    let (scenario, notes) =
+        format::parse_scenario_with_notes(&shown, &text).map_err(CliError::Scenario)?;
+    Ok((scenario, file, notes))
 }
 
 fn unknown_name(name: &str, files: &[CatalogueFile]) -> CliError {

@@ -22,6 +22,9 @@ pub(super) fn sweep(
 ) -> Result<Exit, CliError> {
     let started = Instant::now();
     let loaded = source::load(&s.scenario)?;
+    for note in &loaded.notes {
+        writeln!(err, "{note}")?;
+    }
     let sc = &loaded.scenario;
     // Refuse an unsupported scenario before running anything.
     crate::scenario::resolve(sc, Some(s.seeds.start))?;
