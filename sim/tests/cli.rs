@@ -38,7 +38,9 @@ impl Drop for TempDir {
 }
 
 fn temp_dir(test: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("simbench-cli-{test}-{}", std::process::id()));
+    // The pid padded to a fixed width: paths shown in tables then have one
+    // width whatever the pid, and so do the masked tables.
+    let dir = std::env::temp_dir().join(format!("simbench-cli-{test}-{:010}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the test's temp dir");
     TempDir(dir)
@@ -381,6 +383,87 @@ fn field_incidents_report_html_draws_the_broken_agents() {
 }
 
 #[test]
+fn a_copied_binary_has_the_catalogue_and_replays_from_anywhere() {
+    let tmp = temp_dir("copied");
+    let bin = tmp.join("simbench");
+    std::fs::copy(env!("CARGO_BIN_EXE_simbench"), &bin).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(&bin)
+            .args(args)
+            .current_dir(&*tmp)
+            .env_remove("SIMBENCH_SCENARIOS")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, stdout, _) = run(&["list"]);
+    assert_eq!(code, 0);
+    let shipped_files = std::fs::read_dir(shipped())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "toml")
+        })
+        .count();
+    assert!(
+        stdout.contains(&format!("{shipped_files} scenarios in the catalogue")),
+        "{stdout}"
+    );
+    // --scenarios DIR replaces the built-in catalogue.
+    let catalogue = small_catalogue(&tmp);
+    let (code, stdout, _) = run(&["list", "--scenarios", catalogue.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("2 scenarios in the catalogue"), "{stdout}");
+    // A failing run's replay command names the file by its absolute path.
+    std::fs::write(tmp.join("never.toml"), NEVER_99).unwrap();
+    let (code, stdout, _) = run(&["run", "never.toml"]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains(&format!(
+            "replay: simbench run {} --seed 3",
+            tmp.join("never.toml").display()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn run_stays_inside_its_out_dir_escapes_controls_and_bounds_reads() {
+    let tmp = temp_dir("hostile");
+    let work = tmp.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let evil = NEVER_99
+        .replace("name = \"never-99\"", "name = \"../..\"")
+        .replace(
+            "summary = \"One agent; an expectation that cannot hold.\"",
+            "summary = \"x\\u001b[2J\\u202Eevil\"",
+        );
+    std::fs::write(work.join("evil.toml"), evil).unwrap();
+    let out = simbench(&work, &["run", "evil.toml"], None);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(work.join("out/_..-3/report.json").is_file());
+    let escaped = std::fs::read_dir(&*tmp).unwrap().count();
+    assert_eq!(escaped, 1, "nothing written beside work/");
+    assert!(!out.stdout.contains('\u{1b}') && !out.stdout.contains('\u{202e}'));
+    assert!(
+        out.stdout.contains("x\\u{1b}[2J\\u{202e}evil"),
+        "{}",
+        out.stdout
+    );
+    let out = simbench(&work, &["run", "/dev/zero"], None);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("larger than 4 MiB"), "{}", out.stderr);
+}
+
+#[test]
 fn run_format_json_prints_report_json_only() {
     let tmp = temp_dir("run-json");
     let out = simbench(
@@ -507,10 +590,9 @@ fn run_with_a_failing_expectation_exits_1_and_prints_the_replay_command() {
     let out = simbench(&tmp, &["run", file.to_str().unwrap()], None);
     snapshot("run-failing-expectation", &render(&out, &tmp));
     assert_eq!(out.code, 1);
-    assert!(out.stdout.contains(&format!(
-        "replay: cargo run --release -p sim --bin simbench -- run {} --seed 3",
-        file.display()
-    )));
+    assert!(out
+        .stdout
+        .contains(&format!("replay: simbench run {} --seed 3", file.display())));
     assert!(
         tmp.join("out/never-99-3/report.json").is_file(),
         "files are written on failure too"
@@ -741,9 +823,14 @@ fn sweep_lists_failing_seeds_with_their_replay_commands() {
     assert_eq!(out.code, 1);
     // hash:1/2 of seeds 1..=3 is 1 and 3 (docs/cli.md).
     for seed in [1, 3] {
-        assert!(out.stdout.contains(&format!(
-            "cargo run --release -p sim --bin simbench -- run never-99.toml --seed {seed} "
-        )));
+        assert!(
+            out.stdout.contains(&format!(
+                "simbench run {}/never-99.toml --seed {seed} ",
+                tmp.display()
+            )),
+            "a relative path replays as an absolute one: {}",
+            out.stdout
+        );
     }
     assert!(!out.stdout.contains("--seed 2 "));
 }

@@ -28,8 +28,9 @@ Examples:
   simbench run ./my-scenario.toml --out /tmp/run1
   simbench run smoke --format json | jq .counts
 
-A name is looked up as scenarios/<name>.toml; anything containing `/` or
-ending in `.toml` is a path. Writes report.json, frames.jsonl,
+A name is one of the shipped scenarios (built into simbench; --scenarios DIR
+or SIMBENCH_SCENARIOS=DIR use a directory instead); anything containing `/`
+or ending in `.toml` is a path. Writes report.json, frames.jsonl,
 events.jsonl, report.html and capture.pcap to DIR before printing anything. Exit 0 when every expectation
 holds, 1 when one fails (the replay command is printed), 2 on bad input.";
 
@@ -71,6 +72,9 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Use the scenarios in DIR instead of the catalogue built into simbench (also: SIMBENCH_SCENARIOS=DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub scenarios: Option<PathBuf>,
 }
 
 /// The subcommands.

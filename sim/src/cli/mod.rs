@@ -100,6 +100,7 @@ pub fn execute(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Exit, CliError> {
+    source::set_catalogue_dir(args.scenarios.clone());
     match Settings::from_args(args)? {
         Settings::List => list::list(out, err),
         Settings::Run(s) => run::run(&s, out, err),
@@ -143,13 +144,50 @@ fn colour_allowed(no_color: Option<&std::ffi::OsStr>) -> bool {
     no_color.is_none_or(|v| v.is_empty())
 }
 
-/// The command that replays `scenario` (as typed) with `seed`, from the
-/// workspace, the way README.md runs simbench.
+/// The command that replays `scenario` with `seed` from any directory: a
+/// shipped name as it is (it is built into simbench), a path made absolute.
 pub fn replay_command(scenario: &str, seed: u64) -> String {
+    let shown = match source::ScenarioRef::parse(scenario) {
+        source::ScenarioRef::Name(n) => n,
+        source::ScenarioRef::Path(p) => std::path::absolute(&p).unwrap_or(p).display().to_string(),
+    };
+    let catalogue = match (
+        source::ScenarioRef::parse(scenario),
+        source::catalogue_dir(),
+    ) {
+        (source::ScenarioRef::Name(_), Some(dir)) => format!(
+            " --scenarios {}",
+            shell_quote(
+                &std::path::absolute(&dir)
+                    .unwrap_or(dir)
+                    .display()
+                    .to_string()
+            )
+        ),
+        _ => String::new(),
+    };
     format!(
-        "cargo run --release -p sim --bin simbench -- run {} --seed {seed}",
-        shell_quote(scenario)
+        "simbench run {}{catalogue} --seed {seed}",
+        shell_quote(&shown)
     )
+}
+
+/// Escapes what a terminal would act on in text from a file or a peer:
+/// control characters (ESC, CR, ...) and the bidirectional overrides and
+/// isolates (U+202A..U+202E, U+2066..U+2069, U+200E, U+200F, U+061C) become
+/// `\u{..}`, so a scenario's `summary` cannot rewrite the screen or reorder
+/// what is shown. Newlines and tabs stay.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+        if (c.is_control() && c != '\n' && c != '\t') || bidi {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Quotes `s` for a POSIX shell when it holds anything but plain path characters.
@@ -176,12 +214,26 @@ mod tests {
     }
 
     #[test]
-    fn replay_commands_quote_what_a_shell_would_split() {
+    fn replay_commands_quote_what_a_shell_would_split_and_work_anywhere() {
+        assert_eq!(replay_command("smoke", 7), "simbench run smoke --seed 7");
         assert_eq!(
-            replay_command("smoke", 7),
-            "cargo run --release -p sim --bin simbench -- run smoke --seed 7"
+            replay_command("/tmp/my file.toml", 1),
+            "simbench run '/tmp/my file.toml' --seed 1"
         );
-        assert!(replay_command("/tmp/my file.toml", 1).contains("run '/tmp/my file.toml' --seed 1"));
-        assert!(replay_command("it's.toml", 1).contains("run 'it'\\''s.toml'"));
+        let cwd = std::env::current_dir().unwrap();
+        let quoted = shell_quote(&cwd.join("it's.toml").display().to_string());
+        assert_eq!(
+            replay_command("it's.toml", 1),
+            format!("simbench run {quoted} --seed 1"),
+            "relative paths become absolute"
+        );
+    }
+
+    #[test]
+    fn printable_escapes_terminal_controls_and_bidi() {
+        assert_eq!(printable("ok\tline\n"), "ok\tline\n");
+        assert_eq!(printable("a\x1b[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(printable("x\u{202E}y\u{2066}"), "x\\u{202e}y\\u{2066}");
+        assert_eq!(printable("\r"), "\\u{d}");
     }
 }

@@ -118,6 +118,29 @@ fn report_json(
     ))
 }
 
+/// The scenario's `name` as one directory name inside `out/`: letters,
+/// digits, `-`, `_` and `.` kept, anything else (`/`, `\\`, control
+/// characters) `_`, no leading `.`, so `../..` or an absolute name cannot
+/// make `run` write outside `out/`.
+fn dir_name(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let safe = safe.trim_start_matches('.');
+    if safe.is_empty() {
+        "scenario".into()
+    } else {
+        safe.chars().take(100).collect()
+    }
+}
+
 /// How much of the frame log `simbench run` shows.
 pub(super) fn timeline_options() -> TimelineOptions {
     TimelineOptions::default()
@@ -150,7 +173,7 @@ pub(super) fn run(
     let dir = s
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", sc.name)));
+        .unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", dir_name(&sc.name))));
     let view = RunView {
         scenario: sc,
         outcome: &finished.output.outcome,
@@ -164,7 +187,8 @@ pub(super) fn run(
     let failed = view.failed() > 0;
     match s.format {
         OutputFormat::Table => {
-            out.write_all(reports::run::render(&view, &timeline_options()).as_bytes())?;
+            let report = reports::run::render(&view, &timeline_options());
+            out.write_all(super::printable(&report).as_bytes())?;
             if written.is_ok() {
                 writeln!(out, "wrote {}: {}", dir.display(), OUTPUT_FILES.join(", "))?;
             }
@@ -182,4 +206,22 @@ pub(super) fn run(
     }
     written?;
     Ok(if failed { Exit::Failed } else { Exit::Success })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dir_name;
+
+    #[test]
+    fn scenario_names_cannot_leave_the_out_dir() {
+        assert_eq!(dir_name("smoke"), "smoke");
+        assert_eq!(dir_name("../.."), "_..");
+        assert_eq!(dir_name("/etc/cron.d"), "_etc_cron.d");
+        assert_eq!(dir_name(".."), "scenario");
+        assert_eq!(dir_name("a\x1bb"), "a_b");
+        for evil in ["../..", "/abs", "..\\..", "a/../../b"] {
+            let p = std::path::Path::new("out").join(dir_name(evil));
+            assert_eq!(p.components().count(), 2, "{evil}: {}", p.display());
+        }
+    }
 }
