@@ -127,9 +127,33 @@ pub fn init_tracing() {
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_timer(SimTime)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+/// Stamps log lines with the simulated time of the host that logs
+/// (`sim 1:10.012`) inside a simulation, and with `-` outside one (the
+/// harness between steps, the CLI itself): the wall clock says nothing
+/// about a deterministic run.
+#[derive(Debug, Clone, Copy)]
+struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "{}", sim_stamp(turmoil::sim_elapsed()))
+    }
+}
+
+fn sim_stamp(elapsed: Option<std::time::Duration>) -> String {
+    match elapsed {
+        Some(d) => format!(
+            "sim {}",
+            reports::style::sim_time(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        ),
+        None => "sim -".into(),
+    }
 }
 
 /// Whether stdout gets colour: it is a terminal and `NO_COLOR` is unset or
@@ -205,6 +229,15 @@ fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_lines_carry_simulated_time() {
+        assert_eq!(
+            sim_stamp(Some(std::time::Duration::from_millis(70_012))),
+            "sim 1:10.012"
+        );
+        assert_eq!(sim_stamp(None), "sim -");
+    }
 
     #[test]
     fn no_color_turns_colour_off_unless_empty() {
