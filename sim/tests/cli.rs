@@ -707,6 +707,9 @@ fn check_reports_failing_and_broken_scenarios_in_junit() {
         xml.contains("tests=\"6\" failures=\"1\" errors=\"1\" skipped=\"1\""),
         "{xml}"
     );
+    // Error and skipped cases carry a <system-out> too, as docs/cli.md says.
+    assert_eq!(xml.matches("<system-out>").count(), 6, "{xml}");
+    assert!(xml.contains("not run: invalid-scenario"), "{xml}");
 }
 
 #[test]

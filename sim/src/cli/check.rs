@@ -320,11 +320,18 @@ fn judge(e: &Entry, runs: &[RunResult]) -> (CheckRow, Vec<TestCase>) {
             let skipped = CaseOutcome::Skipped {
                 message: "not run: the scenario could not be loaded".into(),
             };
+            // The same <system-out> as a case that ran: what was tried and why not.
+            let system_out = format!(
+                "scenario file: {}\nnot run: {kind}\n{message}",
+                e.file
+                    .as_ref()
+                    .map_or_else(|| format!("scenarios/{}.toml", e.name), |f| f.path.clone())
+            );
             return (
                 row,
                 vec![
-                    case("expectations", error, None, None),
-                    case("determinism", skipped, None, None),
+                    case("expectations", error, None, Some(system_out.clone())),
+                    case("determinism", skipped, None, Some(system_out)),
                 ],
             );
         }
