@@ -203,7 +203,10 @@ pub const FAULT_KINDS: &[KindDoc] = &[
                 "between",
                 "the path: `\"server\"` and an agent or site end, in either order",
             ),
-            req("direction", "`\"server->agent\"` or `\"agent->server\"`"),
+            req(
+                "direction",
+                "the direction whose frames are dropped: `\"a->b\"` (from the first `between` end to the second) or `\"b->a\"`; the old `\"server->agent\"` / `\"agent->server\"` still parse, with a note",
+            ),
             req(
                 "frame",
                 "the WebSocket frame type: `\"text\"`, `\"binary\"`, `\"ping\"` or `\"pong\"`",

@@ -49,6 +49,16 @@ pub fn parse_scenario(path_for_messages: &str, text: &str) -> Result<Scenario, S
     parse::parse(path_for_messages, text)
 }
 
+/// [`parse_scenario`], with notes about old spellings that still parse
+/// (each `file:line:column: note: ...`, naming the new spelling), for the
+/// caller to show.
+pub fn parse_scenario_with_notes(
+    path_for_messages: &str,
+    text: &str,
+) -> Result<(Scenario, Vec<String>), ScenarioError> {
+    parse::parse_with_notes(path_for_messages, text)
+}
+
 /// Reads and parses the scenario file at `path`; errors name the path as
 /// given.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {

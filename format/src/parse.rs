@@ -29,6 +29,12 @@ const MAX_AGENTS: usize = 100_000;
 
 /// Parses and checks a scenario; `file` is only used in messages.
 pub(crate) fn parse(file: &str, text: &str) -> R<Scenario> {
+    parse_with_notes(file, text).map(|(sc, _)| sc)
+}
+
+/// [`parse`], with the notes about old spellings that still parse
+/// (`file:line:column: note: ...`).
+pub(crate) fn parse_with_notes(file: &str, text: &str) -> R<(Scenario, Vec<String>)> {
     let root = tree::parse(text).map_err(|e| {
         let message = e
             .message()
@@ -45,13 +51,20 @@ pub(crate) fn parse(file: &str, text: &str) -> R<Scenario> {
             format!("invalid TOML: {message}"),
         )
     })?;
-    let parser = Parser { file, text };
-    parser.scenario(&root)
+    let parser = Parser {
+        file,
+        text,
+        notes: Default::default(),
+    };
+    let sc = parser.scenario(&root)?;
+    Ok((sc, parser.notes.into_inner()))
 }
 
 struct Parser<'a> {
     file: &'a str,
     text: &'a str,
+    /// Old spellings that parsed, each with the new one.
+    notes: std::cell::RefCell<Vec<String>>,
 }
 
 /// A table being read, with the words messages use for it.
@@ -925,6 +938,69 @@ impl Parser<'_> {
         Ok(Some(at))
     }
 
+    /// A fault's `direction`: `"a->b"` (from the first `between` end to the
+    /// second), `"b->a"`, or `"both"` where `both` allows it. The old
+    /// spellings `"server->agent"` and `"agent->server"` still parse when
+    /// one end is the server, with a note that names the new one.
+    fn direction(
+        &self,
+        t: &Table,
+        node: &Node,
+        kind: &str,
+        between: &[Endpoint; 2],
+        both: bool,
+    ) -> R<Direction> {
+        let label = t.label("direction");
+        if let Value::String(old) = &node.value {
+            let from_server = match old.as_str() {
+                "server->agent" => Some(true),
+                "agent->server" => Some(false),
+                _ => None,
+            };
+            if let Some(from_server) = from_server {
+                let Some(server_at) = between.iter().position(|e| *e == Endpoint::Server) else {
+                    return Err(self.err(
+                        &node.span,
+                        ErrorKind::BadValue,
+                        format!(
+                            "{label} {old:?} needs \"server\" as one end of `between`; write \"a->b\" (from the first end to the second) or \"b->a\""
+                        ),
+                    ));
+                };
+                let new = if from_server == (server_at == 0) {
+                    Direction::AToB
+                } else {
+                    Direction::BToA
+                };
+                let (line, column) =
+                    crate::line_column(self.text, node.span.as_ref().map_or(0, |r| r.start));
+                self.notes.borrow_mut().push(format!(
+                    "{}:{line}:{column}: note: {label} = {old:?} is the old spelling; write {:?} (directions are from the first `between` end, {}, to the second, {})",
+                    self.file,
+                    new.as_str(),
+                    between[0],
+                    between[1]
+                ));
+                return Ok(new);
+            }
+        }
+        if !both && matches!(&node.value, Value::String(d) if d == "both") {
+            return Err(self.err(
+                &node.span,
+                ErrorKind::BadValue,
+                format!(
+                    "{label} cannot be \"both\": {kind} acts on one direction; write \"a->b\" or \"b->a\", or use kind = \"partition\" to stop both"
+                ),
+            ));
+        }
+        let names: &[&str] = if both {
+            Direction::NAMES
+        } else {
+            &["a->b", "b->a"]
+        };
+        self.choice(node, &label, "direction", names, Direction::from_name)
+    }
+
     fn opt_choice<T>(
         &self,
         t: &Table,
@@ -971,15 +1047,10 @@ impl Parser<'_> {
                     None => None,
                     Some(n) => Some(self.integer_in(n, &t.label("port"), 1, 65535)? as u16),
                 },
-                direction: self
-                    .opt_choice(
-                        t,
-                        "direction",
-                        "direction",
-                        Direction::NAMES,
-                        Direction::from_name,
-                    )?
-                    .unwrap_or(Direction::Both),
+                direction: match t.get("direction") {
+                    None => Direction::Both,
+                    Some(node) => self.direction(t, node, kind, &self.between(t, fleet)?, true)?,
+                },
                 action: self
                     .opt_choice(
                         t,
@@ -996,23 +1067,7 @@ impl Parser<'_> {
             "half-open" | "drop-payload" => {
                 let between = self.between(t, fleet)?;
                 let node = self.required(t, "direction")?;
-                if matches!(&node.value, Value::String(d) if d == "both") {
-                    return Err(self.err(
-                        &node.span,
-                        ErrorKind::BadValue,
-                        format!(
-                            "{} cannot be \"both\": {kind} acts on one direction; write \"a->b\" or \"b->a\", or use kind = \"partition\" to stop both",
-                            t.label("direction")
-                        ),
-                    ));
-                }
-                let direction = self.choice(
-                    node,
-                    &t.label("direction"),
-                    "direction",
-                    &["a->b", "b->a"],
-                    Direction::from_name,
-                )?;
+                let direction = self.direction(t, node, kind, &between, false)?;
                 let port = match t.get("port") {
                     None => None,
                     Some(n) => Some(self.integer_in(n, &t.label("port"), 1, 65535)? as u16),
@@ -1044,15 +1099,17 @@ impl Parser<'_> {
                         ),
                     ));
                 }
+                let node = self.required(t, "direction")?;
+                let direction = self.direction(t, node, kind, &between, false)?;
+                let from_server =
+                    (direction == Direction::AToB) == (between[0] == Endpoint::Server);
                 FaultKind::DropFrames {
                     between,
-                    direction: self.req_choice(
-                        t,
-                        "direction",
-                        "frame direction",
-                        FrameDirection::NAMES,
-                        FrameDirection::from_name,
-                    )?,
+                    direction: if from_server {
+                        FrameDirection::ServerToAgent
+                    } else {
+                        FrameDirection::AgentToServer
+                    },
                     frame: self.req_choice(
                         t,
                         "frame",

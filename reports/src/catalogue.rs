@@ -1,6 +1,6 @@
 //! The tables of `simbench list`, `simbench check` and `simbench sweep`.
 
-use comfy_table::{Cell, CellAlignment, ColumnConstraint, Table, Width};
+use comfy_table::{Attribute, Cell, CellAlignment, Color, ColumnConstraint, Table, Width};
 
 use crate::style;
 
@@ -52,8 +52,10 @@ pub struct CheckRow {
 /// all of them.
 pub const SHORT_DIGEST: usize = 16;
 
-/// The check table: scenario, seed, expectations held, digest, result.
-pub fn check(rows: &[CheckRow]) -> Table {
+/// The check table: scenario, seed, expectations held, digest, result;
+/// with `colour`, the result green when it passes, red when not, yellow
+/// for `ERROR`.
+pub fn check(rows: &[CheckRow], colour: bool) -> Table {
     let mut t = style::table();
     t.set_header(vec!["scenario", "seed", "expectations", "digest", "result"]);
     for r in rows {
@@ -70,10 +72,68 @@ pub fn check(rows: &[CheckRow]) -> Table {
                 || "-".into(),
                 |d| d.chars().take(SHORT_DIGEST).collect::<String>(),
             )),
-            Cell::new(&r.result),
+            result_cell(&r.result, colour),
         ]);
     }
     t
+}
+
+fn result_cell(result: &str, colour: bool) -> Cell {
+    let cell = Cell::new(result);
+    if !colour {
+        return cell;
+    }
+    match result {
+        "PASS" => cell.fg(Color::Green),
+        "ERROR" => cell.fg(Color::Yellow),
+        _ => cell.fg(Color::Red).add_attribute(Attribute::Bold),
+    }
+}
+
+/// The counts `simbench check` ends with, as nextest counts tests: runs
+/// that failed and scenarios that could not run are counted apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CheckSummary {
+    /// Scenarios this machine ran (or tried to).
+    pub run: usize,
+    /// Met every expectation, and the two digests are the same.
+    pub passed: usize,
+    /// An expectation failed, a run did not finish, or the digests differ.
+    pub failed: usize,
+    /// Could not be run: the file does not parse or asks for something
+    /// the bench cannot simulate.
+    pub errors: usize,
+    /// Left to other machines by `--partition`.
+    pub skipped: usize,
+}
+
+impl CheckSummary {
+    /// `52 scenarios run: 50 passed, 1 failed, 1 error, 3 skipped`; the
+    /// non-zero failure counts in red (yellow for errors) with `colour`.
+    pub fn line(&self, colour: bool) -> String {
+        let paint = |text: String, code: &str, n: usize| {
+            if colour && n > 0 {
+                format!("\x1b[{code}m{text}\x1b[0m")
+            } else {
+                text
+            }
+        };
+        let mut s = format!(
+            "{} run: {}, {}, {}",
+            style::count(self.run, "scenario", "scenarios"),
+            paint(format!("{} passed", self.passed), "32", self.passed),
+            paint(format!("{} failed", self.failed), "1;31", self.failed),
+            paint(
+                style::count(self.errors, "error", "errors"),
+                "33",
+                self.errors
+            ),
+        );
+        if self.skipped > 0 {
+            s.push_str(&format!(", {} skipped", self.skipped));
+        }
+        s
+    }
 }
 
 /// One failing seed of `simbench sweep`.
@@ -114,22 +174,25 @@ mod tests {
 
     #[test]
     fn check_rows_shorten_digests_and_mark_missing_values() {
-        let t = check(&[
-            CheckRow {
-                scenario: "smoke".into(),
-                seed: Some(7),
-                expectations: Some((7, 7)),
-                digest: Some("0123456789abcdef0123456789abcdef".into()),
-                result: "PASS".into(),
-            },
-            CheckRow {
-                scenario: "broken".into(),
-                seed: None,
-                expectations: None,
-                digest: None,
-                result: "ERROR".into(),
-            },
-        ])
+        let t = check(
+            &[
+                CheckRow {
+                    scenario: "smoke".into(),
+                    seed: Some(7),
+                    expectations: Some((7, 7)),
+                    digest: Some("0123456789abcdef0123456789abcdef".into()),
+                    result: "PASS".into(),
+                },
+                CheckRow {
+                    scenario: "broken".into(),
+                    seed: None,
+                    expectations: None,
+                    digest: None,
+                    result: "ERROR".into(),
+                },
+            ],
+            false,
+        )
         .to_string();
         let smoke = t.lines().find(|l| l.contains("smoke")).unwrap();
         assert!(
@@ -138,6 +201,35 @@ mod tests {
         );
         let broken = t.lines().find(|l| l.contains("broken")).unwrap();
         assert!(broken.contains("ERROR") && broken.contains(" - "), "{t}");
+    }
+
+    #[test]
+    fn summaries_count_errors_apart_and_colour_only_when_asked() {
+        let s = CheckSummary {
+            run: 4,
+            passed: 2,
+            failed: 1,
+            errors: 1,
+            skipped: 3,
+        };
+        assert_eq!(
+            s.line(false),
+            "4 scenarios run: 2 passed, 1 failed, 1 error, 3 skipped"
+        );
+        let c = s.line(true);
+        assert!(c.contains("\x1b[1;31m1 failed\x1b[0m"), "{c:?}");
+        assert!(c.contains("\x1b[33m1 error\x1b[0m"), "{c:?}");
+        let clean = CheckSummary {
+            failed: 0,
+            errors: 0,
+            skipped: 0,
+            ..s
+        };
+        assert!(!clean.line(true).contains("31m"));
+        assert_eq!(
+            clean.line(false),
+            "4 scenarios run: 2 passed, 0 failed, 0 errors"
+        );
     }
 
     #[test]

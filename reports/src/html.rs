@@ -1,7 +1,9 @@
 //! report.html: the report of one run as a single self-contained page (no
 //! script, no external resource), for a browser or an attachment to an
-//! incident ticket. It shows the sections of the terminal report, built from
-//! the same tables, plus each failed expectation's message.
+//! incident ticket. On top: the verdict, each failed expectation's message
+//! and the hypothesis verdicts; then a sequence diagram of the agents worth
+//! a look ([`crate::sequence`]); then the sections of the terminal report,
+//! built from the same tables.
 
 use comfy_table::Table;
 
@@ -18,7 +20,8 @@ th{background:#f3f3f3}td{white-space:pre-wrap}\
 pre{background:#f7f7f7;padding:0.8em;overflow-x:auto;font-size:0.85em}\
 .verdict{font-weight:bold;padding:0.4em 0.8em;display:inline-block}\
 .pass{background:#e3f6e3;color:#1a5e1a}.fail{background:#fbe3e3;color:#8a1c1c}\
-td.PASS{color:#1a5e1a;font-weight:bold}td.FAIL{color:#8a1c1c;font-weight:bold}";
+td.PASS{color:#1a5e1a;font-weight:bold}td.FAIL{color:#8a1c1c;font-weight:bold}\
+ul.failed{color:#8a1c1c;font-weight:bold}svg.seq{display:block;background:#fff;border:1px solid #ddd;margin:0.5em 0}";
 
 /// The whole page. `timeline` says how much of the frame log to show, as
 /// for the terminal report.
@@ -41,6 +44,45 @@ pub fn render(view: &RunView, timeline: &TimelineOptions) -> String {
         "<p class=\"verdict {class}\">{}</p>\n",
         escape(&run::verdict(view))
     ));
+    // What a reader looks for first: the failed expectations and the
+    // verdicts, then the picture.
+    let failures: Vec<&str> = view
+        .expectations
+        .iter()
+        .filter(|(_, r)| !r.passed)
+        .map(|(_, r)| r.message.as_str())
+        .collect();
+    if !failures.is_empty() {
+        h.push_str("<ul class=\"failed\">\n");
+        for m in &failures {
+            h.push_str(&format!("<li>{}</li>\n", escape_text(m)));
+        }
+        h.push_str("</ul>\n");
+    }
+    section(
+        &mut h,
+        "Verdicts (H1..H7; server: the server's log alone, full: every point)",
+    );
+    let sections = verdicts::sections(view.outcome);
+    match &sections {
+        None => h.push_str("<p>no agents in the outcome</p>\n"),
+        Some((fleet, _)) => h.push_str(&table(fleet)),
+    }
+    section(
+        &mut h,
+        "Sequence (the agents with write errors, drops, unanswered Pings or commands; time runs down)",
+    );
+    h.push_str(&crate::sequence::render(sc, view.frames));
+    if let Some((_, affected)) = &sections {
+        if !affected.is_empty() {
+            section(&mut h, "Evidence per affected agent (H1..H7)");
+        }
+        for (heading, t) in affected {
+            h.push_str(&format!("<h3>{}</h3>\n", escape_text(heading)));
+            h.push_str(&table(t));
+        }
+    }
+    section(&mut h, "Summary");
     h.push_str(&table(&run::summary(view)));
     section(&mut h, "Hosts");
     h.push_str(&table(&run::hosts(sc, view.outcome)));
@@ -60,37 +102,10 @@ pub fn render(view: &RunView, timeline: &TimelineOptions) -> String {
         "<pre>{}</pre>\n",
         escape_text(&timeline::render(view.frames, timeline))
     ));
-    section(
-        &mut h,
-        "Verdicts (H1..H7; server: the server's log alone, full: every point)",
-    );
-    match verdicts::sections(view.outcome) {
-        None => h.push_str("<p>no agents in the outcome</p>\n"),
-        Some((fleet, affected)) => {
-            h.push_str(&table(&fleet));
-            for (heading, t) in affected {
-                h.push_str(&format!("<h3>{}</h3>\n", escape_text(&heading)));
-                h.push_str(&table(&t));
-            }
-        }
-    }
     section(&mut h, "Expectations");
     match run::expectations_table(view.expectations) {
         None => h.push_str("<p>none (the scenario has no [[expect]] tables)</p>\n"),
         Some(t) => h.push_str(&table(&t)),
-    }
-    let failures: Vec<&str> = view
-        .expectations
-        .iter()
-        .filter(|(_, r)| !r.passed)
-        .map(|(_, r)| r.message.as_str())
-        .collect();
-    if !failures.is_empty() {
-        h.push_str("<ul>\n");
-        for m in failures {
-            h.push_str(&format!("<li>{}</li>\n", escape_text(m)));
-        }
-        h.push_str("</ul>\n");
     }
     h.push_str("</body>\n</html>\n");
     h

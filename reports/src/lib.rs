@@ -14,7 +14,9 @@
 //!   from the outcome document: a fleet table (healthy agents collapsed) and
 //!   one table of H1..H7 with the evidence per affected agent.
 //! - [`catalogue`]: the tables of `simbench list`, `check` and `sweep`.
+//! - [`json`]: the JSON verdicts of `run`, `check`, `sweep` and `bench`, one family.
 //! - [`junit`]: a hand-written JUnit XML writer that CI systems read.
+//! - [`sequence`]: report.html's sequence diagrams, inline SVG.
 //! - [`html`]: report.html, the run's report as one self-contained page.
 //! - [`style`]: the one table style and the time formats every table uses.
 //!
@@ -27,8 +29,10 @@
 
 pub mod catalogue;
 pub mod html;
+pub mod json;
 pub mod junit;
 pub mod run;
+pub mod sequence;
 pub mod style;
 pub mod timeline;
 pub mod verdicts;

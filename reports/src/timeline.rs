@@ -95,11 +95,12 @@ pub fn render(frames: &[FrameRecord], opts: &TimelineOptions) -> String {
     if order.is_empty() {
         return format!("no frames at point `{}`\n", opts.point);
     }
-    // Connections with commands or errors first when not all fit, then shown
-    // in the order they first appeared.
+    // Connections with write errors, drops or failed closes first when not
+    // all fit, then those with commands, then the rest; shown in the order
+    // they first appeared.
     let mut chosen: Vec<usize> = (0..order.len()).collect();
     if order.len() > opts.max_conns {
-        chosen.sort_by_key(|&i| (!by_conn[order[i]].iter().any(|r| is_notable(r)), i));
+        chosen.sort_by_key(|&i| (rank(&by_conn[order[i]]), i));
         chosen.truncate(opts.max_conns);
         chosen.sort_unstable();
     }
@@ -123,7 +124,7 @@ pub fn render(frames: &[FrameRecord], opts: &TimelineOptions) -> String {
     let mut out = format!("{t}\n");
     if chosen.len() < order.len() {
         out.push_str(&format!(
-            "{} of {} at `{}` not shown (those without commands or errors go first)\n",
+            "{} of {} at `{}` not shown (those with errors, drops or commands go first)\n",
             count(order.len() - chosen.len(), "connection", "connections"),
             order.len(),
             opts.point
@@ -132,13 +133,27 @@ pub fn render(frames: &[FrameRecord], opts: &TimelineOptions) -> String {
     out
 }
 
-/// Records that carry a command, an error, a drop or a close: a connection
-/// with one of these is worth its place in a capped timeline.
-fn is_notable(r: &FrameRecord) -> bool {
-    r.command_id.is_some()
-        || r.error.is_some()
-        || matches!(r.stage, Stage::WriteError | Stage::Dropped)
-        || r.frame == FrameKind::Close
+/// How much a connection deserves its place in a capped timeline: 0 for
+/// write errors, drops, frames never written and closes or handshakes with
+/// an error; 1 for commands; 2 for the rest. A normal close (a QUIC
+/// probe's `code 0`, a WebSocket Close) is not an error.
+fn rank(records: &[&FrameRecord]) -> u8 {
+    let broken = records.iter().any(|r| {
+        matches!(r.stage, Stage::WriteError | Stage::Dropped)
+            || (r.error.is_some() && !crate::sequence::is_normal_close(r))
+    });
+    if broken {
+        0
+    } else if records.iter().any(|r| r.command_id.is_some()) {
+        1
+    } else {
+        2
+    }
+}
+
+/// [`tally`] for the sequence diagrams' folded rows.
+pub(crate) fn tally_of(rs: &[&FrameRecord]) -> String {
+    tally(rs)
 }
 
 /// Pings, Pongs, Heartbeats and QUIC heartbeats that went as they should.
@@ -367,7 +382,11 @@ fn what(r: &FrameRecord) -> String {
         parts.push(format!("seq {s}"));
     }
     if let Some(e) = &r.error {
-        parts.push(format!("error: {e}"));
+        if crate::sequence::is_normal_close(r) {
+            parts.push(format!("({e})"));
+        } else {
+            parts.push(format!("error: {e}"));
+        }
     }
     parts.join(" ")
 }
@@ -521,5 +540,37 @@ mod tests {
             ),
             "no frames at point `path:x`\n"
         );
+    }
+
+    #[test]
+    fn normal_closes_rank_below_commands_and_do_not_read_as_errors() {
+        let mut frames = Vec::new();
+        // Four probe connections that close normally, then one with a command.
+        for c in 0..4 {
+            frames.push(FrameRecord {
+                kind: Some("closed".into()),
+                error: Some("closed by peer: probe done (code 0)".into()),
+                ..rec(c, &format!("c{c}"), Dir::Rx, Stage::Event, FrameKind::Quic)
+            });
+        }
+        frames.push(FrameRecord {
+            msg: Some("Command".into()),
+            command_id: Some("cmd-0001".into()),
+            ..rec(9, "c9", Dir::Tx, Stage::Written, FrameKind::Text)
+        });
+        let opts = TimelineOptions {
+            max_conns: 2,
+            ..TimelineOptions::default()
+        };
+        let out = render(&frames, &opts);
+        assert!(
+            out.contains("cmd-0001"),
+            "the command's connection is shown: {out}"
+        );
+        assert!(
+            out.contains("closed (closed by peer: probe done (code 0))"),
+            "{out}"
+        );
+        assert!(!out.contains("error:"), "a normal close is no error: {out}");
     }
 }

@@ -326,14 +326,18 @@ impl Store {
 
     /// Opens (or initializes, when `file` is empty) the redb database in `file`.
     fn database(path: &str, file: Box<dyn File>) -> Result<Database, StoreError> {
+        // An empty file is a fresh store being initialized: nothing to repair.
+        let fresh = file.is_empty().unwrap_or(false);
         Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create_with_file_format_v3(true)
-            .set_repair_callback(|session| {
-                tracing::info!(
-                    progress = session.progress(),
-                    "repairing the store after an unclean shutdown"
-                );
+            .set_repair_callback(move |session| {
+                if !fresh {
+                    tracing::info!(
+                        progress = session.progress(),
+                        "repairing the store after an unclean shutdown"
+                    );
+                }
             })
             .create_with_backend(DiskBackend::new(file))
             .map_err(|source| StoreError::Open {

@@ -34,7 +34,8 @@ impl Observer for RunObserver {
     }
 
     fn event(&self, record: EventRecord) {
-        tracing::debug!(target: "simbench::event", t_us = record.t_us, host = %record.host, event = %record.event, fields = ?record.fields);
+        // The fields as JSON (`{"port":7171}`), not serde_json's Debug (`Number(7171)`).
+        tracing::debug!(target: "simbench::event", t_us = record.t_us, host = %record.host, event = %record.event, fields = %serde_json::Value::Object(record.fields.clone()));
         self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())

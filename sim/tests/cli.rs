@@ -38,7 +38,9 @@ impl Drop for TempDir {
 }
 
 fn temp_dir(test: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("simbench-cli-{test}-{}", std::process::id()));
+    // The pid padded to a fixed width: paths shown in tables then have one
+    // width whatever the pid, and so do the masked tables.
+    let dir = std::env::temp_dir().join(format!("simbench-cli-{test}-{:010}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the test's temp dir");
     TempDir(dir)
@@ -83,8 +85,50 @@ fn render(out: &Output, tmp: &Path) -> String {
         "exit: {}\n--- stdout\n{}--- stderr\n{}",
         out.code,
         mask(&out.stdout),
-        mask(&out.stderr)
+        progress_sorted(&mask(&out.stderr))
     )
+}
+
+/// Whether `line` is one of the progress lines `check` and `sweep` print
+/// when stderr is not a terminal (`     PASS [ 3/6] [   0.84s] smoke (run 1 of 2)`).
+fn is_progress_line(line: &str) -> bool {
+    let t = line.trim_start();
+    ["PASS [", "FAIL [", "ERROR ["]
+        .iter()
+        .any(|p| t.starts_with(p))
+        && line.len() - t.len() >= 4
+}
+
+/// The progress lines with their counter and wall time masked and sorted
+/// (runs finish in any order when several run at once), where the first
+/// of them was.
+fn progress_sorted(text: &str) -> String {
+    let mut progress: Vec<String> = Vec::new();
+    let mut first = None;
+    let mut rest = Vec::new();
+    for line in text.lines() {
+        // How many cores the machine has is not the output's business.
+        if line.starts_with("note: --jobs ") {
+            continue;
+        }
+        if is_progress_line(line) {
+            first.get_or_insert(rest.len());
+            let (status, tail) = line.trim_start().split_once(" [").unwrap();
+            let tail = tail.split_once("] ").map_or("", |(_, t)| t);
+            let tail = match tail.strip_prefix('[') {
+                Some(t) => t.split_once("] ").map_or("", |(_, t)| t),
+                None => tail,
+            };
+            progress.push(format!("{status:>9} [n] [masked] {tail}"));
+        } else {
+            rest.push(line.to_string());
+        }
+    }
+    progress.sort();
+    if let Some(at) = first {
+        rest.splice(at..at, progress);
+    }
+    rest.iter().map(|l| format!("{l}\n")).collect()
 }
 
 /// Compares `actual` with `tests/snapshots/<name>.txt`, or rewrites it
@@ -306,6 +350,120 @@ fn run_prints_a_verdict_table_for_each_affected_agent() {
 }
 
 #[test]
+fn field_incidents_report_html_draws_the_broken_agents() {
+    let tmp = temp_dir("field-html");
+    let out = simbench(&tmp, &["run", "field-incident", "--out", "fi"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let html = std::fs::read_to_string(tmp.join("fi/report.html")).unwrap();
+    assert!(
+        !html.contains("<script") && !html.contains(" src=") && !html.contains("<link"),
+        "nothing runs, nothing is fetched"
+    );
+    // The verdicts come before the diagrams, and each broken agent has one.
+    let verdicts = html.find("<h2>Verdicts").expect("a verdicts section");
+    let sequence = html.find("<h2>Sequence").expect("a sequence section");
+    assert!(verdicts < sequence);
+    for agent in ["nyc-7", "pst-3", "lax-2"] {
+        assert!(html.contains(&format!("<h3>{agent}: ")), "{agent}");
+    }
+    assert!(html.matches("<svg ").count() >= 3);
+    assert!(html.contains("<g class=\"dropped\">"), "the path's drops");
+    assert!(
+        html.contains("<g class=\"write-error\">"),
+        "the server's write errors"
+    );
+    assert!(html.contains("Command cmd-0007 WRITE ERROR"));
+    assert!(
+        html.contains("<rect class=\"fault\""),
+        "fault windows are shaded"
+    );
+    // The terminal timeline shows the incident, not only probe handshakes.
+    assert!(out.stdout.contains("write_error"), "{}", out.stdout);
+    assert!(out.stdout.contains("Command cmd-"), "{}", out.stdout);
+}
+
+#[test]
+fn a_copied_binary_has_the_catalogue_and_replays_from_anywhere() {
+    let tmp = temp_dir("copied");
+    let bin = tmp.join("simbench");
+    std::fs::copy(env!("CARGO_BIN_EXE_simbench"), &bin).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(&bin)
+            .args(args)
+            .current_dir(&*tmp)
+            .env_remove("SIMBENCH_SCENARIOS")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, stdout, _) = run(&["list"]);
+    assert_eq!(code, 0);
+    let shipped_files = std::fs::read_dir(shipped())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "toml")
+        })
+        .count();
+    assert!(
+        stdout.contains(&format!("{shipped_files} scenarios in the catalogue")),
+        "{stdout}"
+    );
+    // --scenarios DIR replaces the built-in catalogue.
+    let catalogue = small_catalogue(&tmp);
+    let (code, stdout, _) = run(&["list", "--scenarios", catalogue.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("2 scenarios in the catalogue"), "{stdout}");
+    // A failing run's replay command names the file by its absolute path.
+    std::fs::write(tmp.join("never.toml"), NEVER_99).unwrap();
+    let (code, stdout, _) = run(&["run", "never.toml"]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains(&format!(
+            "replay: simbench run {} --seed 3",
+            tmp.join("never.toml").display()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn run_stays_inside_its_out_dir_escapes_controls_and_bounds_reads() {
+    let tmp = temp_dir("hostile");
+    let work = tmp.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let evil = NEVER_99
+        .replace("name = \"never-99\"", "name = \"../..\"")
+        .replace(
+            "summary = \"One agent; an expectation that cannot hold.\"",
+            "summary = \"x\\u001b[2J\\u202Eevil\"",
+        );
+    std::fs::write(work.join("evil.toml"), evil).unwrap();
+    let out = simbench(&work, &["run", "evil.toml"], None);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(work.join("out/_..-3/report.json").is_file());
+    let escaped = std::fs::read_dir(&*tmp).unwrap().count();
+    assert_eq!(escaped, 1, "nothing written beside work/");
+    assert!(!out.stdout.contains('\u{1b}') && !out.stdout.contains('\u{202e}'));
+    assert!(
+        out.stdout.contains("x\\u{1b}[2J\\u{202e}evil"),
+        "{}",
+        out.stdout
+    );
+    let out = simbench(&work, &["run", "/dev/zero"], None);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("larger than 4 MiB"), "{}", out.stderr);
+}
+
+#[test]
 fn run_format_json_prints_report_json_only() {
     let tmp = temp_dir("run-json");
     let out = simbench(
@@ -324,6 +482,104 @@ fn run_format_json_prints_report_json_only() {
     assert_eq!(doc["seed"], 7);
     assert_eq!(doc["scenario"], "smoke");
     assert_eq!(doc["digest"].as_str().map(str::len), Some(64));
+    let verdict = &doc["verdict"];
+    assert_eq!(verdict["kind"], "run");
+    assert_eq!(verdict["passed"], true);
+    assert_eq!(verdict["simbench_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(verdict["digest"], doc["digest"]);
+    let smoke = std::fs::read(shipped().join("smoke.toml")).unwrap();
+    assert_eq!(
+        verdict["scenario_file"]["sha256"],
+        sha256_hex(&smoke),
+        "the hash of the scenario file's bytes"
+    );
+    let expectations = verdict["expectations"].as_array().unwrap();
+    assert_eq!(expectations.len(), 7);
+    assert!(expectations
+        .iter()
+        .all(|e| e["passed"] == true && !e["observed"].is_null()));
+}
+
+/// SHA-256 of `bytes` in lowercase hex, from `sha256sum` so the test does
+/// not share simbench's code.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils) runs");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+#[test]
+fn a_failing_run_check_and_sweep_give_json_verdicts_of_one_family() {
+    let tmp = temp_dir("json-family");
+    let catalogue = small_catalogue(&tmp);
+    let file = catalogue.join("never-99.toml");
+    let run = simbench(
+        &tmp,
+        &["run", file.to_str().unwrap(), "--format", "json"],
+        None,
+    );
+    assert_eq!(run.code, 1);
+    let run: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let v = &run["verdict"];
+    assert_eq!(v["passed"], false);
+    assert_eq!(
+        (
+            v["expectations_passed"].as_u64(),
+            v["expectations_failed"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let first = &v["expectations"][0];
+    assert_eq!(first["observe"], "counts.commands_completed");
+    assert_eq!(first["op"], "equals");
+    assert_eq!(first["expected"], 99);
+    assert_eq!(first["observed"], 0);
+    assert_eq!(first["passed"], false);
+    assert_eq!(
+        v["scenario_file"]["sha256"],
+        sha256_hex(NEVER_99.as_bytes())
+    );
+
+    let check = simbench(&tmp, &["check", "--format", "json"], Some(&catalogue));
+    assert_eq!(check.code, 1);
+    let check: serde_json::Value = serde_json::from_str(&check.stdout)
+        .unwrap_or_else(|e| panic!("stdout is one JSON document ({e}): {}", check.stdout));
+    assert_eq!(check["summary"]["failed"], 1);
+    assert_eq!(check["summary"]["passed"], 1);
+    let never = &check["scenarios"][0];
+    assert_eq!(never["scenario"], "never-99");
+    assert_eq!(never["result"], "FAIL");
+    assert_eq!(never["digests"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        never["digests"][0], run["digest"],
+        "check's run is the same run"
+    );
+    assert_eq!(never["expectations"], v["expectations"]);
+
+    let sweep = simbench(
+        &tmp,
+        &["sweep", "smoke", "--seeds", "1..=2", "--format", "json"],
+        Some(&catalogue),
+    );
+    assert_eq!(sweep.code, 0);
+    let sweep: serde_json::Value = serde_json::from_str(&sweep.stdout).unwrap();
+    assert_eq!(sweep["results"].as_array().unwrap().len(), 2);
+    for (doc, kind, passed) in [
+        (v, "run", false),
+        (&check, "check", false),
+        (&sweep, "sweep", true),
+    ] {
+        assert_eq!(doc["kind"], kind);
+        assert_eq!(doc["schema"], 1);
+        assert_eq!(doc["simbench_version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(doc["passed"], passed, "{kind}");
+    }
 }
 
 #[test]
@@ -334,10 +590,9 @@ fn run_with_a_failing_expectation_exits_1_and_prints_the_replay_command() {
     let out = simbench(&tmp, &["run", file.to_str().unwrap()], None);
     snapshot("run-failing-expectation", &render(&out, &tmp));
     assert_eq!(out.code, 1);
-    assert!(out.stdout.contains(&format!(
-        "replay: cargo run --release -p sim --bin simbench -- run {} --seed 3",
-        file.display()
-    )));
+    assert!(out
+        .stdout
+        .contains(&format!("replay: simbench run {} --seed 3", file.display())));
     assert!(
         tmp.join("out/never-99-3/report.json").is_file(),
         "files are written on failure too"
@@ -452,6 +707,50 @@ fn check_reports_failing_and_broken_scenarios_in_junit() {
         xml.contains("tests=\"6\" failures=\"1\" errors=\"1\" skipped=\"1\""),
         "{xml}"
     );
+    // Error and skipped cases carry a <system-out> too, as docs/cli.md says.
+    assert_eq!(xml.matches("<system-out>").count(), 6, "{xml}");
+    assert!(xml.contains("not run: invalid-scenario"), "{xml}");
+}
+
+#[test]
+fn check_partitions_split_the_catalogue_and_jobs_are_capped() {
+    let tmp = temp_dir("check-partition");
+    let catalogue = small_catalogue(&tmp);
+    // Sorted: never-99, smoke. count:2/2 keeps the second.
+    let out = simbench(
+        &tmp,
+        &["check", "--partition", "count:2/2", "--jobs", "100000"],
+        Some(&catalogue),
+    );
+    snapshot("check-partition-2-of-2", &render(&out, &tmp));
+    assert_eq!(out.code, 0);
+    assert!(
+        out.stderr.contains("note: --jobs 100000 capped at "),
+        "{}",
+        out.stderr
+    );
+    // Both shares of either strategy together run each scenario once.
+    for strategy in ["count", "hash"] {
+        let mut ran = Vec::new();
+        for k in 1..=2 {
+            let p = format!("{strategy}:{k}/2");
+            let out = simbench(&tmp, &["check", "--partition", &p], Some(&catalogue));
+            for name in ["never-99", "smoke"] {
+                if out
+                    .stdout
+                    .lines()
+                    .any(|l| l.starts_with(&format!("│ {name} ")))
+                {
+                    ran.push(name);
+                }
+            }
+        }
+        ran.sort_unstable();
+        assert_eq!(ran, ["never-99", "smoke"], "{strategy}");
+    }
+    let out = simbench(&tmp, &["check", "--partition", "3/2"], Some(&catalogue));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("valid forms: K/N"), "{}", out.stderr);
 }
 
 #[test]
@@ -527,9 +826,14 @@ fn sweep_lists_failing_seeds_with_their_replay_commands() {
     assert_eq!(out.code, 1);
     // hash:1/2 of seeds 1..=3 is 1 and 3 (docs/cli.md).
     for seed in [1, 3] {
-        assert!(out.stdout.contains(&format!(
-            "cargo run --release -p sim --bin simbench -- run never-99.toml --seed {seed} "
-        )));
+        assert!(
+            out.stdout.contains(&format!(
+                "simbench run {}/never-99.toml --seed {seed} ",
+                tmp.display()
+            )),
+            "a relative path replays as an absolute one: {}",
+            out.stdout
+        );
     }
     assert!(!out.stdout.contains("--seed 2 "));
 }

@@ -28,8 +28,9 @@ Examples:
   simbench run ./my-scenario.toml --out /tmp/run1
   simbench run smoke --format json | jq .counts
 
-A name is looked up as scenarios/<name>.toml; anything containing `/` or
-ending in `.toml` is a path. Writes report.json, frames.jsonl,
+A name is one of the shipped scenarios (built into simbench; --scenarios DIR
+or SIMBENCH_SCENARIOS=DIR use a directory instead); anything containing `/`
+or ending in `.toml` is a path. Writes report.json, frames.jsonl,
 events.jsonl, report.html and capture.pcap to DIR before printing anything. Exit 0 when every expectation
 holds, 1 when one fails (the replay command is printed), 2 on bad input.";
 
@@ -37,11 +38,16 @@ const CHECK_EXAMPLES: &str = "\
 Examples:
   simbench check
   simbench check --filter smoke --junit target/simbench-junit.xml
+  simbench check --partition hash:2/4            # CI machine 2 of 4
 
 Each scenario runs twice with its own seed. Two JUnit test cases per
 scenario: `expectations` (the first run meets every [[expect]]) and
-`determinism` (both runs have the same digest). Exit 0 when all pass,
-1 when any fails or cannot run, 2 when --filter matches nothing.";
+`determinism` (both runs have the same digest). --partition count:K/N
+keeps the scenarios at positions K, K+N, ... of the sorted (filtered)
+catalogue; hash:K/N those whose FNV-1a hash of the name is K-1 modulo N.
+On a terminal a progress bar; otherwise one line per finished run on
+stderr. Colour on a terminal unless NO_COLOR is set. Exit 0 when all
+pass, 1 when any fails or cannot run, 2 when --filter matches nothing.";
 
 const SWEEP_EXAMPLES: &str = "\
 Examples:
@@ -66,6 +72,9 @@ pub struct Args {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Use the scenarios in DIR instead of the catalogue built into simbench (also: SIMBENCH_SCENARIOS=DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub scenarios: Option<PathBuf>,
 }
 
 /// The subcommands.
@@ -226,7 +235,13 @@ pub struct CheckArgs {
     /// Only the scenarios whose name contains TEXT.
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
-    /// How many runs at once; default: the number of CPUs.
+    /// Run only this machine's share of the scenarios: K/N or count:K/N, or hash:K/N.
+    #[arg(long, value_name = "K/N")]
+    pub partition: Option<String>,
+    /// What stdout gets: tables, or one JSON document (the family of report.json's `verdict`).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
+    pub format: OutputFormat,
+    /// How many runs at once; default and most: the number of CPUs.
     #[arg(long, short, value_name = "J")]
     pub jobs: Option<usize>,
 }
@@ -243,7 +258,10 @@ pub struct SweepArgs {
     /// Run only this machine's share: K/N or count:K/N, or hash:K/N.
     #[arg(long, value_name = "K/N")]
     pub partition: Option<String>,
-    /// How many runs at once; default: the number of CPUs.
+    /// What stdout gets: tables, or one JSON document (the family of report.json's `verdict`).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
+    pub format: OutputFormat,
+    /// How many runs at once; default and most: the number of CPUs.
     #[arg(long, short, value_name = "J")]
     pub jobs: Option<usize>,
 }

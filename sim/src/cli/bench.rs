@@ -141,7 +141,18 @@ fn bench_processes(
     } else {
         for f in source::catalogue()? {
             if s.filter.as_deref().is_none_or(|t| f.name.contains(t)) {
-                files.push((f.name.clone(), f.path.clone()));
+                // Both builds read the same file, wherever this one's came from.
+                let path = match &f.origin {
+                    source::Origin::File(p) => p.clone(),
+                    source::Origin::Embedded(text) => {
+                        let p = work.join(format!("{}.toml", f.name));
+                        std::fs::write(&p, text).map_err(|e| {
+                            CliError::BadInput(format!("cannot write {}: {e}", p.display()))
+                        })?;
+                        p
+                    }
+                };
+                files.push((f.name.clone(), path));
             }
         }
     }

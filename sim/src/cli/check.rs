@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use format::scenario::Scenario;
 use reports::catalogue::CheckRow;
+use reports::json::{CheckDocument, CheckScenario, ExpectationResult, Header, ScenarioFile};
 use reports::junit::{self, CaseOutcome, TestCase, TestSuite};
 use reports::style::count;
 
-use super::pool::{run_all, Progress};
+use super::args::OutputFormat;
+use super::pool::{run_all, Progress, Status};
 use super::run::run_once;
 use super::settings::CheckSettings;
 use super::{replay_command, source, CliError, Exit};
@@ -21,12 +23,15 @@ use crate::run::RunOptions;
 #[derive(Debug, Clone)]
 struct RunResult {
     outcome: Result<(String, Vec<String>, usize), String>,
+    /// Every expectation with what the run observed (empty when it did not finish).
+    expectations: Vec<ExpectationResult>,
     wall: Duration,
 }
 
 /// One scenario of the catalogue, ready to run or already refused.
 struct Entry {
     name: String,
+    file: Option<ScenarioFile>,
     scenario: Result<Scenario, (&'static str, String)>,
 }
 
@@ -38,21 +43,50 @@ pub(super) fn check(
     let started = Instant::now();
     let files = source::catalogue()?;
     let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-    let selected: Vec<_> = files
+    let filtered: Vec<_> = files
         .iter()
         .filter(|f| s.filter.as_deref().is_none_or(|t| f.name.contains(t)))
         .collect();
-    if selected.is_empty() {
+    if filtered.is_empty() {
         let filter = s.filter.as_deref().unwrap_or("");
         return Err(CliError::BadInput(format!(
             "no shipped scenario matches --filter {filter:?} (shipped: {}); the filter keeps names that contain it",
             names.join(", ")
         )));
     }
+    // This machine's share, by position in the sorted, filtered list or by
+    // a hash of the name (nextest's `--partition`).
+    let selected: Vec<_> = filtered
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| {
+            s.partition
+                .is_none_or(|p| p.selects_named(*i as u64, &f.name))
+        })
+        .map(|(_, f)| *f)
+        .collect();
+    let skipped = filtered.len() - selected.len();
+    if let Some(p) = &s.partition {
+        writeln!(
+            out,
+            "partition {p} keeps {} of {}",
+            count(selected.len(), "scenario", "scenarios"),
+            filtered.len()
+        )?;
+        if selected.is_empty() {
+            writeln!(out, "this partition holds no scenario; nothing to run")?;
+            return Ok(Exit::Success);
+        }
+    }
+    if let Some(note) = s.jobs.note() {
+        writeln!(err, "{note}")?;
+    }
     let entries: Vec<Entry> = selected
         .iter()
         .map(|f| {
-            let scenario = source::load(&source::ScenarioRef::Name(f.name.clone()))
+            let loaded = source::load(&source::ScenarioRef::Name(f.name.clone()));
+            let file = loaded.as_ref().ok().map(|l| l.file.clone());
+            let scenario = loaded
                 .map(|l| l.scenario)
                 .map_err(|e| ("invalid-scenario", e.to_string()))
                 .and_then(|sc| match crate::scenario::resolve(&sc, None) {
@@ -61,44 +95,63 @@ pub(super) fn check(
                 });
             Entry {
                 name: f.name.clone(),
+                file,
                 scenario,
             }
         })
         .collect();
 
     // Two runs of every runnable scenario, all in one pool.
-    let work: Vec<(usize, &Scenario)> = entries
+    let work: Vec<(usize, &Scenario, u8)> = entries
         .iter()
         .enumerate()
         .filter_map(|(i, e)| e.scenario.as_ref().ok().map(|sc| (i, sc)))
-        .flat_map(|(i, sc)| [(i, sc), (i, sc)])
+        .flat_map(|(i, sc)| [(i, sc, 1), (i, sc, 2)])
         .collect();
     let mut progress = Progress::new("check", work.len());
     let results = run_all(
         &work,
-        s.jobs,
-        |r: &Result<RunResult, String>| {
-            progress.tick(r.as_ref().map_or(true, |r| r.outcome.is_err()))
+        s.jobs.count,
+        |n, r: &Result<RunResult, String>| {
+            let (i, _, run) = work[n];
+            let (status, wall) = match r {
+                Ok(RunResult {
+                    outcome: Ok((_, failures, _)),
+                    wall,
+                    ..
+                }) if failures.is_empty() => (Status::Pass, *wall),
+                Ok(r) => (Status::Fail, r.wall),
+                Err(_) => (Status::Error, Duration::ZERO),
+            };
+            let what = format!("{} (run {run} of 2)", entries[i].name);
+            progress.finished(status, &what, wall);
         },
-        |(_, sc)| run_twice_half(sc),
+        |(_, sc, _)| run_twice_half(sc),
     );
     progress.finish();
     let mut by_entry: Vec<Vec<RunResult>> = entries.iter().map(|_| Vec::new()).collect();
-    for ((i, _), r) in work.iter().zip(results) {
+    for ((i, _, _), r) in work.iter().zip(results) {
         by_entry[*i].push(r.unwrap_or_else(|panic| RunResult {
             outcome: Err(panic),
+            expectations: Vec::new(),
             wall: Duration::ZERO,
         }));
     }
 
     let mut rows = Vec::new();
+    let mut documents = Vec::new();
     let mut cases = Vec::new();
     let mut details = String::new();
-    let mut failed = 0;
+    let (mut failed, mut errors) = (0, 0);
     for (e, runs) in entries.iter().zip(&by_entry) {
         let (row, mut new_cases) = judge(e, runs);
-        if row.result != "PASS" {
+        documents.push(document_entry(e, runs, &row, &new_cases));
+        if row.result == "ERROR" {
+            errors += 1;
+        } else if row.result != "PASS" {
             failed += 1;
+        }
+        if row.result != "PASS" {
             details.push_str(&format!("{}: {}\n", e.name, row.result));
             for c in &new_cases {
                 match &c.outcome {
@@ -118,19 +171,41 @@ pub(super) fn check(
         cases.append(&mut new_cases);
     }
 
-    writeln!(out, "{}", reports::catalogue::check(&rows))?;
-    if !details.is_empty() {
-        writeln!(out, "\n{details}")?;
-    }
-    writeln!(
-        out,
-        "{}: {} passed, {} failed (each run twice with its own seed; digests compared)",
-        count(entries.len(), "scenario", "scenarios"),
-        entries.len() - failed,
-        failed
-    )?;
+    let summary = reports::catalogue::CheckSummary {
+        run: entries.len(),
+        passed: entries.len() - failed - errors,
+        failed,
+        errors,
+        skipped,
+    };
     let wall = started.elapsed();
-    writeln!(out, "wall time: {}", reports::style::wall_time(wall))?;
+    // In JSON mode stdout is the document alone; the notes go to stderr.
+    let notes: &mut dyn Write = match s.format {
+        OutputFormat::Table => {
+            let colour = super::colour_stdout();
+            writeln!(out, "{}", reports::catalogue::check(&rows, colour))?;
+            if !details.is_empty() {
+                writeln!(out, "\n{details}")?;
+            }
+            writeln!(
+                out,
+                "{} (each run twice with its own seed; digests compared)",
+                summary.line(colour)
+            )?;
+            writeln!(out, "wall time: {}", reports::style::wall_time(wall))?;
+            out
+        }
+        OutputFormat::Json => {
+            let doc = CheckDocument {
+                header: Header::new("check", failed + errors == 0),
+                partition: s.partition.map(|p| p.to_string()),
+                summary,
+                scenarios: documents,
+            };
+            out.write_all(reports::json::pretty(&doc).as_bytes())?;
+            err
+        }
+    };
     if let Some(path) = &s.junit {
         let report = junit::Report {
             name: "simbench".into(),
@@ -144,10 +219,9 @@ pub(super) fn check(
             std::fs::create_dir_all(parent).map_err(|e| write_error(path, e))?;
         }
         std::fs::write(path, junit::write(&report)).map_err(|e| write_error(path, e))?;
-        writeln!(out, "JUnit XML: {}", path.display())?;
+        writeln!(notes, "JUnit XML: {}", path.display())?;
     }
-    let _ = err;
-    Ok(if failed > 0 {
+    Ok(if failed + errors > 0 {
         Exit::Failed
     } else {
         Exit::Success
@@ -165,18 +239,55 @@ fn write_error(path: &std::path::Path, source: std::io::Error) -> CliError {
 /// One of the two runs: digest, failed expectations and their count.
 fn run_twice_half(sc: &Scenario) -> RunResult {
     let started = Instant::now();
+    let mut expectations = Vec::new();
     let outcome = match run_once(sc, None, RunOptions::default()) {
-        Ok(Ok(f)) => Ok((
-            f.output.digest.clone(),
-            f.failures().into_iter().map(String::from).collect(),
-            f.results.len(),
-        )),
+        Ok(Ok(f)) => {
+            expectations = ExpectationResult::all(&f.results);
+            Ok((
+                f.output.digest.clone(),
+                f.failures().into_iter().map(String::from).collect(),
+                f.results.len(),
+            ))
+        }
         Ok(Err(e)) => Err(format!("the run did not finish: {e}")),
         Err(u) => Err(u.to_string()),
     };
     RunResult {
         outcome,
+        expectations,
         wall: started.elapsed(),
+    }
+}
+
+/// The scenario's entry in `check --format json`.
+fn document_entry(
+    e: &Entry,
+    runs: &[RunResult],
+    row: &CheckRow,
+    cases: &[TestCase],
+) -> CheckScenario {
+    let error = cases.iter().find_map(|c| match &c.outcome {
+        CaseOutcome::Failure { detail, .. } | CaseOutcome::Error { detail, .. } => {
+            Some(detail.clone())
+        }
+        _ => None,
+    });
+    CheckScenario {
+        scenario: e.name.clone(),
+        result: row.result.clone(),
+        passed: row.result == "PASS",
+        scenario_file: e.file.clone(),
+        seed: row.seed,
+        digests: runs
+            .iter()
+            .map(|r| r.outcome.as_ref().ok().map(|(d, _, _)| d.clone()))
+            .collect(),
+        expectations: runs
+            .first()
+            .map(|r| r.expectations.clone())
+            .unwrap_or_default(),
+        error,
+        replay: row.seed.map(|seed| replay_command(&e.name, seed)),
     }
 }
 
@@ -209,11 +320,18 @@ fn judge(e: &Entry, runs: &[RunResult]) -> (CheckRow, Vec<TestCase>) {
             let skipped = CaseOutcome::Skipped {
                 message: "not run: the scenario could not be loaded".into(),
             };
+            // The same <system-out> as a case that ran: what was tried and why not.
+            let system_out = format!(
+                "scenario file: {}\nnot run: {kind}\n{message}",
+                e.file
+                    .as_ref()
+                    .map_or_else(|| format!("scenarios/{}.toml", e.name), |f| f.path.clone())
+            );
             return (
                 row,
                 vec![
-                    case("expectations", error, None, None),
-                    case("determinism", skipped, None, None),
+                    case("expectations", error, None, Some(system_out.clone())),
+                    case("determinism", skipped, None, Some(system_out)),
                 ],
             );
         }

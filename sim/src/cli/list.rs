@@ -38,7 +38,8 @@ pub(super) fn list(out: &mut dyn Write, err: &mut dyn Write) -> Result<Exit, Cli
             }
         }
     }
-    writeln!(out, "{}", reports::catalogue::list(&rows))?;
+    let table = reports::catalogue::list(&rows).to_string();
+    writeln!(out, "{}", super::printable(&table))?;
     writeln!(
         out,
         "{} in the catalogue; run one with `simbench run <name>`",

@@ -100,6 +100,7 @@ pub fn execute(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Exit, CliError> {
+    source::set_catalogue_dir(args.scenarios.clone());
     match Settings::from_args(args)? {
         Settings::List => list::list(out, err),
         Settings::Run(s) => run::run(&s, out, err),
@@ -126,18 +127,91 @@ pub fn init_tracing() {
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_timer(SimTime)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
-/// The command that replays `scenario` (as typed) with `seed`, from the
-/// workspace, the way README.md runs simbench.
+/// Stamps log lines with the simulated time of the host that logs
+/// (`sim 1:10.012`) inside a simulation, and with `-` outside one (the
+/// harness between steps, the CLI itself): the wall clock says nothing
+/// about a deterministic run.
+#[derive(Debug, Clone, Copy)]
+struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "{}", sim_stamp(crate::world::elapsed()))
+    }
+}
+
+fn sim_stamp(elapsed: Option<std::time::Duration>) -> String {
+    match elapsed {
+        Some(d) => format!(
+            "sim {}",
+            reports::style::sim_time(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        ),
+        None => "sim -".into(),
+    }
+}
+
+/// Whether stdout gets colour: it is a terminal and `NO_COLOR` is unset or
+/// empty (<https://no-color.org>).
+pub(crate) fn colour_stdout() -> bool {
+    use std::io::IsTerminal;
+    colour_allowed(std::env::var_os("NO_COLOR").as_deref()) && std::io::stdout().is_terminal()
+}
+
+/// `NO_COLOR` set to anything but the empty string turns colour off.
+fn colour_allowed(no_color: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_none_or(|v| v.is_empty())
+}
+
+/// The command that replays `scenario` with `seed` from any directory: a
+/// shipped name as it is (it is built into simbench), a path made absolute.
 pub fn replay_command(scenario: &str, seed: u64) -> String {
+    let shown = match source::ScenarioRef::parse(scenario) {
+        source::ScenarioRef::Name(n) => n,
+        source::ScenarioRef::Path(p) => std::path::absolute(&p).unwrap_or(p).display().to_string(),
+    };
+    let catalogue = match (
+        source::ScenarioRef::parse(scenario),
+        source::catalogue_dir(),
+    ) {
+        (source::ScenarioRef::Name(_), Some(dir)) => format!(
+            " --scenarios {}",
+            shell_quote(
+                &std::path::absolute(&dir)
+                    .unwrap_or(dir)
+                    .display()
+                    .to_string()
+            )
+        ),
+        _ => String::new(),
+    };
     format!(
-        "cargo run --release -p sim --bin simbench -- run {} --seed {seed}",
-        shell_quote(scenario)
+        "simbench run {}{catalogue} --seed {seed}",
+        shell_quote(&shown)
     )
+}
+
+/// Escapes what a terminal would act on in text from a file or a peer:
+/// control characters (ESC, CR, ...) and the bidirectional overrides and
+/// isolates (U+202A..U+202E, U+2066..U+2069, U+200E, U+200F, U+061C) become
+/// `\u{..}`, so a scenario's `summary` cannot rewrite the screen or reorder
+/// what is shown. Newlines and tabs stay.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+        if (c.is_control() && c != '\n' && c != '\t') || bidi {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Quotes `s` for a POSIX shell when it holds anything but plain path characters.
@@ -157,12 +231,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replay_commands_quote_what_a_shell_would_split() {
+    fn log_lines_carry_simulated_time() {
         assert_eq!(
-            replay_command("smoke", 7),
-            "cargo run --release -p sim --bin simbench -- run smoke --seed 7"
+            sim_stamp(Some(std::time::Duration::from_millis(70_012))),
+            "sim 1:10.012"
         );
-        assert!(replay_command("/tmp/my file.toml", 1).contains("run '/tmp/my file.toml' --seed 1"));
-        assert!(replay_command("it's.toml", 1).contains("run 'it'\\''s.toml'"));
+        assert_eq!(sim_stamp(None), "sim -");
+    }
+
+    #[test]
+    fn no_color_turns_colour_off_unless_empty() {
+        assert!(colour_allowed(None));
+        assert!(colour_allowed(Some(std::ffi::OsStr::new(""))));
+        assert!(!colour_allowed(Some(std::ffi::OsStr::new("1"))));
+    }
+
+    #[test]
+    fn replay_commands_quote_what_a_shell_would_split_and_work_anywhere() {
+        assert_eq!(replay_command("smoke", 7), "simbench run smoke --seed 7");
+        assert_eq!(
+            replay_command("/tmp/my file.toml", 1),
+            "simbench run '/tmp/my file.toml' --seed 1"
+        );
+        let cwd = std::env::current_dir().unwrap();
+        let quoted = shell_quote(&cwd.join("it's.toml").display().to_string());
+        assert_eq!(
+            replay_command("it's.toml", 1),
+            format!("simbench run {quoted} --seed 1"),
+            "relative paths become absolute"
+        );
+    }
+
+    #[test]
+    fn printable_escapes_terminal_controls_and_bidi() {
+        assert_eq!(printable("ok\tline\n"), "ok\tline\n");
+        assert_eq!(printable("a\x1b[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(printable("x\u{202E}y\u{2066}"), "x\\u{202e}y\\u{2066}");
+        assert_eq!(printable("\r"), "\\u{d}");
     }
 }

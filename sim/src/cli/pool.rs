@@ -11,18 +11,19 @@ use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 
 /// Stack for a run's thread: the same as a main thread gets, since the
 /// simulated hosts' futures nest deeply in debug builds.
 const RUN_STACK_BYTES: usize = 8 << 20;
 
-/// Runs `work` on every item, `jobs` at a time, calling `done` on the
-/// calling thread as each finishes. A run that panics gives `Err` with the
+/// Runs `work` on every item, `jobs` at a time, calling `done` with the
+/// item's index on the calling thread as each finishes. A run that panics gives `Err` with the
 /// panic message instead of taking the others down.
 pub(super) fn run_all<T, R>(
     items: &[T],
     jobs: NonZeroUsize,
-    mut done: impl FnMut(&Result<R, String>),
+    mut done: impl FnMut(usize, &Result<R, String>),
     work: impl Fn(&T) -> R + Sync,
 ) -> Vec<Result<R, String>>
 where
@@ -51,7 +52,7 @@ where
         }
         drop(tx);
         for (i, r) in rx {
-            done(&r);
+            done(i, &r);
             results[i] = Some(r);
         }
     });
@@ -70,39 +71,92 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     format!("the run panicked: {what}")
 }
 
-/// One line on stderr, redrawn in place, only when stderr is a terminal:
-/// `sweep smoke [12/50] 1 failed`. Piped or captured stderr never sees it.
+/// How one finished run ended, as the progress output shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Status {
+    /// It met its expectations.
+    Pass,
+    /// An expectation failed, or two runs differ.
+    Fail,
+    /// It could not run (panicked, or the harness refused it).
+    Error,
+}
+
+impl Status {
+    fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Error => "ERROR",
+        }
+    }
+}
+
+/// Progress on stderr. On a terminal, one line redrawn in place:
+/// `sweep smoke [####----] 12/50 1 failed`. Otherwise (a CI log, a pipe)
+/// one line per finished run, as nextest prints them:
+/// `    PASS [ 12/50] [  0.84s] smoke (run 1 of 2)`, so a long job shows
+/// that it is alive and which run failed before the summary.
 pub(super) struct Progress {
     label: String,
     total: usize,
     done: usize,
     failed: usize,
-    enabled: bool,
+    mode: Mode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bar,
+    Lines,
 }
 
 impl Progress {
-    /// A progress line for `total` runs.
+    /// Progress for `total` runs.
     pub(super) fn new(label: impl Into<String>, total: usize) -> Self {
         let p = Progress {
             label: label.into(),
             total,
             done: 0,
             failed: 0,
-            enabled: std::io::stderr().is_terminal(),
+            mode: if std::io::stderr().is_terminal() {
+                Mode::Bar
+            } else {
+                Mode::Lines
+            },
         };
         p.draw();
         p
     }
 
-    /// Counts one finished run.
+    /// Counts one finished run of the label's work that failed or not.
     pub(super) fn tick(&mut self, failed: bool) {
+        let status = if failed { Status::Fail } else { Status::Pass };
+        let what = self.label.clone();
+        self.record(status, &what, None);
+    }
+
+    /// Counts one finished run, `what` (a scenario and run, a seed) that
+    /// took `wall`.
+    pub(super) fn finished(&mut self, status: Status, what: &str, wall: Duration) {
+        self.record(status, what, Some(wall));
+    }
+
+    fn record(&mut self, status: Status, what: &str, wall: Option<Duration>) {
         self.done += 1;
-        self.failed += usize::from(failed);
-        self.draw();
+        self.failed += usize::from(status != Status::Pass);
+        match self.mode {
+            Mode::Bar => self.draw(),
+            Mode::Lines => {
+                let line = progress_line(status, self.done, self.total, wall, what);
+                let mut e = std::io::stderr().lock();
+                let _ = writeln!(e, "{line}");
+            }
+        }
     }
 
     fn draw(&self) {
-        if !self.enabled {
+        if self.mode != Mode::Bar {
             return;
         }
         let width = 24;
@@ -117,14 +171,28 @@ impl Progress {
         let _ = e.flush();
     }
 
-    /// Erases the line.
+    /// Erases the bar.
     pub(super) fn finish(&self) {
-        if self.enabled {
+        if self.mode == Mode::Bar {
             let mut e = std::io::stderr().lock();
             let _ = write!(e, "\r\x1b[2K");
             let _ = e.flush();
         }
     }
+}
+
+/// `    PASS [  3/104] [  0.84s] smoke (run 1 of 2)`: the status right-aligned
+/// in 9 columns, the count padded to the total's width, the wall time.
+fn progress_line(
+    status: Status,
+    done: usize,
+    total: usize,
+    wall: Option<Duration>,
+    what: &str,
+) -> String {
+    let width = total.to_string().len();
+    let wall = wall.map_or_else(String::new, |w| format!(" [{:>7.2}s]", w.as_secs_f64()));
+    format!("{:>9} [{done:>width$}/{total}]{wall} {what}", status.word())
 }
 
 #[cfg(test)]
@@ -139,7 +207,7 @@ mod tests {
         let out = run_all(
             &items,
             jobs,
-            |_| seen += 1,
+            |_, _| seen += 1,
             |&n| {
                 if n == 5 {
                     panic!("five");
@@ -155,6 +223,28 @@ mod tests {
                 assert_eq!(*r.as_ref().unwrap(), i as u64 * 2);
             }
         }
-        assert!(run_all(&[] as &[u8], jobs, |_| {}, |_| 0).is_empty());
+        assert!(run_all(&[] as &[u8], jobs, |_, _| {}, |_| 0).is_empty());
+    }
+
+    #[test]
+    fn progress_lines_read_like_nextests() {
+        assert_eq!(
+            progress_line(
+                Status::Pass,
+                3,
+                104,
+                Some(Duration::from_millis(840)),
+                "smoke (run 1 of 2)"
+            ),
+            "     PASS [  3/104] [   0.84s] smoke (run 1 of 2)"
+        );
+        assert_eq!(
+            progress_line(Status::Error, 10, 10, Some(Duration::ZERO), "broken"),
+            "    ERROR [10/10] [   0.00s] broken"
+        );
+        assert_eq!(
+            progress_line(Status::Fail, 1, 3, None, "bench"),
+            "     FAIL [1/3] bench"
+        );
     }
 }

@@ -68,7 +68,12 @@ pub(super) const OUTPUT_FILES: [&str; 5] = [
 
 /// Writes report.json (pretty), frames.jsonl, events.jsonl, report.html
 /// (the report of `view`) and capture.pcap to `dir`, creating it.
-fn write_outputs(dir: &Path, output: &RunOutput, view: &RunView) -> Result<(), CliError> {
+fn write_outputs(
+    dir: &Path,
+    output: &RunOutput,
+    report: &str,
+    view: &RunView,
+) -> Result<(), CliError> {
     let fail = |path: &Path, source| CliError::Write {
         path: path.display().to_string(),
         flag: "--out DIR",
@@ -76,7 +81,7 @@ fn write_outputs(dir: &Path, output: &RunOutput, view: &RunView) -> Result<(), C
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
     let contents = [
-        report_json(output).into_bytes(),
+        report.as_bytes().to_vec(),
         output.frames_jsonl().into_bytes(),
         output.events_jsonl().into_bytes(),
         reports::html::render(view, &timeline_options()).into_bytes(),
@@ -89,11 +94,51 @@ fn write_outputs(dir: &Path, output: &RunOutput, view: &RunView) -> Result<(), C
     Ok(())
 }
 
-/// report.json: the outcome document, pretty, ending in a newline.
-fn report_json(output: &RunOutput) -> String {
-    let mut s = serde_json::to_string_pretty(&output.outcome).expect("outcome serializes");
-    s.push('\n');
-    s
+/// report.json: the outcome document with the run's verdict under
+/// `verdict` ([`reports::json::RunVerdict`]), pretty, ending in a newline.
+fn report_json(
+    finished: &Finished,
+    sc: &Scenario,
+    seed: u64,
+    file: &reports::json::ScenarioFile,
+    replay: &str,
+) -> String {
+    use reports::json::{ExpectationResult, RunVerdict};
+    let verdict = RunVerdict::new(
+        &sc.name,
+        seed,
+        file.clone(),
+        &finished.output.digest,
+        ExpectationResult::all(&finished.results),
+        replay.to_string(),
+    );
+    reports::json::pretty(&reports::json::report_json(
+        &finished.output.outcome,
+        &verdict,
+    ))
+}
+
+/// The scenario's `name` as one directory name inside `out/`: letters,
+/// digits, `-`, `_` and `.` kept, anything else (`/`, `\\`, control
+/// characters) `_`, no leading `.`, so `../..` or an absolute name cannot
+/// make `run` write outside `out/`.
+fn dir_name(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let safe = safe.trim_start_matches('.');
+    if safe.is_empty() {
+        "scenario".into()
+    } else {
+        safe.chars().take(100).collect()
+    }
 }
 
 /// How much of the frame log `simbench run` shows.
@@ -107,6 +152,9 @@ pub(super) fn run(
     err: &mut dyn Write,
 ) -> Result<Exit, CliError> {
     let loaded = source::load(&s.scenario)?;
+    for note in &loaded.notes {
+        writeln!(err, "{note}")?;
+    }
     let sc = &loaded.scenario;
     let seed = s.seed.unwrap_or(sc.seed);
     let replay = replay_command(&loaded.shown, seed);
@@ -125,7 +173,7 @@ pub(super) fn run(
     let dir = s
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", sc.name)));
+        .unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", dir_name(&sc.name))));
     let view = RunView {
         scenario: sc,
         outcome: &finished.output.outcome,
@@ -133,12 +181,14 @@ pub(super) fn run(
         expectations: &finished.results,
         wall_time: Some(finished.wall),
     };
+    let report = report_json(&finished, sc, seed, &loaded.file, &replay);
     // Files first: whatever happens to the terminal, the run is on disk.
-    let written = write_outputs(&dir, &finished.output, &view);
+    let written = write_outputs(&dir, &finished.output, &report, &view);
     let failed = view.failed() > 0;
     match s.format {
         OutputFormat::Table => {
-            out.write_all(reports::run::render(&view, &timeline_options()).as_bytes())?;
+            let report = reports::run::render(&view, &timeline_options());
+            out.write_all(super::printable(&report).as_bytes())?;
             if written.is_ok() {
                 writeln!(out, "wrote {}: {}", dir.display(), OUTPUT_FILES.join(", "))?;
             }
@@ -147,7 +197,7 @@ pub(super) fn run(
             }
         }
         OutputFormat::Json => {
-            out.write_all(report_json(&finished.output).as_bytes())?;
+            out.write_all(report.as_bytes())?;
             if failed {
                 writeln!(err, "{}", reports::run::verdict(&view))?;
                 writeln!(err, "replay: {replay}")?;
@@ -156,4 +206,22 @@ pub(super) fn run(
     }
     written?;
     Ok(if failed { Exit::Failed } else { Exit::Success })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dir_name;
+
+    #[test]
+    fn scenario_names_cannot_leave_the_out_dir() {
+        assert_eq!(dir_name("smoke"), "smoke");
+        assert_eq!(dir_name("../.."), "_..");
+        assert_eq!(dir_name("/etc/cron.d"), "_etc_cron.d");
+        assert_eq!(dir_name(".."), "scenario");
+        assert_eq!(dir_name("a\x1bb"), "a_b");
+        for evil in ["../..", "/abs", "..\\..", "a/../../b"] {
+            let p = std::path::Path::new("out").join(dir_name(evil));
+            assert_eq!(p.components().count(), 2, "{evil}: {}", p.display());
+        }
+    }
 }

@@ -67,8 +67,12 @@ pub struct CheckSettings {
     pub junit: Option<PathBuf>,
     /// Only scenarios whose name contains this.
     pub filter: Option<String>,
+    /// This machine's share of the (filtered) catalogue.
+    pub partition: Option<Partition>,
+    /// Tables or the JSON document.
+    pub format: OutputFormat,
     /// Runs at once.
-    pub jobs: NonZeroUsize,
+    pub jobs: Jobs,
 }
 
 /// `simbench sweep`, resolved.
@@ -80,8 +84,31 @@ pub struct SweepSettings {
     pub seeds: SeedRange,
     /// This machine's share of the seeds.
     pub partition: Option<Partition>,
+    /// Tables or the JSON document.
+    pub format: OutputFormat,
     /// Runs at once.
-    pub jobs: NonZeroUsize,
+    pub jobs: Jobs,
+}
+
+/// `--jobs`, resolved: never more runs at once than the machine has cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Jobs {
+    /// Runs at once.
+    pub count: NonZeroUsize,
+    /// The `--jobs` value asked for when it was above the cores and capped.
+    pub capped_from: Option<usize>,
+}
+
+impl Jobs {
+    /// The note `check` and `sweep` print on stderr when `--jobs` was capped.
+    pub fn note(&self) -> Option<String> {
+        self.capped_from.map(|asked| {
+            format!(
+                "note: --jobs {asked} capped at {}, the number of CPUs this process may use (each run is one busy thread; more would only share the cores and multiply memory)",
+                self.count
+            )
+        })
+    }
 }
 
 impl Settings {
@@ -133,34 +160,54 @@ impl Settings {
             Command::Check(CheckArgs {
                 junit,
                 filter,
+                partition,
+                format,
                 jobs,
             }) => Settings::Check(CheckSettings {
                 junit,
                 filter,
-                jobs: jobs_or_default(jobs)?,
+                partition: partition.as_deref().map(Partition::parse).transpose()?,
+                format,
+                jobs: jobs_or_default(jobs, cores())?,
             }),
             Command::Sweep(SweepArgs {
                 scenario,
                 seeds,
                 partition,
+                format,
                 jobs,
             }) => Settings::Sweep(SweepSettings {
                 scenario: ScenarioRef::parse(&scenario),
                 seeds: SeedRange::parse(&seeds)?,
                 partition: partition.as_deref().map(Partition::parse).transpose()?,
-                jobs: jobs_or_default(jobs)?,
+                format,
+                jobs: jobs_or_default(jobs, cores())?,
             }),
         })
     }
 }
 
-/// `--jobs`, or the number of CPUs this process may use.
-fn jobs_or_default(jobs: Option<usize>) -> Result<NonZeroUsize, CliError> {
+/// The number of CPUs this process may use.
+fn cores() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+}
+
+/// `--jobs`, capped at `cores`; without it, `cores`.
+fn jobs_or_default(jobs: Option<usize>, cores: NonZeroUsize) -> Result<Jobs, CliError> {
     match jobs {
-        Some(j) => NonZeroUsize::new(j).ok_or_else(|| {
-            CliError::BadInput("--jobs must be at least 1 (the number of runs at once)".into())
+        Some(j) => {
+            let asked = NonZeroUsize::new(j).ok_or_else(|| {
+                CliError::BadInput("--jobs must be at least 1 (the number of runs at once)".into())
+            })?;
+            Ok(Jobs {
+                count: asked.min(cores),
+                capped_from: (asked > cores).then_some(j),
+            })
+        }
+        None => Ok(Jobs {
+            count: cores,
+            capped_from: None,
         }),
-        None => Ok(std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)),
     }
 }
 
@@ -295,9 +342,16 @@ impl Partition {
 
     /// Whether this share runs `seed`, the one at `position` (from 0) in the range.
     pub fn selects(&self, position: u64, seed: u64) -> bool {
+        self.selects_named(position, &seed.to_string())
+    }
+
+    /// Whether this share runs the item called `name` (a scenario's name,
+    /// a seed in decimal) at `position` (from 0) in the list: nextest's
+    /// count and hash partitioning, with the name as the test's name.
+    pub fn selects_named(&self, position: u64, name: &str) -> bool {
         let key = match self.strategy {
             PartitionStrategy::Count => position,
-            PartitionStrategy::Hash => fnv1a(seed.to_string().as_bytes()),
+            PartitionStrategy::Hash => fnv1a(name.as_bytes()),
         };
         key % self.total == self.index - 1
     }
@@ -389,6 +443,47 @@ mod tests {
         assert_eq!(fnv1a(b"1"), 0xaf63_ac4c_8601_9afc);
         let mine: Vec<u64> = (1..9).filter(|s| a.selects(0, *s)).collect();
         assert_eq!(mine, vec![1, 3, 5, 7]);
+    }
+
+    #[test]
+    fn jobs_are_capped_at_the_cores_with_a_note() {
+        let cores = NonZeroUsize::new(2).unwrap();
+        let j = jobs_or_default(Some(100_000), cores).unwrap();
+        assert_eq!(j.count, cores);
+        assert_eq!(j.capped_from, Some(100_000));
+        assert!(j.note().unwrap().contains("--jobs 100000 capped at 2"));
+        let j = jobs_or_default(Some(1), cores).unwrap();
+        assert_eq!((j.count.get(), j.note()), (1, None));
+        assert_eq!(jobs_or_default(None, cores).unwrap().count, cores);
+        assert!(jobs_or_default(Some(0), cores).is_err());
+    }
+
+    #[test]
+    fn partitions_of_names_cover_the_list_once() {
+        let names = ["a", "b", "smoke", "field-incident", "wake"];
+        for strategy in ["count", "hash"] {
+            let mut seen: Vec<&str> = Vec::new();
+            for k in 1..=3 {
+                let p = Partition::parse(&format!("{strategy}:{k}/3")).unwrap();
+                seen.extend(
+                    names
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, n)| p.selects_named(*i as u64, n))
+                        .map(|(_, n)| *n),
+                );
+            }
+            seen.sort_unstable();
+            let mut all = names.to_vec();
+            all.sort_unstable();
+            assert_eq!(seen, all, "{strategy}");
+        }
+        let p = Partition::parse("hash:1/2").unwrap();
+        assert_eq!(
+            p.selects_named(0, "smoke"),
+            fnv1a(b"smoke").is_multiple_of(2),
+            "hash partitions hash the name"
+        );
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! command that replays each.
 
 use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use reports::catalogue::SweepFailure;
+use reports::json::{Header, SweepDocument, SweepSeed};
 use reports::style::count;
 
-use super::pool::{run_all, Progress};
+use super::args::OutputFormat;
+use super::pool::{run_all, Progress, Status};
 use super::run::run_once;
 use super::settings::SweepSettings;
 use super::{replay_command, source, CliError, Exit};
@@ -20,9 +22,20 @@ pub(super) fn sweep(
 ) -> Result<Exit, CliError> {
     let started = Instant::now();
     let loaded = source::load(&s.scenario)?;
+    for note in &loaded.notes {
+        writeln!(err, "{note}")?;
+    }
     let sc = &loaded.scenario;
     // Refuse an unsupported scenario before running anything.
     crate::scenario::resolve(sc, Some(s.seeds.start))?;
+    let mut sink = std::io::sink();
+    let json = s.format == OutputFormat::Json;
+    // In JSON mode stdout gets the document alone.
+    let (human, out): (&mut dyn Write, &mut dyn Write) = if json {
+        (&mut sink, out)
+    } else {
+        (out, &mut sink)
+    };
     let seeds: Vec<u64> = (s.seeds.start..s.seeds.end)
         .filter(|seed| {
             s.partition
@@ -30,7 +43,7 @@ pub(super) fn sweep(
         })
         .collect();
     writeln!(
-        out,
+        human,
         "sweep {}: {} ({})",
         sc.name,
         s.seeds,
@@ -38,7 +51,7 @@ pub(super) fn sweep(
     )?;
     if let Some(p) = &s.partition {
         writeln!(
-            out,
+            human,
             "partition {p} keeps {} of them{}",
             count(seeds.len(), "seed", "seeds"),
             seed_list(&seeds)
@@ -46,27 +59,44 @@ pub(super) fn sweep(
     }
     if seeds.is_empty() {
         writeln!(
-            out,
+            human,
             "this partition holds no seed of the range; nothing to run"
         )?;
+        if json {
+            write_document(out, s, &loaded, &[], &[])?;
+        }
         return Ok(Exit::Success);
+    }
+    if let Some(note) = s.jobs.note() {
+        writeln!(err, "{note}")?;
     }
     let mut progress = Progress::new(format!("sweep {}", sc.name), seeds.len());
     let results = run_all(
         &seeds,
-        s.jobs,
-        |r: &Result<Option<String>, String>| progress.tick(!matches!(r, Ok(None))),
-        |seed| match run_once(sc, Some(*seed), RunOptions::default()) {
-            Ok(Ok(f)) => {
-                let failures = f.failures();
-                match failures.as_slice() {
-                    [] => None,
-                    [one] => Some(one.to_string()),
-                    [first, rest @ ..] => Some(format!("{first} (and {} more)", rest.len())),
+        s.jobs.count,
+        |i, r: &Result<(Option<String>, Duration), String>| {
+            let (status, wall) = match r {
+                Ok((None, wall)) => (Status::Pass, *wall),
+                Ok((Some(_), wall)) => (Status::Fail, *wall),
+                Err(_) => (Status::Error, Duration::ZERO),
+            };
+            progress.finished(status, &format!("{} seed {}", sc.name, seeds[i]), wall);
+        },
+        |seed| {
+            let started = Instant::now();
+            let failed = match run_once(sc, Some(*seed), RunOptions::default()) {
+                Ok(Ok(f)) => {
+                    let failures = f.failures();
+                    match failures.as_slice() {
+                        [] => None,
+                        [one] => Some(one.to_string()),
+                        [first, rest @ ..] => Some(format!("{first} (and {} more)", rest.len())),
+                    }
                 }
-            }
-            Ok(Err(e)) => Some(format!("the run did not finish: {e}")),
-            Err(u) => Some(u.to_string()),
+                Ok(Err(e)) => Some(format!("the run did not finish: {e}")),
+                Err(u) => Some(u.to_string()),
+            };
+            (failed, started.elapsed())
         },
     );
     progress.finish();
@@ -75,8 +105,8 @@ pub(super) fn sweep(
         .zip(results)
         .filter_map(|(seed, r)| {
             let reason = match r {
-                Ok(None) => return None,
-                Ok(Some(reason)) => reason,
+                Ok((None, _)) => return None,
+                Ok((Some(reason), _)) => reason,
                 Err(panic) => panic,
             };
             Some(SweepFailure {
@@ -88,29 +118,65 @@ pub(super) fn sweep(
         .collect();
     if failures.is_empty() {
         match seeds.as_slice() {
-            [one] => writeln!(out, "seed {one} passes")?,
-            _ => writeln!(out, "all {} seeds pass", seeds.len())?,
+            [one] => writeln!(human, "seed {one} passes")?,
+            _ => writeln!(human, "all {} seeds pass", seeds.len())?,
         }
     } else {
-        writeln!(out, "{}", reports::catalogue::sweep_failures(&failures))?;
+        writeln!(human, "{}", reports::catalogue::sweep_failures(&failures))?;
         writeln!(
-            out,
+            human,
             "{} of {} failed; replay any of them with the command in its row",
             count(failures.len(), "seed", "seeds"),
             seeds.len()
         )?;
     }
     writeln!(
-        out,
+        human,
         "wall time: {}",
         reports::style::wall_time(started.elapsed())
     )?;
-    let _ = err;
+    if json {
+        write_document(out, s, &loaded, &seeds, &failures)?;
+    }
     Ok(if failures.is_empty() {
         Exit::Success
     } else {
         Exit::Failed
     })
+}
+
+/// `sweep --format json`: every seed this machine ran, in order.
+fn write_document(
+    out: &mut dyn Write,
+    s: &SweepSettings,
+    loaded: &source::Loaded,
+    seeds: &[u64],
+    failures: &[SweepFailure],
+) -> Result<(), CliError> {
+    let results: Vec<SweepSeed> = seeds
+        .iter()
+        .map(|seed| {
+            let failed = failures.iter().find(|f| f.seed == *seed);
+            SweepSeed {
+                seed: *seed,
+                passed: failed.is_none(),
+                reason: failed.map(|f| f.reason.clone()),
+                replay: failed.map(|f| f.replay.clone()),
+            }
+        })
+        .collect();
+    let doc = SweepDocument {
+        header: Header::new("sweep", failures.is_empty()),
+        scenario: loaded.scenario.name.clone(),
+        scenario_file: loaded.file.clone(),
+        seeds: [s.seeds.start, s.seeds.end],
+        partition: s.partition.map(|p| p.to_string()),
+        passed_count: seeds.len() - failures.len(),
+        failed_count: failures.len(),
+        results,
+    };
+    out.write_all(reports::json::pretty(&doc).as_bytes())?;
+    Ok(())
 }
 
 /// `: 1, 3, 5` for a few seeds, nothing for many.

@@ -8,8 +8,9 @@ pub fn shipped() -> Vec<(String, Scenario)> {
         .unwrap_or_else(|e| panic!("{e}"))
         .into_iter()
         .map(|f| {
-            let sc = format::load(&f.path).unwrap_or_else(|e| panic!("{e}"));
-            (f.name, sc)
+            let r = sim::cli::source::ScenarioRef::Name(f.name.clone());
+            let loaded = sim::cli::source::load(&r).unwrap_or_else(|e| panic!("{e}"));
+            (f.name, loaded.scenario)
         })
         .collect()
 }
