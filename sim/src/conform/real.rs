@@ -343,6 +343,8 @@ impl Bench {
                 &data.display().to_string(),
                 "--hostname",
                 "localhost",
+                "--token",
+                "enroll-token",
                 "--behavior",
                 behavior,
                 "--frame-log",
