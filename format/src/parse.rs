@@ -627,6 +627,7 @@ impl Parser<'_> {
             let agent = self.agent(node, i + 1, &mut fleet)?;
             agents.push(agent);
         }
+        self.check_runnable(&top, fleet.names.len(), duration)?;
         let mut faults = Vec::new();
         for (i, node) in self.array_of_tables(&top, "fault")?.iter().enumerate() {
             faults.push(self.fault(node, i + 1, &fleet, duration)?);
@@ -750,6 +751,33 @@ impl Parser<'_> {
                 "a preset name (\"legacy\" or \"fixed\") or a table of switches",
             )),
         }
+    }
+
+    /// Refuses a fleet or a fleet x duration the simulator cannot finish
+    /// ([`MAX_RUN_AGENTS`], [`MAX_AGENT_HOURS`]), naming the limit.
+    fn check_runnable(&self, top: &Table<'_>, agents: usize, duration: Duration) -> R<()> {
+        let span = top.get("duration").and_then(|n| n.span.clone());
+        if agents > MAX_RUN_AGENTS {
+            return Err(self.err(
+                &span,
+                ErrorKind::BadValue,
+                format!(
+                    "the scenario declares {agents} agents; a run simulates at most {MAX_RUN_AGENTS} (larger fleets overflow the simulated network); use fewer or smaller `count`s"
+                ),
+            ));
+        }
+        let agent_hours = agents as f64 * duration.as_secs_f64() / 3600.0;
+        if agent_hours > MAX_AGENT_HOURS as f64 {
+            return Err(self.err(
+                &span,
+                ErrorKind::BadValue,
+                format!(
+                    "{agents} agents for {} is {agent_hours:.0} agent-hours; a run simulates at most {MAX_AGENT_HOURS} agent-hours (agents x duration); shorten `duration` or use fewer agents",
+                    format_duration(duration)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn agent(&self, node: &Node, number: usize, fleet: &mut Fleet) -> R<Agent> {
