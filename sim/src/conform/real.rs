@@ -345,6 +345,9 @@ impl Bench {
                 "localhost",
                 "--token",
                 "enroll-token",
+                // The simulated side has no enrollment rate limit: compare like with like.
+                "--enroll-rate",
+                "0",
                 "--behavior",
                 behavior,
                 "--frame-log",
