@@ -48,7 +48,7 @@ fn tls_event(env: &Env, conn: &str, kind: &str, error: Option<String>) {
         kind: Some(kind.into()),
         error,
         ..FrameRecord::new(
-            env.now_us(),
+            env.log_us(),
             &env.point,
             conn,
             "server",
@@ -107,7 +107,7 @@ async fn connect(env: &Env, creds: &Credentials, conn: &str) -> Result<Ws, Chann
             |e: tungstenite::http::header::InvalidHeaderValue| ChannelError::Connect(e.to_string()),
         )?,
     );
-    let (ws, _) = tokio_tungstenite::client_async(req, tls)
+    let (ws, _) = tokio_tungstenite::client_async_with_config(req, tls, Some(proto::ws::config()))
         .await
         .map_err(|e| ChannelError::Connect(format!("WebSocket upgrade: {e}")))?;
     Ok(ws)

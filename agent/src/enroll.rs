@@ -131,13 +131,24 @@ pub async fn enroll_once(
         version: cfg.version.clone(),
     })
     .expect("requests serialize");
-    let req = hyper::Request::post(ENROLL_PATH)
+    let mut req = hyper::Request::post(ENROLL_PATH)
         .header(hyper::header::HOST, cfg.server_host.as_str())
         .header(
             hyper::header::AUTHORIZATION,
             format!("Bearer {}", cfg.token),
         )
-        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    // A re-install proves it is the agent already enrolled under this name
+    // (whose service may still be connected) with that enrollment's token:
+    // the server refuses a live name to anyone else.
+    let previous = crate::install::load(env.disk.as_ref())
+        .ok()
+        .flatten()
+        .and_then(|c| c.file.agent_token);
+    if let Some(t) = previous {
+        req = req.header(proto::msg::AGENT_TOKEN_HEADER, t);
+    }
+    let req = req
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| EnrollError::Config(e.to_string()))?;
     let resp = sender.send_request(req).await?;

@@ -55,7 +55,7 @@ fn quic_event(
     FrameRecord {
         kind: Some(kind.into()),
         ..FrameRecord::new(
-            env.now_us(),
+            env.log_us(),
             &env.point,
             conn,
             peer,

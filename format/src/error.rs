@@ -77,6 +77,25 @@ pub enum ErrorKind {
     UnknownPath,
 }
 
+/// The longest message an error carries: one that echoes a huge key or
+/// value keeps its start and its end (where the hint is) and says how much
+/// was cut.
+pub const MAX_MESSAGE_CHARS: usize = 1_000;
+
+fn cut_message(message: String) -> String {
+    let chars = message.chars().count();
+    if chars <= MAX_MESSAGE_CHARS {
+        return message;
+    }
+    let keep = MAX_MESSAGE_CHARS / 2 - 20;
+    let head: String = message.chars().take(keep).collect();
+    let tail: String = message.chars().skip(chars - keep).collect();
+    format!(
+        "{head} [... {} characters cut ...] {tail}",
+        chars - 2 * keep
+    )
+}
+
 impl ScenarioError {
     /// Builds a located error; `span` is a byte range in `text`, or `None` to
     /// point at the start of the file.
@@ -93,7 +112,7 @@ impl ScenarioError {
             line,
             column,
             kind,
-            message,
+            message: cut_message(message),
         }
     }
 

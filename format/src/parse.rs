@@ -118,6 +118,9 @@ struct Fleet {
     /// The site of each entry of `names`.
     name_sites: Vec<String>,
     sites: Vec<String>,
+    /// The entries of `sites`, for lookups in constant time (a fleet of
+    /// 100,000 one-agent sites parses in linear time).
+    site_set: std::collections::HashSet<String>,
 }
 
 /// Where an agent reference appears, which decides what else it may be.
@@ -439,7 +442,7 @@ impl Parser<'_> {
         if form == RefForm::AgentOrServer {
             candidates.insert(0, "server");
         }
-        let is_site = fleet.sites.iter().any(|s| s == name);
+        let is_site = fleet.site_set.contains(name);
         let joint = match form {
             RefForm::Endpoint if is_site => format!("; did you mean \"site:{name}\"? "),
             _ => hint(name, candidates.iter().copied()),
@@ -488,7 +491,7 @@ impl Parser<'_> {
             return Ok(Endpoint::Server);
         }
         if let Some(site) = s.strip_prefix("site:") {
-            if fleet.sites.iter().any(|x| x == site) {
+            if fleet.site_set.contains(site) {
                 return Ok(Endpoint::Site(site.to_owned()));
             }
             return Err(self.err(
@@ -637,6 +640,7 @@ impl Parser<'_> {
             let agent = self.agent(node, i + 1, &mut fleet)?;
             agents.push(agent);
         }
+        self.check_runnable(&top, fleet.names.len(), duration)?;
         let mut faults = Vec::new();
         for (i, node) in self.array_of_tables(&top, "fault")?.iter().enumerate() {
             faults.push(self.fault(node, i + 1, &fleet, duration)?);
@@ -762,6 +766,33 @@ impl Parser<'_> {
         }
     }
 
+    /// Refuses a fleet or a fleet x duration the simulator cannot finish
+    /// ([`MAX_RUN_AGENTS`], [`MAX_AGENT_HOURS`]), naming the limit.
+    fn check_runnable(&self, top: &Table<'_>, agents: usize, duration: Duration) -> R<()> {
+        let span = top.get("duration").and_then(|n| n.span.clone());
+        if agents > MAX_RUN_AGENTS {
+            return Err(self.err(
+                &span,
+                ErrorKind::BadValue,
+                format!(
+                    "the scenario declares {agents} agents; a run simulates at most {MAX_RUN_AGENTS} (larger fleets overflow the simulated network); use fewer or smaller `count`s"
+                ),
+            ));
+        }
+        let agent_hours = agents as f64 * duration.as_secs_f64() / 3600.0;
+        if agent_hours > MAX_AGENT_HOURS as f64 {
+            return Err(self.err(
+                &span,
+                ErrorKind::BadValue,
+                format!(
+                    "{agents} agents for {} is {agent_hours:.0} agent-hours; a run simulates at most {MAX_AGENT_HOURS} agent-hours (agents x duration); shorten `duration` or use fewer agents",
+                    format_duration(duration)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn agent(&self, node: &Node, number: usize, fleet: &mut Fleet) -> R<Agent> {
         let name = format!("[[agent]] #{number}");
         let t = self.table(node, "`agent`", name, AGENT_KEYS.to_vec())?;
@@ -826,7 +857,7 @@ impl Parser<'_> {
         if let Some(c) = agent.count {
             fleet.groups.push((agent.name.clone(), c));
         }
-        if !fleet.sites.contains(&agent.site) {
+        if fleet.site_set.insert(agent.site.clone()) {
             fleet.sites.push(agent.site.clone());
         }
         Ok(agent)
@@ -1224,7 +1255,7 @@ impl Parser<'_> {
                     Some(n) => {
                         let label = t.label("site");
                         let name = self.string(n, &label)?;
-                        if !fleet.sites.iter().any(|s| s == name) {
+                        if !fleet.site_set.contains(name) {
                             return Err(self.err(
                                 &n.span,
                                 ErrorKind::UnknownSite,

@@ -25,6 +25,14 @@ pub const DEFAULT_ERROR_STATUS: u16 = 503;
 /// The most agents one `[[agent]]` table may make with `count`.
 pub const MAX_AGENT_COUNT: u32 = 10_000;
 
+/// The most agents a run simulates: larger fleets overflow the simulated
+/// network's socket buffers (issue 17), so the format refuses them.
+pub const MAX_RUN_AGENTS: usize = 4_000;
+
+/// The most agent-hours (agents x duration) a run simulates: the largest
+/// shipped scenario uses 240 (`fleet-day-healthy`, 40 agents for 6 h).
+pub const MAX_AGENT_HOURS: u64 = 2_000;
+
 /// A whole scenario file (format v1).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scenario {

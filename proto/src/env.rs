@@ -54,10 +54,25 @@ pub trait Network: Send + Sync + Debug + 'static {
 
 /// Time as the component sees it.
 pub trait Clock: Send + Sync + Debug + 'static {
-    /// Microseconds since the start of the run (simulated) or of the process (real).
+    /// Microseconds since the start of the process: monotonic, for timers
+    /// and durations; it starts again at a restart, so never store it.
     fn now_us(&self) -> u64;
-    /// Calendar time: certificate validity is judged against this.
+    /// Calendar time: certificate validity is judged against this, and the
+    /// times a store keeps across restarts ([`Clock::unix_us`]).
     fn system_time(&self) -> SystemTime;
+    /// Calendar time in microseconds since the Unix epoch (0 before it):
+    /// what a store keeps, since it survives the process.
+    fn unix_us(&self) -> u64 {
+        self.system_time()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+    /// The time the frame and event logs are stamped with: the process's
+    /// clock on a real host; the simulator's run clock, which a restart of
+    /// the host does not reset, so one run's log stays in order.
+    fn log_us(&self) -> u64 {
+        self.now_us()
+    }
 }
 
 /// A random-access file on a [`Disk`].
@@ -139,15 +154,25 @@ impl Env {
         seed
     }
 
-    /// Microseconds since the start of the run.
+    /// Microseconds since the start of the process (monotonic; never stored).
     pub fn now_us(&self) -> u64 {
         self.clock.now_us()
+    }
+
+    /// Calendar time, microseconds since the Unix epoch: for stored times.
+    pub fn unix_us(&self) -> u64 {
+        self.clock.unix_us()
+    }
+
+    /// The logs' timeline (see [`Clock::log_us`]).
+    pub fn log_us(&self) -> u64 {
+        self.clock.log_us()
     }
 
     /// Records a lifecycle event stamped with the current time and this point's host name.
     pub fn event(&self, event: &str, fields: serde_json::Map<String, serde_json::Value>) {
         self.observer.event(EventRecord {
-            t_us: self.now_us(),
+            t_us: self.log_us(),
             host: self.point.clone(),
             event: event.to_string(),
             fields,

@@ -81,11 +81,17 @@ impl Disk for FsDisk {
         if create {
             Self::create_parent(&real)?;
         }
-        let file = fs::OpenOptions::new()
+        let mut options = fs::OpenOptions::new();
+        options
             .read(true)
             .write(true)
             .create(create)
-            .truncate(false)
+            .truncate(false);
+        // A component's disk holds its secrets (the server's store with the
+        // CA key, an agent's client key and token): owner-only.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
             .open(&real)
             .map_err(|e| annotate(e, "open", &real))?;
         Ok(Box::new(FsFile {
@@ -343,6 +349,20 @@ mod tests {
         assert_eq!(disk.list().unwrap(), Vec::<String>::new());
         let err = disk.remove("certs/moved").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn files_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = TempDir::new("modes");
+        let disk = FsDisk::new(&tmp.0).unwrap();
+        crate::files::write_atomic(&disk, "agent.json", b"{}").unwrap();
+        disk.open("server.redb", true).unwrap();
+        for f in ["agent.json", "server.redb"] {
+            let mode = fs::metadata(tmp.0.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}: {mode:o}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod env;
 pub mod files;
 pub mod frame;
 pub mod fsdisk;
+pub mod line;
 pub mod msg;
 pub mod pki;
 pub mod quic;

@@ -12,9 +12,20 @@ use std::time::{Instant, SystemTime};
 use crate::env::{BoxFuture, BoxStream, Clock, Listener, Network, Observer};
 use crate::frame::{EventRecord, FrameRecord};
 
-/// Real tokio sockets.
-#[derive(Debug, Default)]
-pub struct TokioNetwork;
+/// Real tokio sockets; listeners bind `bind` (loopback by default).
+#[derive(Debug)]
+pub struct TokioNetwork {
+    /// The address listeners and UDP sockets bind.
+    pub bind: IpAddr,
+}
+
+impl Default for TokioNetwork {
+    fn default() -> Self {
+        TokioNetwork {
+            bind: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+}
 
 struct TokioListener(tokio::net::TcpListener);
 
@@ -43,8 +54,9 @@ impl Network for TokioNetwork {
     }
 
     fn listen_tcp(&self, port: u16) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        let bind = self.bind;
         Box::pin(async move {
-            let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            let l = tokio::net::TcpListener::bind((bind, port)).await?;
             Ok(Box::new(TokioListener(l)) as Box<dyn Listener>)
         })
     }
@@ -53,8 +65,9 @@ impl Network for TokioNetwork {
         &self,
         port: u16,
     ) -> BoxFuture<'static, io::Result<Arc<dyn quinn::AsyncUdpSocket>>> {
+        let bind = self.bind;
         Box::pin(async move {
-            let s = std::net::UdpSocket::bind(("127.0.0.1", port))?;
+            let s = std::net::UdpSocket::bind((bind, port))?;
             quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, s)
         })
     }
@@ -175,8 +188,18 @@ pub fn env(
     data_dir: &std::path::Path,
     observer: Arc<dyn Observer>,
 ) -> io::Result<crate::env::Env> {
+    env_on(point, data_dir, observer, TokioNetwork::default().bind)
+}
+
+/// [`env`] whose listeners bind `bind` (`0.0.0.0` for every interface).
+pub fn env_on(
+    point: &str,
+    data_dir: &std::path::Path,
+    observer: Arc<dyn Observer>,
+    bind: IpAddr,
+) -> io::Result<crate::env::Env> {
     Ok(crate::env::Env {
-        net: Arc::new(TokioNetwork),
+        net: Arc::new(TokioNetwork { bind }),
         clock: Arc::new(SystemClock::new()),
         crypto: Arc::new(rustls::crypto::ring::default_provider()),
         disk: Arc::new(crate::fsdisk::FsDisk::new(data_dir)?),

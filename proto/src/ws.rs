@@ -52,7 +52,7 @@ impl FrameInfo {
             msg: self.msg.clone(),
             command_id: self.command_id.clone(),
             ping_seq: self.ping_seq,
-            ..FrameRecord::new(env.now_us(), &env.point, conn, peer, dir, stage, self.frame)
+            ..FrameRecord::new(env.log_us(), &env.point, conn, peer, dir, stage, self.frame)
         }
     }
 }
@@ -79,4 +79,18 @@ pub fn handshake_key(env: &Env) -> String {
     let mut k = [0u8; 16];
     env.fill_random(&mut k);
     data_encoding::BASE64.encode(&k)
+}
+
+/// Largest WebSocket message a peer may send (a command's output included).
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+/// Largest single WebSocket frame a peer may send.
+pub const MAX_FRAME_BYTES: usize = 256 << 10;
+
+/// The WebSocket limits both ends apply to what the peer sends: a larger
+/// message or frame closes the connection (tungstenite's defaults accept
+/// 64 MiB messages of 16 MiB frames).
+pub fn config() -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
 }

@@ -69,12 +69,17 @@ where
     F: Fn(Arc<Shared>, BoxStream) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let mut backoff = crate::AcceptBackoff::default();
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                backoff.reset();
                 tokio::spawn(serve(shared.clone(), stream));
             }
-            Err(e) => tracing::warn!(error = %e, "command channel accept failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "command channel accept failed");
+                backoff.wait().await;
+            }
         }
     }
 }
@@ -84,7 +89,7 @@ fn tls_event(shared: &Shared, conn: &str, peer: &str, kind: &str, error: Option<
         kind: Some(kind.into()),
         error,
         ..FrameRecord::new(
-            shared.env.now_us(),
+            shared.env.log_us(),
             &shared.env.point,
             conn,
             peer,
@@ -98,10 +103,14 @@ fn tls_event(shared: &Shared, conn: &str, peer: &str, kind: &str, error: Option<
 // A connection straight from an agent: TLS with its client certificate.
 async fn serve_tls(shared: Arc<Shared>, stream: BoxStream, acceptor: TlsAcceptor) {
     let conn = shared.env.observer.next_conn_id();
-    let tls = match acceptor.accept(stream).await {
-        Ok(t) => t,
-        Err(e) => {
+    let tls = match proto::time::timeout(crate::HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
             tls_event(&shared, &conn, "?", "handshake_failed", Some(e.to_string()));
+            return;
+        }
+        Err(_) => {
+            tls_event(&shared, &conn, "?", "handshake_timed_out", None);
             return;
         }
     };
@@ -116,9 +125,16 @@ async fn serve_tls(shared: Arc<Shared>, stream: BoxStream, acceptor: TlsAcceptor
         return;
     };
     tls_event(&shared, &conn, &agent.name, "handshake_ok", None);
-    match tokio_tungstenite::accept_async(tls).await {
-        Ok(ws) => session(shared, conn, agent, ws).await,
-        Err(e) => upgrade_failed(&shared, &conn, &agent.name, &e),
+    let upgrade = tokio_tungstenite::accept_async_with_config(tls, Some(proto::ws::config()));
+    match proto::time::timeout(crate::HANDSHAKE_TIMEOUT, upgrade).await {
+        Ok(Ok(ws)) => session(shared, conn, agent, ws).await,
+        Ok(Err(e)) => upgrade_failed(&shared, &conn, &agent.name, &e),
+        Err(_) => upgrade_failed(
+            &shared,
+            &conn,
+            &agent.name,
+            &tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into()),
+        ),
     }
 }
 
@@ -150,7 +166,12 @@ async fn serve_proxied(shared: Arc<Shared>, stream: BoxStream) {
             }
         }
     };
-    let upgraded = tokio_tungstenite::accept_hdr_async(stream, check).await;
+    let upgrade =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(proto::ws::config()));
+    let upgraded = match proto::time::timeout(crate::HANDSHAKE_TIMEOUT, upgrade).await {
+        Ok(u) => u,
+        Err(_) => Err(tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into())),
+    };
     match (upgraded, agent) {
         (Ok(ws), Some(agent)) => {
             shared.env.event(
@@ -189,7 +210,8 @@ async fn session<S>(
     // The first frame must be Auth naming the certificate's agent.
     // `Ok((site, agent token, version))` once authenticated, else why not
     // (`None`: the connection ended before any frame).
-    let authed = match stream.next().await {
+    let first = proto::time::timeout(crate::FIRST_MESSAGE_TIMEOUT, stream.next()).await;
+    let authed = match first.unwrap_or(None) {
         Some(Ok(m)) => {
             proto::ws::log(&shared.env, &conn, &peer, Dir::Rx, Stage::Read, &m);
             match m {
@@ -377,8 +399,17 @@ async fn session<S>(
     };
     let unregistered = match generation {
         Some(g) if !stale => {
-            lock(&shared.sessions).handle_close(&agent.agent_id, g)
-                == crate::registry::Unregistered::Own
+            let outcome = lock(&shared.sessions).handle_close(&agent.agent_id, g);
+            if let crate::registry::Unregistered::Restored { conn: earlier } = &outcome {
+                shared.env.event(
+                    "registry.restored",
+                    fields! {"agent" => peer, "conn" => earlier, "closed_conn" => conn},
+                );
+            }
+            matches!(
+                outcome,
+                crate::registry::Unregistered::Own | crate::registry::Unregistered::Restored { .. }
+            )
         }
         _ => false,
     };

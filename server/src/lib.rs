@@ -78,8 +78,13 @@ impl ServerSwitches {
 pub struct ServerConfig {
     /// Name agents connect to; the TLS certificate's DNS name.
     pub hostname: String,
-    /// Enrollment bearer tokens accepted.
-    pub enroll_tokens: Vec<String>,
+    /// Enrollment bearer tokens accepted; none by default, and the server
+    /// refuses to start without one.
+    pub enroll_tokens: Vec<EnrollToken>,
+    /// Enrollment requests allowed per source address (`None`: no limit,
+    /// the library's default, so the simulator's enrollment storms keep
+    /// their meaning; `fleet-server` turns it on).
+    pub enroll_rate_limit: Option<RateLimit>,
     /// Behaviour switches.
     pub switches: ServerSwitches,
     /// Heartbeat interval pushed to agents in `ConfigUpdate`.
@@ -131,6 +136,99 @@ pub struct ServerConfig {
     pub ws_port: u16,
     /// A reverse proxy (the field's nginx) in front of the command channel.
     pub channel_proxy: Option<ChannelProxy>,
+}
+
+/// An enrollment token: a bearer secret, with an optional use limit and
+/// expiry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnrollToken {
+    /// The bearer secret agents send.
+    pub secret: String,
+    /// Enrollments it may make in all (counted in the store, so across
+    /// restarts); `None`: unlimited.
+    pub max_uses: Option<u64>,
+    /// When it stops being accepted (microseconds since the Unix epoch, on
+    /// the server's calendar); `None`: never.
+    pub expires_unix_us: Option<u64>,
+}
+
+impl EnrollToken {
+    /// A token with no use limit and no expiry.
+    pub fn new(secret: impl Into<String>) -> Self {
+        EnrollToken {
+            secret: secret.into(),
+            max_uses: None,
+            expires_unix_us: None,
+        }
+    }
+
+    /// The key its use count is stored under (the SHA-256 of the secret).
+    pub fn digest(&self) -> String {
+        token_digest(&self.secret)
+    }
+}
+
+impl std::fmt::Debug for EnrollToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollToken")
+            .field("secret", &"<redacted>")
+            .field("max_uses", &self.max_uses)
+            .field("expires_unix_us", &self.expires_unix_us)
+            .finish()
+    }
+}
+
+impl From<&str> for EnrollToken {
+    fn from(s: &str) -> Self {
+        EnrollToken::new(s)
+    }
+}
+
+impl From<String> for EnrollToken {
+    fn from(s: String) -> Self {
+        EnrollToken::new(s)
+    }
+}
+
+/// Parses a token file: one token a line, `SECRET [uses=N]
+/// [expires=UNIX_SECONDS]`; blank lines and `#` comments are skipped.
+pub fn parse_token_file(text: &str) -> Result<Vec<EnrollToken>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let mut words = line.split_whitespace();
+        let Some(secret) = words.next() else { continue };
+        let mut t = EnrollToken::new(secret);
+        for w in words {
+            let bad = || {
+                format!(
+                    "line {}: {} is not uses=N or expires=UNIX_SECONDS",
+                    i + 1,
+                    enroll::quote_cut(w, 40)
+                )
+            };
+            match w.split_once('=') {
+                Some(("uses", n)) => t.max_uses = Some(n.parse().map_err(|_| bad())?),
+                Some(("expires", s)) => {
+                    let s: u64 = s.parse().map_err(|_| bad())?;
+                    t.expires_unix_us = Some(s.saturating_mul(1_000_000));
+                }
+                _ => return Err(bad()),
+            }
+        }
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// A token-bucket rate limit: `burst` requests at once, refilled at
+/// `per_minute`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests a minute, sustained.
+    pub per_minute: u32,
+    /// Requests allowed at once.
+    pub burst: u32,
 }
 
 /// A window of time in which a service answers an HTTP error.
@@ -195,7 +293,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             hostname: "server".into(),
-            enroll_tokens: vec!["enroll-token".into()],
+            enroll_tokens: Vec::new(),
+            enroll_rate_limit: None,
             switches: ServerSwitches::FIXED,
             heartbeat_interval_ms: 30_000,
             inbound_timeout_ms: 90_000,
@@ -218,6 +317,38 @@ impl Default for ServerConfig {
     }
 }
 
+/// How long a TLS handshake (and a WebSocket upgrade) may take before the
+/// connection is dropped: a peer that opens and stalls holds nothing longer.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long the command channel waits for a session's first frame (Auth).
+pub const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long an enrollment connection may take to send its first request's
+/// headers, and stay idle between requests after that.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long an enrollment connection may stay idle between requests.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Exponential pause after failed accepts (10 ms doubling to 1 s), so an
+/// accept loop out of file descriptors waits instead of spinning.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptBackoff {
+    failures: u32,
+}
+
+impl AcceptBackoff {
+    pub(crate) fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    pub(crate) async fn wait(&mut self) {
+        let ms = (10u64 << self.failures.min(7)).min(1000);
+        self.failures = self.failures.saturating_add(1);
+        proto::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -230,6 +361,9 @@ pub enum ServerError {
     /// A TLS configuration was rejected.
     #[error(transparent)]
     Tls(#[from] proto::tls::TlsConfigError),
+    /// No enrollment token was configured.
+    #[error("no enrollment token is configured: start the server with --token SECRET (repeatable) or --token-file FILE, and give agents that token to install with")]
+    NoEnrollToken,
     /// A socket could not be bound.
     #[error("cannot listen on {what} port {port}: {source}; is another server running?")]
     Bind {
@@ -295,6 +429,11 @@ pub struct Shared {
     volatile_upgrades: Mutex<std::collections::BTreeMap<String, upgrade::UpgradeRecord>>,
     // The site each agent named at its last command-channel Auth, by agent id.
     sites: Mutex<std::collections::BTreeMap<String, String>>,
+    // Enrollment requests per source address (`enroll_rate_limit`).
+    enroll_limiter: Mutex<enroll::Limiter>,
+    // Agent ids by the name they enrolled with (rebuilt from the store at
+    // start), for the uniqueness check of enrollment.
+    names: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 /// The ports the server actually listens on.
@@ -606,10 +745,16 @@ impl ServerHandle {
         lock(&self.shared.sites).clone()
     }
 
-    /// The server's clock (microseconds), the one `last_seen_us` and the
-    /// other `_us` fields of its records are on.
+    /// The server's calendar clock (microseconds since the Unix epoch), the
+    /// one `last_seen_us` and the other `_us` fields of its records are on:
+    /// they survive a restart, which the process's monotonic clock does not.
     pub fn now_us(&self) -> u64 {
-        self.shared.env.now_us()
+        self.shared.env.unix_us()
+    }
+
+    /// The clock the server's frame and event logs are stamped with.
+    pub fn log_us(&self) -> u64 {
+        self.shared.env.log_us()
     }
 
     /// Every agent's upgrade marker and status, by agent id.
@@ -674,6 +819,9 @@ impl ServerHandle {
 
 /// Starts the server's listeners and workers on the current tokio runtime.
 pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
+    if cfg.enroll_tokens.iter().all(|t| t.secret.is_empty()) {
+        return Err(ServerError::NoEnrollToken);
+    }
     let store = Store::open(env.disk.as_ref(), &cfg.store_path)?;
     let ca = match store.ca()? {
         Some(rec) => Ca::load(&rec.cert_pem, &rec.key_pem)?,
@@ -688,6 +836,10 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         }
     };
     let gen_check = cfg.switches.registry_generation_check;
+    let mut agent_names: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for a in store.agents()? {
+        agent_names.entry(a.name).or_default().push(a.agent_id);
+    }
     let pending = store
         .commands()?
         .into_iter()
@@ -722,6 +874,8 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         live: Mutex::new(upgrade::LiveSessions::default()),
         volatile_upgrades: Mutex::default(),
         sites: Mutex::default(),
+        enroll_limiter: Mutex::default(),
+        names: Mutex::new(agent_names),
     });
     shared.resume_upgrades();
     enroll::spawn(shared.clone(), &shared.identity).await?;
@@ -788,6 +942,17 @@ async fn reconcile_worker(shared: Arc<Shared>) {
 }
 
 impl Shared {
+    /// A stored (calendar) time on the logs' timeline, for events: the
+    /// logs' now plus how far `unix_us` is from the calendar's now.
+    pub(crate) fn log_at(&self, unix_us: u64) -> u64 {
+        let (log, unix) = (self.env.log_us(), self.env.unix_us());
+        if unix_us >= unix {
+            log.saturating_add(unix_us - unix)
+        } else {
+            log.saturating_sub(unix - unix_us)
+        }
+    }
+
     fn wake_state(&self, agent_id: &str, agent_name: &str) -> WakeState {
         match self.store.wake(agent_id) {
             Ok(Some(w)) => w,
@@ -821,7 +986,7 @@ impl Shared {
     fn enqueued(&self, t: &ReconcileTask, reason: &str) {
         self.env.event(
             "lifecycle.queue.enqueued",
-            fields! {"agent" => t.agent_name, "attempt" => t.attempt, "due_us" => t.due_us, "reason" => reason},
+            fields! {"agent" => t.agent_name, "attempt" => t.attempt, "due_us" => self.log_at(t.due_us), "reason" => reason},
         );
     }
 
@@ -829,14 +994,14 @@ impl Shared {
     /// wake it and queue the reconcile task for its check-in deadline.
     pub(crate) fn wake(&self, agent_id: &str, agent_name: &str, reason: &str) {
         let mut w = self.wake_state(agent_id, agent_name);
-        let task = self.cfg.wake.handle_wake(&mut w, self.env.now_us());
+        let task = self.cfg.wake.handle_wake(&mut w, self.env.unix_us());
         if !self.put_wake(&w, TaskUpdate::Put(&task)) {
             return;
         }
         let delivered = self.send_wake(agent_id, agent_name);
         self.env.event(
             "lifecycle.queue.enqueued",
-            fields! {"agent" => agent_name, "attempt" => task.attempt, "due_us" => task.due_us, "reason" => reason, "wake_delivered" => delivered},
+            fields! {"agent" => agent_name, "attempt" => task.attempt, "due_us" => self.log_at(task.due_us), "reason" => reason, "wake_delivered" => delivered},
         );
     }
 
@@ -845,7 +1010,7 @@ impl Shared {
         let Ok(Some(mut w)) = self.store.wake(agent_id) else {
             return;
         };
-        if self.cfg.wake.handle_checkin(&mut w, self.env.now_us()) {
+        if self.cfg.wake.handle_checkin(&mut w, self.env.unix_us()) {
             self.put_wake(&w, TaskUpdate::Keep);
         }
     }
@@ -873,7 +1038,7 @@ impl Shared {
 
     /// Runs every queued reconcile task that is due.
     fn run_due_tasks(&self) {
-        let now = self.env.now_us();
+        let now = self.env.unix_us();
         let tasks = match self.store.reconcile_tasks() {
             Ok(t) => t,
             Err(e) => {
@@ -924,7 +1089,7 @@ impl Shared {
             ),
             Reconcile::Deferred { due_us } => self.env.event(
                 "lifecycle.reconcile.deferred",
-                fields! {"agent" => agent, "attempt" => task.attempt, "due_us" => due_us},
+                fields! {"agent" => agent, "attempt" => task.attempt, "due_us" => self.log_at(due_us)},
             ),
             Reconcile::Retriggered { attempt, .. } => {
                 let delivered = self.send_wake(&task.agent_id, agent);
@@ -953,6 +1118,28 @@ impl Shared {
             "queue.worker.success",
             fields! {"task" => "lifecycle.reconcile", "agent" => agent, "attempt" => task.attempt},
         );
+    }
+
+    /// The unrevoked agent named `name` that has a live command-channel
+    /// session (the connection commands go on), if one has.
+    pub(crate) fn live_agent_named(&self, name: &str) -> Option<AgentRecord> {
+        let ids = lock(&self.names).get(name).cloned().unwrap_or_default();
+        let live: Vec<String> = {
+            let sessions = lock(&self.sessions);
+            ids.into_iter()
+                .filter(|id| sessions.get(id).is_some())
+                .collect()
+        };
+        live.iter()
+            .filter_map(|id| self.store.agent(id).ok().flatten())
+            .find(|a| !a.revoked)
+    }
+
+    pub(crate) fn name_enrolled(&self, name: &str, agent_id: &str) {
+        lock(&self.names)
+            .entry(name.to_string())
+            .or_default()
+            .push(agent_id.to_string());
     }
 
     fn agent_by_name(&self, name: &str) -> Option<AgentRecord> {
@@ -992,7 +1179,7 @@ impl Shared {
     }
 
     fn dispatch(&self, agent: &str, command: &str) -> Result<CommandRecord, OpError> {
-        let now = self.env.now_us();
+        let now = self.env.unix_us();
         let seq = match self.store.next_command_seq() {
             Ok(s) => s,
             Err(e) => {
@@ -1053,7 +1240,7 @@ impl Shared {
         };
         let sent = self.send_to(&c.agent_id, &c.agent_name, json);
         if sent {
-            self.cfg.reaper.handle_offered(c, self.env.now_us());
+            self.cfg.reaper.handle_offered(c, self.env.unix_us());
         }
         sent
     }
@@ -1174,7 +1361,7 @@ impl Shared {
     }
 
     fn handle_heartbeat(&self, agent_id: &str) {
-        let now = self.env.now_us();
+        let now = self.env.unix_us();
         if let Ok(Some(mut a)) = self.store.agent(agent_id) {
             a.last_seen_us = Some(now);
             let _ = self.store.put_agent(&a);
@@ -1229,7 +1416,7 @@ impl Shared {
             );
             return;
         }
-        if f(&self.cfg.reaper, &mut c, self.env.now_us()) == commands::Verdict::Changed {
+        if f(&self.cfg.reaper, &mut c, self.env.unix_us()) == commands::Verdict::Changed {
             self.env.event(
                 "command.status",
                 fields! {"command_id" => command_id, "status" => c.status},
@@ -1239,7 +1426,7 @@ impl Shared {
     }
 
     fn reap_timeouts(&self) {
-        let now = self.env.now_us();
+        let now = self.env.unix_us();
         for mut c in self.pending_commands() {
             if self.cfg.reaper.handle_timeout(&mut c, now) == commands::Verdict::Changed {
                 self.env.event(

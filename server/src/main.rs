@@ -20,9 +20,28 @@ struct Args {
     /// Host name agents connect to (the TLS certificate's name).
     #[arg(long, default_value = "localhost")]
     hostname: String,
-    /// Accepted enrollment token (repeatable).
-    #[arg(long = "token", default_value = "enroll-token")]
+    /// Accepted enrollment token (repeatable). Required, here or in
+    /// --token-file: the server does not start without one.
+    #[arg(long = "token")]
     tokens: Vec<String>,
+    /// File of enrollment tokens, one a line: `SECRET [uses=N]
+    /// [expires=UNIX_SECONDS]` (`#` starts a comment). Keep it mode 0600.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Enrollments each --token may make in all (counted across restarts).
+    #[arg(long)]
+    token_max_uses: Option<u64>,
+    /// When each --token stops being accepted, in seconds since the Unix epoch.
+    #[arg(long)]
+    token_expires: Option<u64>,
+    /// Enrollment requests allowed per source address and minute (a burst
+    /// of as many); 0 turns the limit off. Over it: 429 with Retry-After.
+    #[arg(long, default_value_t = 60)]
+    enroll_rate: u32,
+    /// Address the enrollment, tunnel and command-channel listeners bind
+    /// (0.0.0.0: every interface, to serve agents on other machines).
+    #[arg(long, default_value_t = std::net::IpAddr::from([127, 0, 0, 1]))]
+    listen: std::net::IpAddr,
     /// Behaviour preset: `fixed` or `legacy`.
     #[arg(long, default_value = "fixed", value_parser = ["fixed", "legacy"])]
     behavior: String,
@@ -68,17 +87,41 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let frames = args.frame_log.as_deref().map(jsonl_file).transpose()?;
     let events = args.event_log.as_deref().map(jsonl_file).transpose()?;
     let observer = Arc::new(JsonlObserver::new(frames, events));
-    let env = proto::real::env("server", &args.data, observer)?;
+    let mut tokens: Vec<server::EnrollToken> = args
+        .tokens
+        .iter()
+        .map(|t| server::EnrollToken {
+            secret: t.clone(),
+            max_uses: args.token_max_uses,
+            expires_unix_us: args.token_expires.map(|s| s.saturating_mul(1_000_000)),
+        })
+        .collect();
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+        tokens.extend(
+            server::parse_token_file(&text)
+                .map_err(|e| format!("token file {}: {e}", path.display()))?,
+        );
+    }
+    if tokens.is_empty() {
+        return Err(server::ServerError::NoEnrollToken.into());
+    }
+    let env = proto::real::env_on("server", &args.data, observer, args.listen)?;
     let (admin_token, token_file) =
         server::admin::load_or_create_token(&args.data, args.admin_token.as_deref(), |b| {
             env.fill_random(b)
         })?;
-    if args.tokens.contains(&admin_token) {
+    if tokens.iter().any(|t| t.secret == admin_token) {
         return Err("the admin token must differ from every enrollment token (--token); choose another --admin-token".into());
     }
     let cfg = ServerConfig {
         hostname: args.hostname,
-        enroll_tokens: args.tokens,
+        enroll_tokens: tokens,
+        enroll_rate_limit: (args.enroll_rate > 0).then_some(server::RateLimit {
+            per_minute: args.enroll_rate,
+            burst: args.enroll_rate,
+        }),
         switches: if args.behavior == "legacy" {
             ServerSwitches::LEGACY
         } else {

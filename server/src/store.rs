@@ -47,6 +47,7 @@ const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts"
 const KEY_CA: &str = "ca";
 const KEY_SCHEMA: &str = "schema_version";
 const KEY_COMMAND_SEQ: &str = "command_seq";
+const KEY_TOKEN_USES: &str = "token_uses/";
 
 /// The server's CA: its certificate and private key, PEM encoded.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -471,6 +472,30 @@ impl Store {
             let next = counters.get(KEY_COMMAND_SEQ)?.map_or(0, |v| v.value()) + 1;
             counters.insert(KEY_COMMAND_SEQ, next)?;
             Ok(next)
+        })
+    }
+
+    /// Enrollments made with the enrollment token whose SHA-256 is `digest`.
+    pub fn token_uses(&self, digest: &str) -> Result<u64, StoreError> {
+        let key = format!("{KEY_TOKEN_USES}{digest}");
+        let txn = self.db.begin_read()?;
+        let counters = txn.open_table(COUNTERS)?;
+        Ok(counters.get(key.as_str())?.map_or(0, |v| v.value()))
+    }
+
+    /// Takes one use of the enrollment token whose SHA-256 is `digest`, if
+    /// it has fewer than `max` (durable before it returns): the uses now,
+    /// or `None` when it had `max` already.
+    pub fn take_token_use(&self, digest: &str, max: u64) -> Result<Option<u64>, StoreError> {
+        let key = format!("{KEY_TOKEN_USES}{digest}");
+        self.write(|txn| {
+            let mut counters = txn.open_table(COUNTERS)?;
+            let used = counters.get(key.as_str())?.map_or(0, |v| v.value());
+            if used >= max {
+                return Ok(None);
+            }
+            counters.insert(key.as_str(), used + 1)?;
+            Ok(Some(used + 1))
         })
     }
 

@@ -11,13 +11,20 @@ use proto::fields;
 use proto::frame::{Dir, FrameKind, FrameRecord, Stage};
 use proto::msg::{TunnelMsg, TUNNEL_ALPN};
 use proto::pki::Issued;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 
 use crate::registry::Unregistered;
 
 /// QUIC application close code of a tunnel whose `Hello` names another
 /// agent than its client certificate.
 pub const HELLO_MISMATCH: u32 = 2;
+
+/// The QUIC application close code for a tunnel message over
+/// [`MAX_LINE_BYTES`] (or not UTF-8).
+pub const TOO_LONG: u32 = 3;
+
+/// The longest tunnel message (one JSON line) a peer may send.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
 use crate::{lock, ServerError, Shared, TunnelEntry};
 
 pub(crate) async fn spawn(shared: Arc<Shared>, identity: &Issued) -> Result<(), ServerError> {
@@ -57,7 +64,7 @@ fn quic_record(shared: &Shared, conn: &str, peer: &str, dir: Dir, kind: &str) ->
     FrameRecord {
         kind: Some(kind.to_string()),
         ..FrameRecord::new(
-            shared.env.now_us(),
+            shared.env.log_us(),
             &shared.env.point,
             conn,
             peer,
@@ -119,9 +126,24 @@ async fn serve(shared: &Shared, conn_id: &str, conn: quinn::Connection) {
     let Ok((mut send, recv)) = conn.accept_bi().await else {
         return;
     };
-    let mut lines = BufReader::new(recv).lines();
+    let mut lines = proto::line::BoundedLines::new(BufReader::new(recv), MAX_LINE_BYTES);
     let mut generation = None;
-    while let Ok(Some(line)) = lines.next_line().await {
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(proto::line::LineError::Io(_)) => break,
+            Err(e) => {
+                // Oversized or not text: the peer is not speaking the
+                // protocol; close before it costs more memory.
+                shared.env.event(
+                    "tunnel.bad_message",
+                    fields! {"conn" => conn_id, "error" => e.to_string()},
+                );
+                conn.close(TOO_LONG.into(), b"message too long or not UTF-8");
+                break;
+            }
+        };
         let msg: TunnelMsg = match serde_json::from_str(&line) {
             Ok(m) => m,
             Err(e) => {
@@ -180,7 +202,7 @@ async fn serve(shared: &Shared, conn_id: &str, conn: quinn::Connection) {
                 r.ping_seq = Some(seq);
                 shared.env.observer.frame(r);
                 if let Ok(Some(mut a)) = shared.store.agent(&agent.agent_id) {
-                    a.last_seen_us = Some(shared.env.now_us());
+                    a.last_seen_us = Some(shared.env.unix_us());
                     let _ = shared.store.put_agent(&a);
                 }
             }
@@ -197,6 +219,13 @@ async fn serve(shared: &Shared, conn_id: &str, conn: quinn::Connection) {
         let outcome = lock(&shared.tunnels).handle_close(&agent.agent_id, g);
         let (event, other) = match outcome {
             Unregistered::Own => ("tunnel.unregistered", None),
+            Unregistered::Restored { conn } => {
+                shared.env.event(
+                    "tunnel.restored",
+                    fields! {"agent" => peer, "conn" => conn, "closed_conn" => conn_id},
+                );
+                ("tunnel.unregistered", None)
+            }
             Unregistered::Other { conn } => ("tunnel.unregistered_other", Some(conn)),
             Unregistered::Kept => ("tunnel.unregister_skipped", None),
         };

@@ -447,7 +447,7 @@ impl Shared {
                 return Err(e.into());
             }
         };
-        let now = self.env.now_us();
+        let now = self.env.unix_us();
         let r = UpgradeRecord::new(
             &rec.agent_id,
             &rec.name,
@@ -488,7 +488,7 @@ impl Shared {
             for c in r.history.iter().skip(before.history.len()) {
                 self.env.event(
                     "upgrade.operator_phase",
-                    fields! {"agent" => r.agent_name, "phase" => c.phase.name(), "at_us" => c.at_us, "to_version" => r.to_version},
+                    fields! {"agent" => r.agent_name, "phase" => c.phase.name(), "at_us" => self.log_at(c.at_us), "to_version" => r.to_version},
                 );
             }
             if r.new_heartbeat_us.is_some() && before.new_heartbeat_us.is_none() {
@@ -577,7 +577,7 @@ impl Shared {
         let s = self.sessions_of(agent_id, &r.from_version, &r.to_version);
         let d = self
             .coordinator()
-            .handle_sessions(&mut r, self.env.now_us(), s);
+            .handle_sessions(&mut r, self.env.unix_us(), s);
         if d.send_upgrade {
             // The request may have been lost (no session, a restart): again,
             // on this session. The agent ignores a repeat it already acts on.
@@ -609,7 +609,7 @@ impl Shared {
         let s = self.sessions_of(agent_id, &r.from_version, &r.to_version);
         let mut d = self
             .coordinator()
-            .handle_sessions(&mut r, self.env.now_us(), s);
+            .handle_sessions(&mut r, self.env.unix_us(), s);
         d.send_upgrade = false;
         self.apply_upgrade(&before, &r, d);
     }
@@ -628,7 +628,7 @@ impl Shared {
         let s = self.sessions_of(agent_id, &r.from_version, &r.to_version);
         let d = self
             .coordinator()
-            .handle_heartbeat(&mut r, self.env.now_us(), version, s);
+            .handle_heartbeat(&mut r, self.env.unix_us(), version, s);
         self.apply_upgrade(&before, &r, d);
     }
 
@@ -647,7 +647,7 @@ impl Shared {
         let s = self.sessions_of(agent_id, &r.from_version, &r.to_version);
         let d = self.coordinator().handle_report(
             &mut r,
-            self.env.now_us(),
+            self.env.unix_us(),
             to_version,
             phase,
             reason,

@@ -73,6 +73,7 @@ async fn every_operator_endpoint_on_loopback() {
             enroll_port: 0,
             tunnel_port: 0,
             ws_port: 0,
+            enroll_tokens: vec!["enroll-token".into()],
             ..ServerConfig::default()
         },
     )

@@ -82,6 +82,7 @@ async fn start_server(dir: &std::path::Path) -> server::ServerHandle {
             enroll_port: 0,
             tunnel_port: 0,
             ws_port: 0,
+            enroll_tokens: vec!["enroll-token".into()],
             ..ServerConfig::default()
         },
     )

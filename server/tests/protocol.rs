@@ -77,6 +77,7 @@ async fn bench(tag: &str) -> Bench {
             tunnel_port: 0,
             ws_port: 0,
             ping_interval_ms: 100,
+            enroll_tokens: vec!["enroll-token".into()],
             ..ServerConfig::default()
         },
     )
@@ -330,7 +331,7 @@ async fn a_session_replaced_by_a_reconnect_stops_its_pings_but_not_during_a_cuto
     let mut third = ws(&b).await;
     third.send(auth(&b, &id, "1.1.0")).await.unwrap();
     read_until(&mut third, "AuthAck", |m| is_text_with(m, "AuthAck")).await;
-    let t = b.handle.now_us();
+    let t = b.handle.log_us();
     for _ in 0..2 {
         read_until(&mut second, "Pings on the old version's session", |m| {
             matches!(m, Message::Ping(_))

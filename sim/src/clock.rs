@@ -6,15 +6,20 @@ use proto::env::Clock;
 
 /// A component's clock inside a simulated world.
 ///
-/// `now_us` is the world's simulated time since the start of the run; calendar
-/// time is `epoch` plus that. Give it the same epoch as
-/// the run's certificates so their validity follows simulated time.
+/// Calendar time is `epoch` plus the world's simulated time since the start of
+/// the run; the logs are stamped with that run time too. `now_us`, the
+/// process's monotonic clock, counts from the process's start
+/// ([`SimClock::booted`]): a restarted server's monotonic clock starts again
+/// at 0 while its calendar goes on, as on a real machine. Give it the same
+/// epoch as the run's certificates so their validity follows simulated time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SimClock {
     /// Calendar time at the start of the run.
     pub epoch: SystemTime,
     /// How far calendar time is off (`clock-skew`): behind when true.
     skew: (bool, Duration),
+    /// When (run time) the process reading this clock started.
+    process_start: Duration,
 }
 
 impl SimClock {
@@ -23,6 +28,21 @@ impl SimClock {
         SimClock {
             epoch,
             skew: (false, Duration::ZERO),
+            process_start: Duration::ZERO,
+        }
+    }
+
+    /// The clock of a process starting now (a host's boot or restart): its
+    /// `now_us` counts from now; calendar and log time go on.
+    pub fn booted(&self) -> Self {
+        self.started_at(self.elapsed())
+    }
+
+    /// The clock of a process that started at run time `start`.
+    pub fn started_at(&self, start: Duration) -> Self {
+        SimClock {
+            process_start: start,
+            ..*self
         }
     }
 
@@ -31,8 +51,8 @@ impl SimClock {
     /// machine's wrong date does not change how fast its seconds go.
     pub fn skewed(&self, behind: bool, by: Duration) -> Self {
         SimClock {
-            epoch: self.epoch,
             skew: (behind, by),
+            ..*self
         }
     }
 
@@ -46,6 +66,11 @@ impl SimClock {
 
 impl Clock for SimClock {
     fn now_us(&self) -> u64 {
+        let since_start = self.elapsed().saturating_sub(self.process_start);
+        u64::try_from(since_start.as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn log_us(&self) -> u64 {
         u64::try_from(self.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
@@ -81,5 +106,31 @@ mod tests {
             SimClock::new(epoch).skewed(false, day).system_time(),
             epoch + day
         );
+    }
+
+    #[test]
+    fn a_restarted_process_counts_its_monotonic_time_from_its_start() {
+        let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let mut sim = crate::world::World::new(0);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = seen.clone();
+        sim.client("h", async move {
+            proto::time::sleep(Duration::from_secs(40)).await;
+            // A process that started 10 s into the run.
+            let c = SimClock::new(epoch).started_at(Duration::from_secs(10));
+            out.lock()
+                .unwrap()
+                .push((c.now_us(), c.log_us(), c.unix_us()));
+            let b = SimClock::new(epoch).booted();
+            out.lock()
+                .unwrap()
+                .push((b.now_us(), b.log_us(), b.unix_us()));
+            Ok(())
+        });
+        sim.run(Duration::from_secs(60)).unwrap();
+        let unix = 1_767_225_600_000_000 + 40_000_000;
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen[0], (30_000_000, 40_000_000, unix));
+        assert_eq!(seen[1], (0, 40_000_000, unix));
     }
 }

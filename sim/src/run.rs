@@ -489,7 +489,8 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
             let slot = slot.clone();
             let env = Env {
                 net: Arc::new(TurmoilNetwork::on("server", kernel.clone())),
-                clock: clock.clone(),
+                // A (re)started process: its monotonic clock starts again.
+                clock: Arc::new(clock.booted()),
                 crypto: seeded_provider(derive_seed(
                     seed,
                     &format!("server/boot-{}", {

@@ -33,6 +33,7 @@ async fn agent_enrolls_probes_and_completes_a_command_on_loopback() {
             enroll_port: 0,
             tunnel_port: 0,
             ws_port: 0,
+            enroll_tokens: vec!["enroll-token".into()],
             ..ServerConfig::default()
         },
     )

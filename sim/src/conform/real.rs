@@ -343,6 +343,11 @@ impl Bench {
                 &data.display().to_string(),
                 "--hostname",
                 "localhost",
+                "--token",
+                "enroll-token",
+                // The simulated side has no enrollment rate limit: compare like with like.
+                "--enroll-rate",
+                "0",
                 "--behavior",
                 behavior,
                 "--frame-log",
