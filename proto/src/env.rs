@@ -54,7 +54,9 @@ pub trait Network: Send + Sync + Debug + 'static {
 
 /// Time as the component sees it.
 pub trait Clock: Send + Sync + Debug + 'static {
-    /// Microseconds since the start of the run (simulated) or of the process (real).
+    /// Microseconds since the simulator's epoch (the start of the run) or,
+    /// on a real network, since the Unix epoch: one clock for every process
+    /// of a deployment, continuing across restarts.
     fn now_us(&self) -> u64;
     /// Calendar time: certificate validity is judged against this.
     fn system_time(&self) -> SystemTime;
@@ -102,7 +104,9 @@ pub trait Observer: Send + Sync + Debug + 'static {
     fn frame(&self, record: FrameRecord);
     /// Records one lifecycle event.
     fn event(&self, record: EventRecord);
-    /// A connection id unique for the whole run (`c1`, `c2`, ...).
+    /// A connection id unique for the whole run (`c1`, `c2`, ... in the
+    /// simulator; `<process prefix>-c1`, ... on a real network, unique across
+    /// the processes and restarts of a deployment).
     fn next_conn_id(&self) -> String;
 }
 

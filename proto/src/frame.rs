@@ -59,11 +59,13 @@ pub enum FrameKind {
 /// One frame event at one observation point.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FrameRecord {
-    /// Simulated (or process) time in microseconds.
+    /// Microseconds: since the run's start in the simulator, since the Unix
+    /// epoch on a real network.
     pub t_us: u64,
     /// Observation point: `server`, `agent:<name>`, `path:<name>`.
     pub point: String,
-    /// Connection id, unique for the whole run.
+    /// Connection id, unique for the whole run (on a real network, across
+    /// the deployment's processes and restarts: `<prefix>-c<n>`).
     pub conn: String,
     /// The other end, by agent name or `server`.
     pub peer: String,
@@ -125,7 +127,8 @@ impl FrameRecord {
 /// One lifecycle event (enrollment, registry change, reconcile step, ...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
-    /// Simulated (or process) time in microseconds.
+    /// Microseconds: since the run's start in the simulator, since the Unix
+    /// epoch on a real network.
     pub t_us: u64,
     /// The host or point that logged it.
     pub host: String,

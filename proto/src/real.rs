@@ -77,9 +77,16 @@ impl Network for TokioNetwork {
     }
 }
 
-/// The system clock; `now_us` counts from the clock's creation.
+/// The system clock; `now_us` is microseconds since the Unix epoch, so
+/// every process of a deployment logs on one clock and a restarted process
+/// continues where the last one stopped (DESIGN.md, "Observation").
+///
+/// The calendar is read once, at creation; after that the clock advances
+/// with the monotonic clock, so a step of the wall clock (NTP) never makes
+/// one process's log go back in time.
 pub struct SystemClock {
     start: Instant,
+    start_epoch_us: u64,
 }
 
 impl SystemClock {
@@ -87,8 +94,16 @@ impl SystemClock {
     pub fn new() -> Self {
         SystemClock {
             start: Instant::now(),
+            start_epoch_us: epoch_us(SystemTime::now()),
         }
     }
+}
+
+/// Microseconds since the Unix epoch (0 for a time before it).
+pub fn epoch_us(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 impl Default for SystemClock {
@@ -105,7 +120,7 @@ impl fmt::Debug for SystemClock {
 
 impl Clock for SystemClock {
     fn now_us(&self) -> u64 {
-        self.start.elapsed().as_micros() as u64
+        self.start_epoch_us + self.start.elapsed().as_micros() as u64
     }
 
     fn system_time(&self) -> SystemTime {
@@ -119,6 +134,7 @@ pub struct JsonlObserver {
     frames: Option<Mutex<Box<dyn Write + Send>>>,
     events: Option<Mutex<Box<dyn Write + Send>>>,
     next_conn: AtomicU64,
+    conn_prefix: String,
 }
 
 impl fmt::Debug for JsonlObserver {
@@ -137,6 +153,7 @@ impl JsonlObserver {
             frames: frames.map(Mutex::new),
             events: events.map(Mutex::new),
             next_conn: AtomicU64::new(1),
+            conn_prefix: conn_prefix(),
         }
     }
 }
@@ -164,8 +181,26 @@ impl Observer for JsonlObserver {
     }
 
     fn next_conn_id(&self) -> String {
-        format!("c{}", self.next_conn.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-c{}",
+            self.conn_prefix,
+            self.next_conn.fetch_add(1, Ordering::Relaxed)
+        )
     }
+}
+
+/// A prefix that makes this process's connection ids unique across the
+/// processes and restarts of a deployment: 40 random bits from the OS, in
+/// lowercase base32 (8 characters), e.g. `k3xq9zpa`.
+fn conn_prefix() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 5];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        // No OS randomness: the start time still separates restarts.
+        let t = epoch_us(SystemTime::now()).to_be_bytes();
+        b.copy_from_slice(&t[3..]);
+    }
+    data_encoding::BASE32_NOPAD.encode(&b).to_lowercase()
 }
 
 /// An [`crate::env::Env`] on the real world: tokio sockets, the system clock,

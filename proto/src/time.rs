@@ -123,19 +123,22 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn timers_announce_their_deadlines_only_to_a_collector() {
         // Not collecting: announcing is a no-op.
-        let _ = sleep(Duration::from_secs(1));
+        drop(sleep(Duration::from_secs(1)));
         let mut got = Vec::new();
         take_announced(&mut got);
         assert!(got.is_empty());
 
         collect();
         let start = Instant::now();
-        let _ = sleep(Duration::from_secs(2));
-        let _ = timeout(Duration::from_secs(3), async {});
+        drop(sleep(Duration::from_secs(2)));
+        drop(timeout(Duration::from_secs(3), async {}));
         take_announced(&mut got);
         assert_eq!(
             got,
-            vec![start + Duration::from_secs(2), start + Duration::from_secs(3)]
+            vec![
+                start + Duration::from_secs(2),
+                start + Duration::from_secs(3)
+            ]
         );
         take_announced(&mut got);
         assert!(got.is_empty(), "draining empties the list");

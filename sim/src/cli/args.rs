@@ -162,6 +162,7 @@ const DIAGNOSE_EXAMPLES: &str = "\
 Examples:
   simbench diagnose out/smoke-7/frames.jsonl --events out/smoke-7/events.jsonl
   fleet-server --frame-log srv/frames.jsonl ...; simbench diagnose srv/frames.jsonl
+  simbench diagnose srv/frames.jsonl a1.frames.jsonl a2.frames.jsonl --events srv/events.jsonl --events a1.events.jsonl
 
 Prints, per agent seen in the log, the outcome-table row and the verdict on
 each hypothesis with the record numbers (lines of frames.jsonl) that decided
@@ -172,12 +173,15 @@ Exit 0 when no agent is affected (every command acked), 1 when one is,
 /// `simbench diagnose`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct DiagnoseArgs {
-    /// The frame log (JSON Lines, simbench's record format).
-    #[arg(value_name = "FRAMES.JSONL")]
-    pub frames: PathBuf,
-    /// The event log, if there is one.
+    /// Frame logs (JSON Lines): a run's, or a server's and its agents', merged by t_us.
+    #[arg(value_name = "FRAMES.JSONL", required = true, num_args = 1..)]
+    pub frames: Vec<PathBuf>,
+    /// Event logs (repeatable), merged by t_us.
     #[arg(long, value_name = "FILE")]
-    pub events: Option<PathBuf>,
+    pub events: Vec<PathBuf>,
+    /// Also write the merged frame log here (its lines are the record numbers).
+    #[arg(long, value_name = "FILE")]
+    pub merged: Option<PathBuf>,
     /// What stdout gets: tables, or the diagnoses as JSON.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
     pub format: OutputFormat,

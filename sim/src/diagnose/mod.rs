@@ -13,6 +13,7 @@
 
 mod facts;
 mod named;
+pub mod read;
 mod rows;
 pub mod truth;
 mod verdicts;
