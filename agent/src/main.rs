@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use agent::{AgentConfig, AgentSwitches, StatusCell};
 use clap::{Parser, Subcommand};
-use proto::real::{jsonl_file, JsonlObserver};
+use proto::real::{jsonl_file_capped, JsonlObserver};
 
 /// The fleet agent.
 #[derive(Parser, Debug)]
@@ -45,6 +45,10 @@ struct Args {
     /// Write the agent's event log (JSON Lines) here.
     #[arg(long, global = true)]
     event_log: Option<PathBuf>,
+    /// Size cap of each log file: past it, FILE becomes FILE.1 (replacing
+    /// the last one) and FILE starts afresh.
+    #[arg(long, global = true, default_value_t = proto::real::DEFAULT_LOG_MAX_BYTES, value_name = "BYTES")]
+    log_max_bytes: u64,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -105,13 +109,13 @@ async fn run(args: Args) -> Result<(), (i32, String)> {
     let frames = args
         .frame_log
         .as_deref()
-        .map(jsonl_file)
+        .map(|p| jsonl_file_capped(p, args.log_max_bytes))
         .transpose()
         .map_err(|e| (2, e.to_string()))?;
     let events = args
         .event_log
         .as_deref()
-        .map(jsonl_file)
+        .map(|p| jsonl_file_capped(p, args.log_max_bytes))
         .transpose()
         .map_err(|e| (2, e.to_string()))?;
     let observer = Arc::new(JsonlObserver::new(frames, events));

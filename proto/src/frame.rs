@@ -149,3 +149,127 @@ macro_rules! fields {
         m
     }};
 }
+
+/// Most bytes of one string field a real process writes to its logs:
+/// names, request paths, errors and message types come from peers, who
+/// must not be able to fill the disk through them (issue 17). A longer
+/// value keeps its first bytes and says how many it left out.
+pub const MAX_FIELD_BYTES: usize = 256;
+
+/// Cuts `s` to at most `max` bytes (on a character boundary), marking the
+/// cut with `...(+N bytes)`.
+pub fn cap_str(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let dropped = s.len() - cut;
+    s.truncate(cut);
+    s.push_str(&format!("...(+{dropped} bytes)"));
+}
+
+fn cap_opt(s: &mut Option<String>) {
+    if let Some(s) = s {
+        cap_str(s, MAX_FIELD_BYTES);
+    }
+}
+
+/// Most entries of one array or object in an event's fields.
+pub const MAX_FIELD_ITEMS: usize = 32;
+
+/// Caps every string in a JSON value (keys too), at any depth, and keeps at
+/// most [`MAX_FIELD_ITEMS`] entries of an array or object.
+fn cap_value(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => cap_str(s, MAX_FIELD_BYTES),
+        serde_json::Value::Array(a) => {
+            a.truncate(MAX_FIELD_ITEMS);
+            a.iter_mut().for_each(cap_value);
+        }
+        serde_json::Value::Object(m) => cap_map(m),
+        _ => {}
+    }
+}
+
+fn cap_map(m: &mut serde_json::Map<String, serde_json::Value>) {
+    if m.len() > MAX_FIELD_ITEMS || m.keys().any(|k| k.len() > MAX_FIELD_BYTES) {
+        let old = std::mem::take(m);
+        for (mut k, v) in old.into_iter().take(MAX_FIELD_ITEMS) {
+            cap_str(&mut k, MAX_FIELD_BYTES);
+            m.insert(k, v);
+        }
+    }
+    m.values_mut().for_each(cap_value);
+}
+
+impl FrameRecord {
+    /// The record with every string field capped at [`MAX_FIELD_BYTES`].
+    pub fn capped(mut self) -> Self {
+        for s in [&mut self.point, &mut self.conn, &mut self.peer] {
+            cap_str(s, MAX_FIELD_BYTES);
+        }
+        for s in [
+            &mut self.msg,
+            &mut self.command_id,
+            &mut self.kind,
+            &mut self.error,
+        ] {
+            cap_opt(s);
+        }
+        self
+    }
+}
+
+impl EventRecord {
+    /// The record with its host, name and every string in its fields capped
+    /// at [`MAX_FIELD_BYTES`].
+    pub fn capped(mut self) -> Self {
+        cap_str(&mut self.host, MAX_FIELD_BYTES);
+        cap_str(&mut self.event, MAX_FIELD_BYTES);
+        cap_map(&mut self.fields);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_records_keep_short_fields_and_cut_long_ones() {
+        let long = "é".repeat(10_000); // 20,000 bytes, 2-byte characters
+        let mut f = FrameRecord::new(
+            1,
+            "server",
+            "c1",
+            &long,
+            Dir::Rx,
+            Stage::Read,
+            FrameKind::Text,
+        );
+        f.msg = Some("Heartbeat".into());
+        f.error = Some(long.clone());
+        let f = f.capped();
+        assert_eq!(f.conn, "c1");
+        assert_eq!(f.msg.as_deref(), Some("Heartbeat"));
+        for s in [&f.peer, f.error.as_ref().unwrap()] {
+            assert!(s.len() <= MAX_FIELD_BYTES + 20, "{}", s.len());
+            assert!(s.ends_with(&format!("...(+{} bytes)", 20_000 - 256)), "{s}");
+        }
+        let e = EventRecord {
+            t_us: 1,
+            host: "server".into(),
+            event: "enroll.rejected".into(),
+            fields: crate::fields! {"name" => long, "status" => 401, "list" => vec!["x".repeat(300); 1000]},
+        }
+        .capped();
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(line.len() < 12_000, "{}", line.len());
+        assert_eq!(e.fields["status"], 401);
+        assert_eq!(e.fields["list"].as_array().unwrap().len(), MAX_FIELD_ITEMS);
+        assert!(e.fields["name"].as_str().unwrap().starts_with("éé"));
+    }
+}
