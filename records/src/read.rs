@@ -216,7 +216,7 @@ pub fn merge<T>(logs: Vec<Log<T>>, t_us: impl Fn(&T) -> u64) -> (Vec<T>, Vec<Sou
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::frame::FrameRecord;
+    use crate::frame::FrameRecord;
 
     fn frames(text: &str) -> Result<Log<FrameRecord>, ReadError> {
         read_jsonl(text.as_bytes(), "f.jsonl", "frame log")
