@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use agent::{AgentConfig, AgentSwitches, StatusCell};
 use clap::{Parser, Subcommand};
-use proto::real::{jsonl_file, JsonlObserver};
+use proto::real::{jsonl_file_capped, JsonlObserver};
 
 /// The fleet agent.
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Examples:\n  fleet-agent --data ./agent --ca ./srv/ca.pem install --token s3cret\n  fleet-agent --data ./agent --ca ./srv/ca.pem up --token s3cret\n  fleet-agent --data ./agent --ca ./srv/ca.pem run"
+    after_help = "Examples:\n  fleet-agent --data ./agent --ca ./srv/ca.pem install --token s3cret\n  fleet-agent --data ./agent --ca ./srv/ca.pem up --token s3cret\n  fleet-agent --data ./agent --ca ./srv/ca.pem --site pst --frame-log ./agent.frames.jsonl --event-log ./agent.events.jsonl run"
 )]
 struct Args {
     /// Agent data directory (agent.json, certificates).
@@ -35,9 +35,20 @@ struct Args {
     /// TCP port of the `/liveness?failon=...` endpoint the service serves.
     #[arg(long, default_value_t = agent::LIVENESS_PORT, global = true)]
     liveness_port: u16,
+    /// The site (office, NAT) this agent is placed in; told to the server at
+    /// Auth, so logs group agents by site (the H4 rule of `simbench diagnose`).
+    #[arg(long, global = true, value_name = "SITE")]
+    site: Option<String>,
     /// Write the agent's frame log (JSON Lines) here.
     #[arg(long, global = true)]
     frame_log: Option<PathBuf>,
+    /// Write the agent's event log (JSON Lines) here.
+    #[arg(long, global = true)]
+    event_log: Option<PathBuf>,
+    /// Size cap of each log file: past it, FILE becomes FILE.1 (replacing
+    /// the last one) and FILE starts afresh.
+    #[arg(long, global = true, default_value_t = proto::real::DEFAULT_LOG_MAX_BYTES, value_name = "BYTES")]
+    log_max_bytes: u64,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -98,10 +109,16 @@ async fn run(args: Args) -> Result<(), (i32, String)> {
     let frames = args
         .frame_log
         .as_deref()
-        .map(jsonl_file)
+        .map(|p| jsonl_file_capped(p, args.log_max_bytes))
         .transpose()
         .map_err(|e| (2, e.to_string()))?;
-    let observer = Arc::new(JsonlObserver::new(frames, None));
+    let events = args
+        .event_log
+        .as_deref()
+        .map(|p| jsonl_file_capped(p, args.log_max_bytes))
+        .transpose()
+        .map_err(|e| (2, e.to_string()))?;
+    let observer = Arc::new(JsonlObserver::new(frames, events));
     let name = args.name.clone().unwrap_or_else(|| "agent".into());
     let env = proto::real::env(&format!("agent:{name}"), &args.data, observer)
         .map_err(|e| (2, e.to_string()))?;
@@ -112,6 +129,7 @@ async fn run(args: Args) -> Result<(), (i32, String)> {
     let mut cfg = AgentConfig::new(&name, &args.server, &token, &ca_pem);
     cfg.enroll_port = args.enroll_port;
     cfg.liveness_port = args.liveness_port;
+    cfg.site = args.site.clone();
     cfg.switches = if args.behavior == "legacy" {
         AgentSwitches::LEGACY
     } else {

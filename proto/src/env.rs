@@ -54,8 +54,11 @@ pub trait Network: Send + Sync + Debug + 'static {
 
 /// Time as the component sees it.
 pub trait Clock: Send + Sync + Debug + 'static {
-    /// Microseconds since the start of the process: monotonic, for timers
-    /// and durations; it starts again at a restart, so never store it.
+    /// Microseconds of a monotonic clock, for timers and durations. On a
+    /// real network it is anchored to the Unix epoch once at process start
+    /// (so logs of several processes line up); in the simulator it counts
+    /// from the process's start. Either way never store it: keep
+    /// [`Clock::unix_us`].
     fn now_us(&self) -> u64;
     /// Calendar time: certificate validity is judged against this, and the
     /// times a store keeps across restarts ([`Clock::unix_us`]).
@@ -117,7 +120,9 @@ pub trait Observer: Send + Sync + Debug + 'static {
     fn frame(&self, record: FrameRecord);
     /// Records one lifecycle event.
     fn event(&self, record: EventRecord);
-    /// A connection id unique for the whole run (`c1`, `c2`, ...).
+    /// A connection id unique for the whole run (`c1`, `c2`, ... in the
+    /// simulator; `<process prefix>-c1`, ... on a real network, unique across
+    /// the processes and restarts of a deployment).
     fn next_conn_id(&self) -> String;
 }
 

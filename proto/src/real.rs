@@ -90,9 +90,16 @@ impl Network for TokioNetwork {
     }
 }
 
-/// The system clock; `now_us` counts from the clock's creation.
+/// The system clock; `now_us` is microseconds since the Unix epoch, so
+/// every process of a deployment logs on one clock and a restarted process
+/// continues where the last one stopped (DESIGN.md, "Observation").
+///
+/// The calendar is read once, at creation; after that the clock advances
+/// with the monotonic clock, so a step of the wall clock (NTP) never makes
+/// one process's log go back in time.
 pub struct SystemClock {
     start: Instant,
+    start_epoch_us: u64,
 }
 
 impl SystemClock {
@@ -100,8 +107,16 @@ impl SystemClock {
     pub fn new() -> Self {
         SystemClock {
             start: Instant::now(),
+            start_epoch_us: epoch_us(SystemTime::now()),
         }
     }
+}
+
+/// Microseconds since the Unix epoch (0 for a time before it).
+pub fn epoch_us(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 impl Default for SystemClock {
@@ -118,7 +133,7 @@ impl fmt::Debug for SystemClock {
 
 impl Clock for SystemClock {
     fn now_us(&self) -> u64 {
-        self.start.elapsed().as_micros() as u64
+        self.start_epoch_us + self.start.elapsed().as_micros() as u64
     }
 
     fn system_time(&self) -> SystemTime {
@@ -132,6 +147,7 @@ pub struct JsonlObserver {
     frames: Option<Mutex<Box<dyn Write + Send>>>,
     events: Option<Mutex<Box<dyn Write + Send>>>,
     next_conn: AtomicU64,
+    conn_prefix: String,
 }
 
 impl fmt::Debug for JsonlObserver {
@@ -150,6 +166,7 @@ impl JsonlObserver {
             frames: frames.map(Mutex::new),
             events: events.map(Mutex::new),
             next_conn: AtomicU64::new(1),
+            conn_prefix: conn_prefix(),
         }
     }
 }
@@ -168,17 +185,37 @@ fn write_line<T: serde::Serialize>(sink: &Option<Mutex<Box<dyn Write + Send>>>, 
 
 impl Observer for JsonlObserver {
     fn frame(&self, record: FrameRecord) {
-        write_line(&self.frames, &record);
+        write_line(&self.frames, &record.capped());
     }
 
     fn event(&self, record: EventRecord) {
+        // Peers choose names and paths: capped before any log sees them.
+        let record = record.capped();
         tracing::info!(target: "fleet::event", host = %record.host, event = %record.event, fields = ?record.fields);
         write_line(&self.events, &record);
     }
 
     fn next_conn_id(&self) -> String {
-        format!("c{}", self.next_conn.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-c{}",
+            self.conn_prefix,
+            self.next_conn.fetch_add(1, Ordering::Relaxed)
+        )
     }
+}
+
+/// A prefix that makes this process's connection ids unique across the
+/// processes and restarts of a deployment: 40 random bits from the OS, in
+/// lowercase base32 (8 characters), e.g. `k3xq9zpa`.
+fn conn_prefix() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 5];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        // No OS randomness: the start time still separates restarts.
+        let t = epoch_us(SystemTime::now()).to_be_bytes();
+        b.copy_from_slice(&t[3..]);
+    }
+    data_encoding::BASE32_NOPAD.encode(&b).to_lowercase()
 }
 
 /// An [`crate::env::Env`] on the real world: tokio sockets, the system clock,
@@ -208,15 +245,144 @@ pub fn env_on(
     })
 }
 
-/// Opens `path` for appending JSON Lines (creating parent directories).
+/// Default size cap of one real log file: 64 MiB (then it rotates).
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 64 << 20;
+
+/// Opens `path` for appending JSON Lines (creating parent directories),
+/// rotating at [`DEFAULT_LOG_MAX_BYTES`] (see [`RotatingFile`]).
 pub fn jsonl_file(path: &std::path::Path) -> io::Result<Box<dyn Write + Send>> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+    jsonl_file_capped(path, DEFAULT_LOG_MAX_BYTES)
+}
+
+/// Opens `path` for appending JSON Lines, rotating at `max_bytes`.
+pub fn jsonl_file_capped(
+    path: &std::path::Path,
+    max_bytes: u64,
+) -> io::Result<Box<dyn Write + Send>> {
+    Ok(Box::new(RotatingFile::open(path, max_bytes)?))
+}
+
+/// An append-only log file that never grows past `max_bytes`: a write that
+/// would take it past renames it to `<path>.1` (replacing the previous
+/// `.1`) and starts `path` afresh, so a log and its predecessor hold at
+/// most twice the cap. Each `write` is one whole line from the observer,
+/// so lines are never split across the two files; `simbench diagnose
+/// <path>.1 <path>` reads both in order.
+pub struct RotatingFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    len: u64,
+    max_bytes: u64,
+    // Whether the last byte written ended a line: rotation only happens
+    // there, even if a line's write_all takes several writes.
+    at_line_start: bool,
+}
+
+impl RotatingFile {
+    /// Opens (appends to) `path`, creating it and its parent directories.
+    pub fn open(path: &std::path::Path, max_bytes: u64) -> io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = Self::open_append(path)?;
+        let len = file.metadata()?.len();
+        Ok(RotatingFile {
+            path: path.to_path_buf(),
+            file,
+            len,
+            max_bytes: max_bytes.max(1),
+            at_line_start: true,
+        })
     }
-    Ok(Box::new(
+
+    fn open_append(path: &std::path::Path) -> io::Result<std::fs::File> {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(path)?,
-    ))
+            .open(path)
+    }
+
+    /// The rotated predecessor of `path`: `<path>.1`.
+    pub fn rotated_path(path: &std::path::Path) -> std::path::PathBuf {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".1");
+        p.into()
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        std::fs::rename(&self.path, Self::rotated_path(&self.path))?;
+        self.file = Self::open_append(&self.path)?;
+        self.len = 0;
+        Ok(())
+    }
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.at_line_start && self.len > 0 && self.len + buf.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        let n = self.file.write(buf)?;
+        self.len += n as u64;
+        if n > 0 {
+            self.at_line_start = buf[n - 1] == b'\n';
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::Observer;
+    use crate::frame::{Dir, FrameKind, Stage};
+
+    #[test]
+    fn a_log_rotates_at_its_cap_and_never_splits_a_line() {
+        let dir = std::env::temp_dir().join(format!("proto-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("frames.jsonl");
+        let obs = JsonlObserver::new(Some(jsonl_file_capped(&path, 4096).unwrap()), None);
+        let huge = "x".repeat(100_000);
+        for i in 0..1000 {
+            let mut r = FrameRecord::new(
+                i,
+                "server",
+                "c1",
+                &huge,
+                Dir::Rx,
+                Stage::Read,
+                FrameKind::Text,
+            );
+            r.msg = Some(huge.clone());
+            obs.frame(r);
+        }
+        let cur = std::fs::read_to_string(&path).unwrap();
+        let old = std::fs::read_to_string(RotatingFile::rotated_path(&path)).unwrap();
+        assert!(
+            cur.len() <= 4096 && old.len() <= 4096,
+            "{} {}",
+            cur.len(),
+            old.len()
+        );
+        let mut last = None;
+        for l in old.lines().chain(cur.lines()) {
+            let r: FrameRecord = serde_json::from_str(l).expect("whole lines only");
+            assert!(r.peer.len() < 300, "capped");
+            assert!(last.is_none_or(|t| t < r.t_us));
+            last = Some(r.t_us);
+        }
+        assert_eq!(last, Some(999), "the newest record is in the current file");
+        // Reopening appends and keeps counting the file's length.
+        drop(obs);
+        let before = std::fs::metadata(&path).unwrap().len();
+        let mut f = RotatingFile::open(&path, 4096).unwrap();
+        f.write_all(b"{}\n").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), before + 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use comfy_table::{Cell, CellAlignment, Table};
 use format::scenario::{Behavior, Scenario};
 use format::{Expect, ExpectResult};
-use proto::frame::FrameRecord;
+use records::frame::FrameRecord;
 use serde_json::Value;
 
 use crate::style::{self, count};

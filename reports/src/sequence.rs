@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use format::scenario::Scenario;
-use proto::frame::{Dir, FrameKind, FrameRecord, Stage};
+use records::frame::{Dir, FrameKind, FrameRecord, Stage};
 
 use crate::junit::escape;
 use crate::style;

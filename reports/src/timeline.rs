@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use comfy_table::{ColumnConstraint, Table, Width};
-use proto::frame::{Dir, FrameKind, FrameRecord, Stage};
+use records::frame::{Dir, FrameKind, FrameRecord, Stage};
 
 use crate::style::{self, count};
 

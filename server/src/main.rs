@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
-use proto::real::{jsonl_file, JsonlObserver};
+use proto::real::{jsonl_file_capped, JsonlObserver};
 use server::{ServerConfig, ServerSwitches};
 
 /// The fleet gateway/server: HTTPS enrollment, QUIC tunnel, WebSocket command channel.
@@ -60,6 +60,10 @@ struct Args {
     /// Write the event log (JSON Lines) here.
     #[arg(long)]
     event_log: Option<PathBuf>,
+    /// Size cap of each log file: past it, FILE becomes FILE.1 (replacing
+    /// the last one) and FILE starts afresh.
+    #[arg(long, default_value_t = proto::real::DEFAULT_LOG_MAX_BYTES, value_name = "BYTES")]
+    log_max_bytes: u64,
     /// Address of the operator API (plain HTTP; keep it on loopback or a
     /// management network).
     #[arg(long, default_value_t = std::net::SocketAddr::from(([127, 0, 0, 1], server::admin::ADMIN_PORT)))]
@@ -84,8 +88,9 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let frames = args.frame_log.as_deref().map(jsonl_file).transpose()?;
-    let events = args.event_log.as_deref().map(jsonl_file).transpose()?;
+    let open = |p: &std::path::Path| jsonl_file_capped(p, args.log_max_bytes);
+    let frames = args.frame_log.as_deref().map(open).transpose()?;
+    let events = args.event_log.as_deref().map(open).transpose()?;
     let observer = Arc::new(JsonlObserver::new(frames, events));
     let mut tokens: Vec<server::EnrollToken> = args
         .tokens

@@ -166,7 +166,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
     pub format: OutputFormat,
     /// Instead of the catalogue, the scaling curve: generated fleets of 100,
-    /// 1,000 and 10,000 agents for 10 minutes, 1,000 for 1, 6 and 24 hours.
+    /// 1,000 and 4,000 agents for 10 minutes, 50 for 1, 6 and 24 hours.
     #[arg(long)]
     pub scale: bool,
     /// Another simbench binary to measure beside this one, run for run in
@@ -179,6 +179,7 @@ const DIAGNOSE_EXAMPLES: &str = "\
 Examples:
   simbench diagnose out/smoke-7/frames.jsonl --events out/smoke-7/events.jsonl
   fleet-server --frame-log srv/frames.jsonl ...; simbench diagnose srv/frames.jsonl
+  simbench diagnose srv/frames.jsonl a1.frames.jsonl a2.frames.jsonl --events srv/events.jsonl --events a1.events.jsonl
 
 Prints, per agent seen in the log, the outcome-table row and the verdict on
 each hypothesis with the record numbers (lines of frames.jsonl) that decided
@@ -189,12 +190,15 @@ Exit 0 when no agent is affected (every command acked), 1 when one is,
 /// `simbench diagnose`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct DiagnoseArgs {
-    /// The frame log (JSON Lines, simbench's record format).
-    #[arg(value_name = "FRAMES.JSONL")]
-    pub frames: PathBuf,
-    /// The event log, if there is one.
+    /// Frame logs (JSON Lines): a run's, or a server's and its agents', merged by t_us.
+    #[arg(value_name = "FRAMES.JSONL", required = true, num_args = 1..)]
+    pub frames: Vec<PathBuf>,
+    /// Event logs (repeatable), merged by t_us.
     #[arg(long, value_name = "FILE")]
-    pub events: Option<PathBuf>,
+    pub events: Vec<PathBuf>,
+    /// Also write the merged frame log here (its lines are the record numbers).
+    #[arg(long, value_name = "FILE")]
+    pub merged: Option<PathBuf>,
     /// What stdout gets: tables, or the diagnoses as JSON.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
     pub format: OutputFormat,

@@ -106,7 +106,7 @@ pub fn execute(
         Settings::Run(s) => run::run(&s, out, err),
         Settings::Check(s) => check::check(&s, out, err),
         Settings::Sweep(s) => sweep::sweep(&s, out, err),
-        Settings::Diagnose(d) => diagnose::diagnose(&d, out),
+        Settings::Diagnose(d) => diagnose::diagnose(&d, out, err),
         Settings::Bench(b) => bench::bench(&b, out, err),
         Settings::Conform(c) => conform::conform(&c, out, err),
     }

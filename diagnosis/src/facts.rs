@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proto::frame::{Dir, EventRecord, FrameKind, FrameRecord, Stage};
+use records::frame::{Dir, EventRecord, FrameKind, FrameRecord, Stage};
 use serde_json::Value;
 
 use super::{ConnSummary, View, GRACE_US};

@@ -1,7 +1,7 @@
 //! The outcome table of incident 2, decided from the server point alone on
 //! the connection(s) that carried the unacked Commands.
 
-use proto::frame::Stage;
+use records::frame::Stage;
 
 use super::cite;
 use super::facts::{Agent, Cmd, Conn, Log};

@@ -1,6 +1,6 @@
 //! Edge cases of the indexing and the row rules.
 
-use proto::frame::{Dir, EventRecord, FrameKind, FrameRecord, Stage};
+use records::frame::{Dir, EventRecord, FrameKind, FrameRecord, Stage};
 
 use super::*;
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::facts::{Agent, Cmd, Conn, Log};
 use super::rows::{agent_row, list, RowMatch};
 use super::{cite, Diagnosis, NextStep, Queued, Status, Verdict, View, HYPOTHESES};
-use proto::frame::{Dir, FrameKind, Stage};
+use records::frame::{Dir, FrameKind, Stage};
 use serde_json::Value;
 
 use Status::{Inconclusive as I, Refuted as R, Supported as S};
@@ -136,7 +136,7 @@ fn next_steps(p: &Pre<'_>) -> Vec<NextStep> {
 /// were not acked: they wait in the queue. Each gets the state the events
 /// give and the evidence of the agent's last connection.
 pub(crate) fn queued(log: &Log<'_>, out: &mut [Diagnosis]) {
-    let field = |e: &proto::frame::EventRecord, k: &str| {
+    let field = |e: &records::frame::EventRecord, k: &str| {
         e.fields.get(k).and_then(Value::as_str).map(str::to_string)
     };
     let offered: BTreeSet<&str> = log
@@ -191,7 +191,7 @@ pub(crate) fn queued(log: &Log<'_>, out: &mut [Diagnosis]) {
 /// What the server saw on the agent's last command-channel connection:
 /// the last Pong, the unanswered Pings after it, when it went away.
 fn last_connection(log: &Log<'_>, agent: &str) -> (Vec<usize>, String) {
-    let recs: Vec<&(usize, &proto::frame::FrameRecord)> = log
+    let recs: Vec<&(usize, &records::frame::FrameRecord)> = log
         .frames
         .iter()
         .filter(|(_, r)| r.point == "server" && r.peer == agent && r.frame != FrameKind::Quic)
@@ -205,7 +205,7 @@ fn last_connection(log: &Log<'_>, agent: &str) -> (Vec<usize>, String) {
         );
     };
     let conn = &last.1.conn;
-    let on: Vec<&&(usize, &proto::frame::FrameRecord)> =
+    let on: Vec<&&(usize, &records::frame::FrameRecord)> =
         recs.iter().filter(|(_, r)| &r.conn == conn).collect();
     let pong = on
         .iter()
@@ -301,7 +301,7 @@ fn per_agent<'a>(log: &Log<'_>, a: &'a Agent) -> Pre<'a> {
 fn unacked_written<'a>(a: &Agent, c: &'a Conn) -> Vec<&'a Cmd> {
     c.cmds
         .iter()
-        .filter(|x| x.stage == proto::frame::Stage::Written && a.unacked.contains(&x.id))
+        .filter(|x| x.stage == records::frame::Stage::Written && a.unacked.contains(&x.id))
         .collect()
 }
 
@@ -449,7 +449,7 @@ fn full_view(a: &Agent, row: Option<&RowMatch>, v: &mut Verdicts, loss: &mut Opt
         .conns
         .iter()
         .flat_map(|c| &c.cmds)
-        .filter(|c| c.stage == proto::frame::Stage::Written && a.unacked.contains(&c.id))
+        .filter(|c| c.stage == records::frame::Stage::Written && a.unacked.contains(&c.id))
         .map(|c| (c.t, &c.id))
         .collect();
     for (n, t) in &a.untyped_reads {

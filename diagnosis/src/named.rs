@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use proto::frame::{Dir, EventRecord, FrameKind, FrameRecord};
+use records::frame::{Dir, EventRecord, FrameKind, FrameRecord};
 use serde_json::Value;
 
 use super::facts::Log;

@@ -1,0 +1,15 @@
+//! The records a fleet deployment and the simulator write, as plain serde
+//! data with no runtime, network or simulator inside (issue 15, item 4):
+//!
+//! - [`frame`]: one frame-log record ([`frame::FrameRecord`]) and one
+//!   event-log record ([`frame::EventRecord`]), the JSON Lines contract of
+//!   docs/observation.md, and the caps a real process applies to what peers
+//!   sent;
+//! - [`read`]: reading such logs with a bound on every record, a tolerated
+//!   cut last line, and the merge of several processes' logs in time order.
+//!
+//! `proto::frame` re-exports [`frame`]; the hypothesis engine (`diagnosis`)
+//! builds on this crate alone.
+
+pub mod frame;
+pub mod read;
