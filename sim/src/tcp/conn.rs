@@ -306,9 +306,11 @@ impl Tcb {
     /// Moves received bytes into `buf`; 0 with [`Tcb::read_eof`] means end of stream.
     pub fn read(&mut self, buf: &mut [u8], now: Duration) -> usize {
         let n = buf.len().min(self.rcv_q.len());
-        for (b, v) in buf.iter_mut().zip(self.rcv_q.drain(..n)) {
-            *b = v;
-        }
+        let (a, b) = self.rcv_q.as_slices();
+        let na = n.min(a.len());
+        buf[..na].copy_from_slice(&a[..na]);
+        buf[na..n].copy_from_slice(&b[..n - na]);
+        self.rcv_q.drain(..n);
         // Reopen a window that had shrunk below one segment.
         if n > 0 && self.advertised < self.cfg.mss && self.rcv_window() >= self.cfg.mss {
             self.ack_now = true;

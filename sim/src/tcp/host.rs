@@ -393,7 +393,11 @@ impl AsyncRead for SimStream {
     ) -> Poll<io::Result<()>> {
         let id = self.id;
         let r = self.host.with(Some(self.generation), |s, now, _| {
-            s.read(id, buf.initialize_unfilled(), cx.waker(), now)
+            // Only as much of the caller's buffer as there is to read is
+            // initialised: zeroing a whole read buffer on every read was a
+            // tenth of a busy fleet's time.
+            let ready = s.readable(id).min(buf.remaining());
+            s.read(id, buf.initialize_unfilled_to(ready), cx.waker(), now)
         });
         match r {
             Err(e) => Poll::Ready(Err(e)),

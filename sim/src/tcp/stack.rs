@@ -247,6 +247,11 @@ impl Stack {
         None
     }
 
+    /// Bytes connection `id` has ready for the application (0 when gone).
+    pub fn readable(&self, id: ConnId) -> usize {
+        self.conns.get(&id).map_or(0, |c| c.tcb.readable())
+    }
+
     /// Reads into `buf`: `Some(Ok(0))` at end of stream, `None` (with
     /// `waker` registered) when nothing is there yet.
     pub fn read(
