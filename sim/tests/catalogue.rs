@@ -10,11 +10,23 @@ use common::shipped;
 fn failures(sc: &Scenario) -> Vec<String> {
     let spec = resolve(sc, None).unwrap_or_else(|e| panic!("{e}"));
     let out = sim::run::run(&spec).unwrap_or_else(|e| panic!("{}: {e}", sc.name));
-    evaluate(sc, &out.outcome)
+    let mut failed: Vec<String> = evaluate(sc, &out.outcome)
         .into_iter()
         .filter(|(_, r)| !r.passed)
         .map(|(_, r)| r.message)
-        .collect()
+        .collect();
+    // The world ran every host on time: no timer fired late because it had
+    // not announced itself, no host was woken while it lagged behind.
+    let world = &out.outcome["network"]["world"];
+    for counter in ["late_datagrams", "late_wakes"] {
+        if world[counter].as_u64() != Some(0) {
+            failed.push(format!(
+                "network.world.{counter} is {}, not 0",
+                world[counter]
+            ));
+        }
+    }
+    failed
 }
 
 #[test]
