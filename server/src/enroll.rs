@@ -107,17 +107,22 @@ impl BadRequest {
     }
 }
 
-/// At most `max` characters of `s`, quoted and escaped, with `...` when cut.
+/// `s` quoted and escaped, at most `max` bytes of it (escapes included, so
+/// a name of wide or unprintable characters stays as short as any other),
+/// with `...` when cut.
 pub fn quote_cut(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .take(max)
-        .collect::<String>()
-        .escape_debug()
-        .collect();
-    out.insert(0, '"');
+    let mut out = String::from("\"");
+    let mut cut = false;
+    for c in s.chars() {
+        let escaped: String = c.escape_debug().collect();
+        if out.len() - 1 + escaped.len() > max {
+            cut = true;
+            break;
+        }
+        out.push_str(&escaped);
+    }
     out.push('"');
-    if s.chars().nth(max).is_some() {
+    if cut {
         out.push_str("...");
     }
     out
