@@ -339,7 +339,7 @@ pub fn measure(bin: &std::path::Path, file: &std::path::Path, out: &std::path::P
             v
         })
     });
-    let (status, rss_kib) = wait_with_rusage(&mut child);
+    let (status, rss_kib) = wait_with_peak_rss(&mut child);
     let stdout = reader.and_then(|r| r.join().ok()).unwrap_or_default();
     let wall_s = started.elapsed().as_secs_f64();
     let report: Option<serde_json::Value> = serde_json::from_slice(&stdout).ok();
@@ -372,7 +372,7 @@ pub const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 // child's own high-water mark (VmHWM, which only grows), read every 10 ms
 // while it runs, so at most the last 10 ms of growth is missed. A child
 // still running after RUN_LIMIT is killed (status -9).
-fn wait_with_rusage(child: &mut std::process::Child) -> (i32, i64) {
+fn wait_with_peak_rss(child: &mut std::process::Child) -> (i32, i64) {
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_kib = 0i64;
     let started = Instant::now();
