@@ -86,11 +86,20 @@ pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// Largest single WebSocket frame a peer may send.
 pub const MAX_FRAME_BYTES: usize = 256 << 10;
 
-/// The WebSocket limits both ends apply to what the peer sends: a larger
-/// message or frame closes the connection (tungstenite's defaults accept
-/// 64 MiB messages of 16 MiB frames).
+/// How much a WebSocket asks of its stream in one read. tungstenite's
+/// default, 128 KiB, is allocated for every connection and zero-filled
+/// before every read; this protocol's frames are a few hundred bytes (a
+/// larger frame still gets room for its whole length), so 4 KiB costs a
+/// connection 4 KiB, not 128.
+pub const READ_BUFFER_BYTES: usize = 4 << 10;
+
+/// The WebSocket settings of both ends: the limits they apply to what the
+/// peer sends (a larger message or frame closes the connection;
+/// tungstenite's defaults accept 64 MiB messages of 16 MiB frames) and the
+/// read buffer ([`READ_BUFFER_BYTES`]).
 pub fn config() -> tungstenite::protocol::WebSocketConfig {
     tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
+        .read_buffer_size(READ_BUFFER_BYTES)
 }

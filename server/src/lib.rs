@@ -25,6 +25,7 @@ pub mod channel;
 pub mod commands;
 pub mod enroll;
 pub mod fleetctl;
+pub mod rate;
 pub mod registry;
 pub mod store;
 pub mod tunnel;
@@ -418,8 +419,8 @@ pub struct Shared {
     // Receivers of dead sessions kept alive by the stale-registry defect, so
     // their senders go on accepting (and losing) messages.
     graveyard: Mutex<Vec<mpsc::UnboundedReceiver<Outbound>>>,
-    // Enrollment requests received (any answer).
-    enroll_requests: std::sync::atomic::AtomicU64,
+    // Enrollment requests received (any answer), with the busiest minute.
+    enroll_requests: Mutex<rate::RequestRate>,
     // Ids of the pending commands (rebuilt from the store at start).
     pending: Mutex<std::collections::BTreeSet<String>>,
     // Every authenticated command-channel session with its version (an
@@ -434,7 +435,24 @@ pub struct Shared {
     // Agent ids by the name they enrolled with (rebuilt from the store at
     // start), for the uniqueness check of enrollment.
     names: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    // When each agent was last heard from and when that was last written
+    // to the store, by agent id (see `Shared::seen`).
+    seen: Mutex<std::collections::HashMap<String, Seen>>,
 }
+
+/// When an agent was last heard from, and when the store last got it.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    heard_us: u64,
+    stored_us: u64,
+}
+
+/// How stale the stored `last_seen_us` may get before a heartbeat writes it
+/// again. Every heartbeat of every agent updates the in-memory time, which
+/// is what the server reports; the store gets it at most this often, so a
+/// fleet's heartbeats (two channels, every 30 s) do not cost a durable
+/// commit each. After a crash the stored time is at most this old.
+pub const LAST_SEEN_STORE_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The ports the server actually listens on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -588,9 +606,13 @@ impl ServerHandle {
 
     /// Enrollment requests received since this server started.
     pub fn enroll_requests(&self) -> u64 {
-        self.shared
-            .enroll_requests
-            .load(std::sync::atomic::Ordering::Relaxed)
+        lock(&self.shared.enroll_requests).total()
+    }
+
+    /// The most enrollment requests received in any 60 s (whole seconds)
+    /// since this server started: a retry storm's rate.
+    pub fn enroll_max_per_minute(&self) -> u64 {
+        lock(&self.shared.enroll_requests).peak_per_minute()
     }
 
     /// The TLS certificate and key the server serves, for a reverse proxy in
@@ -771,7 +793,8 @@ impl ServerHandle {
             .store
             .agents()?
             .into_iter()
-            .map(|record| {
+            .map(|mut record| {
+                record.last_seen_us = self.shared.last_seen(&record);
                 let ws_conn = sessions.get(&record.agent_id).map(|e| e.conn.clone());
                 let tunnel_conn = tunnels.get(&record.agent_id).map(|e| e.conn.clone());
                 let wake = self.shared.store.wake(&record.agent_id).ok().flatten();
@@ -876,6 +899,7 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         sites: Mutex::default(),
         enroll_limiter: Mutex::default(),
         names: Mutex::new(agent_names),
+        seen: Mutex::new(std::collections::HashMap::new()),
     });
     shared.resume_upgrades();
     enroll::spawn(shared.clone(), &shared.identity).await?;
@@ -1360,12 +1384,53 @@ impl Shared {
             .collect()
     }
 
+    /// The agent was heard from (a heartbeat on either channel): the time
+    /// is kept in memory and written to the store when the stored one is
+    /// [`LAST_SEEN_STORE_PERIOD`] old.
+    pub(crate) fn seen(&self, agent_id: &str) {
+        let now = self.env.unix_us();
+        let store = {
+            let mut seen = lock(&self.seen);
+            let period = LAST_SEEN_STORE_PERIOD.as_micros() as u64;
+            match seen.get_mut(agent_id) {
+                Some(s) => {
+                    s.heard_us = now;
+                    let due = now.saturating_sub(s.stored_us) >= period;
+                    if due {
+                        s.stored_us = now;
+                    }
+                    due
+                }
+                None => {
+                    seen.insert(
+                        agent_id.to_string(),
+                        Seen {
+                            heard_us: now,
+                            stored_us: now,
+                        },
+                    );
+                    true
+                }
+            }
+        };
+        if store {
+            if let Ok(Some(mut a)) = self.store.agent(agent_id) {
+                a.last_seen_us = Some(now);
+                let _ = self.store.put_agent(&a);
+            }
+        }
+    }
+
+    /// When the agent of `record` was last heard from: the later of the
+    /// stored time and the one in memory.
+    pub(crate) fn last_seen(&self, record: &AgentRecord) -> Option<u64> {
+        let heard = lock(&self.seen).get(&record.agent_id).map(|s| s.heard_us);
+        record.last_seen_us.max(heard)
+    }
+
     fn handle_heartbeat(&self, agent_id: &str) {
         let now = self.env.unix_us();
-        if let Ok(Some(mut a)) = self.store.agent(agent_id) {
-            a.last_seen_us = Some(now);
-            let _ = self.store.put_agent(&a);
-        }
+        self.seen(agent_id);
         self.checkin(agent_id);
         for mut c in self.pending_for(agent_id) {
             match self.cfg.reaper.handle_heartbeat(&mut c, now) {

@@ -201,10 +201,7 @@ async fn serve(shared: &Shared, conn_id: &str, conn: quinn::Connection) {
                 let mut r = quic_record(shared, conn_id, &peer, Dir::Rx, "heartbeat");
                 r.ping_seq = Some(seq);
                 shared.env.observer.frame(r);
-                if let Ok(Some(mut a)) = shared.store.agent(&agent.agent_id) {
-                    a.last_seen_us = Some(shared.env.unix_us());
-                    let _ = shared.store.put_agent(&a);
-                }
+                shared.seen(&agent.agent_id);
             }
             TunnelMsg::Welcome { .. } => break,
         }

@@ -70,7 +70,8 @@ struct Listen {
 pub struct Stack {
     cfg: Config,
     rng: ChaCha8Rng,
-    conns: BTreeMap<ConnId, Conn>,
+    // Boxed: a connection is large, and a B-tree moves its values.
+    conns: BTreeMap<ConnId, Box<Conn>>,
     by_tuple: BTreeMap<(u16, SocketAddr), ConnId>,
     listeners: BTreeMap<u16, Listen>,
     timers: BTreeSet<(Duration, ConnId)>,
@@ -219,14 +220,14 @@ impl Stack {
         self.by_tuple.insert((tcb.local_port, remote), id);
         self.conns.insert(
             id,
-            Conn {
+            Box::new(Conn {
                 tcb,
                 remote,
                 listener,
                 read_waker: None,
                 write_waker: None,
                 timer: None,
-            },
+            }),
         );
         id
     }
