@@ -297,8 +297,19 @@ pub const FAULT_KINDS: &[KindDoc] = &[
     },
     KindDoc {
         name: "invalid-token",
-        doc: "the agent's enrollment token is refused (HTTP 401)",
-        keys: &[FAULT_AGENT],
+        doc: "the agents' enrollment token is refused (HTTP 401)",
+        keys: &[
+            opt(
+                "agent",
+                Some("every agent"),
+                "only this agent's token is refused",
+            ),
+            opt(
+                "site",
+                Some("every site"),
+                "only the tokens of this site's agents are refused (not with `agent`)",
+            ),
+        ],
     },
     KindDoc {
         name: "enroll-errors",
@@ -728,6 +739,7 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
     ("commands.<id>.output", "the command's output as the agent reported it (or null)"),
     ("server.registry.tunnels", "how many tunnel connections the server's registry holds at the end"),
     ("server.enroll.requests", "how many enrollment requests the server received, whatever it answered"),
+    ("server.enroll.max_per_minute", "the most enrollment requests the server received in any 60 s (windows of whole seconds)"),
     ("counts.frames", "how many frame-log records the run wrote"),
     ("counts.events", "how many event-log records the run wrote"),
     ("counts.commands_completed", "how many commands completed in the whole run"),

@@ -766,6 +766,44 @@ impl Parser<'_> {
         }
     }
 
+    /// The optional `agent` or `site` of a fault that acts on some agents
+    /// (neither: every agent); naming both is refused.
+    fn agent_or_site(&self, t: &Table<'_>, fleet: &Fleet) -> R<(Option<String>, Option<String>)> {
+        let agent = t
+            .get("agent")
+            .map(|n| self.agent_ref(n, &t.label("agent"), fleet))
+            .transpose()?;
+        let site = match t.get("site") {
+            None => None,
+            Some(n) => {
+                let label = t.label("site");
+                let name = self.string(n, &label)?;
+                if !fleet.site_set.contains(name) {
+                    return Err(self.err(
+                        &n.span,
+                        ErrorKind::UnknownSite,
+                        format!(
+                            "unknown site {name:?} in {label}{}sites: {}",
+                            hint(name, fleet.sites.iter().map(String::as_str)),
+                            choices(fleet.sites.iter().map(String::as_str), 12)
+                        ),
+                    ));
+                }
+                if agent.is_some() {
+                    return Err(self.err(
+                        &n.span,
+                        ErrorKind::BadValue,
+                        format!(
+                            "{label} and `agent` exclude each other: name one agent or one site"
+                        ),
+                    ));
+                }
+                Some(name.to_owned())
+            }
+        };
+        Ok((agent, site))
+    }
+
     /// Refuses a fleet or a fleet x duration the simulator cannot finish
     /// ([`MAX_RUN_AGENTS`], [`MAX_AGENT_HOURS`]), naming the limit.
     fn check_runnable(&self, top: &Table<'_>, agents: usize, duration: Duration) -> R<()> {
@@ -775,7 +813,7 @@ impl Parser<'_> {
                 &span,
                 ErrorKind::BadValue,
                 format!(
-                    "the scenario declares {agents} agents; a run simulates at most {MAX_RUN_AGENTS} (larger fleets overflow the simulated network); use fewer or smaller `count`s"
+                    "the scenario declares {agents} agents; a run simulates at most {MAX_RUN_AGENTS} (a larger fleet does not fit one machine's memory); use fewer or smaller `count`s"
                 ),
             ));
         }
@@ -1239,43 +1277,15 @@ impl Parser<'_> {
                     .map(|n| self.text_value(n, &t.label("command")))
                     .transpose()?,
             },
-            "invalid-token" => FaultKind::InvalidToken {
-                agent: self.req_agent(t, fleet)?,
-            },
+            "invalid-token" => {
+                let (agent, site) = self.agent_or_site(t, fleet)?;
+                FaultKind::InvalidToken { agent, site }
+            }
             "enroll-errors" => FaultKind::EnrollErrors {
                 status: self.status(t)?,
             },
             "checkin-errors" => {
-                let agent = t
-                    .get("agent")
-                    .map(|n| self.agent_ref(n, &t.label("agent"), fleet))
-                    .transpose()?;
-                let site = match t.get("site") {
-                    None => None,
-                    Some(n) => {
-                        let label = t.label("site");
-                        let name = self.string(n, &label)?;
-                        if !fleet.site_set.contains(name) {
-                            return Err(self.err(
-                                &n.span,
-                                ErrorKind::UnknownSite,
-                                format!(
-                                    "unknown site {name:?} in {label}{}sites: {}",
-                                    hint(name, fleet.sites.iter().map(String::as_str)),
-                                    choices(fleet.sites.iter().map(String::as_str), 12)
-                                ),
-                            ));
-                        }
-                        if agent.is_some() {
-                            return Err(self.err(
-                                &n.span,
-                                ErrorKind::BadValue,
-                                format!("{label} and `agent` exclude each other: name one agent or one site"),
-                            ));
-                        }
-                        Some(name.to_owned())
-                    }
-                };
+                let (agent, site) = self.agent_or_site(t, fleet)?;
                 FaultKind::CheckinErrors {
                     status: self.status(t)?,
                     agent,

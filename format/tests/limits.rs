@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use format::scenario::MAX_RUN_AGENTS;
+
 fn header(duration: &str) -> String {
     format!(
         "name = \"big\"\nsummary = \"s\"\nincident = \"foundation\"\nseed = 1\nduration = \"{duration}\"\n\n[server]\nbehavior = \"fixed\"\n\n"
@@ -30,29 +32,32 @@ fn parsing_grows_linearly_with_the_fleet() {
     };
     // Past MAX_RUN_AGENTS the answer is the limit, after the whole file
     // was parsed and checked.
-    let (small, r) = time(10_000);
-    assert!(r.unwrap_err().to_string().contains("at most 4000"));
-    let (big, r) = time(40_000);
-    assert!(r.unwrap_err().to_string().contains("at most 4000"));
-    eprintln!("10k agents: {small:?}, 40k agents: {big:?}");
+    let limit = format!("at most {MAX_RUN_AGENTS}");
+    let n = MAX_RUN_AGENTS + 1;
+    let (small, r) = time(n);
+    assert!(r.unwrap_err().to_string().contains(&limit));
+    let (big, r) = time(4 * n);
+    assert!(r.unwrap_err().to_string().contains(&limit));
+    eprintln!("{n} agents: {small:?}, {} agents: {big:?}", 4 * n);
     // Linear: 4x the agents in well under 16x (quadratic) the time.
-    assert!(big < small * 10, "10k: {small:?}, 40k: {big:?}");
+    assert!(big < small * 10, "{n}: {small:?}, {}: {big:?}", 4 * n);
 }
 
 #[test]
 fn what_a_run_cannot_finish_is_refused_with_the_limit() {
-    let err = format::parse_scenario("big.toml", &fleet(4_001, "1m")).unwrap_err();
+    let err = format::parse_scenario("big.toml", &fleet(MAX_RUN_AGENTS + 1, "1m")).unwrap_err();
     let m = err.to_string();
     assert!(
-        m.contains("4001 agents") && m.contains("at most 4000"),
+        m.contains(&format!("{} agents", MAX_RUN_AGENTS + 1))
+            && m.contains(&format!("at most {MAX_RUN_AGENTS}")),
         "{m}"
     );
     assert_eq!(
-        format::parse_scenario("ok.toml", &fleet(4_000, "1m"))
+        format::parse_scenario("ok.toml", &fleet(MAX_RUN_AGENTS, "1m"))
             .unwrap()
             .agents
             .len(),
-        4_000
+        MAX_RUN_AGENTS
     );
     let err = format::parse_scenario("long.toml", &fleet(1, "100000h")).unwrap_err();
     let m = err.to_string();

@@ -156,7 +156,7 @@ fn large_fleets_parse_quickly_and_are_bounded() {
     let err = format::parse_scenario("big.toml", &text).unwrap_err();
     assert!(
         err.to_string()
-            .contains("100000 agents; a run simulates at most 4000"),
+            .contains("100000 agents; a run simulates at most 10000"),
         "{err}"
     );
     assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());

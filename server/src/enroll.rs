@@ -345,9 +345,7 @@ async fn handle(
             "use POST",
         );
     }
-    shared
-        .enroll_requests
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    lock(&shared.enroll_requests).note(shared.env.now_us());
     if let Some(limit) = shared.cfg.enroll_rate_limit {
         let verdict = lock(&shared.enroll_limiter).check(limit, source, shared.env.now_us());
         if let Err(retry_after_s) = verdict {

@@ -1165,7 +1165,10 @@ fn outcome(
         "commands": commands,
         "server": {
             "registry": { "tunnels": tunnels.len(), "tunnel_conns": tunnel_conns },
-            "enroll": { "requests": server.enroll_requests() },
+            "enroll": {
+                "requests": server.enroll_requests(),
+                "max_per_minute": server.enroll_max_per_minute(),
+            },
         },
     })
 }

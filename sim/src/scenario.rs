@@ -159,7 +159,16 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
             FaultKind::StallWrites { agent, frame } => {
                 stall_writes.push((agent.clone(), frame_kind(*frame)))
             }
-            FaultKind::InvalidToken { agent } => invalid_token.push(agent.clone()),
+            FaultKind::InvalidToken { agent, site } => invalid_token.extend(
+                instances
+                    .iter()
+                    .filter(|i| match (agent, site) {
+                        (Some(a), _) => &i.name == a,
+                        (None, Some(s)) => &i.site == s,
+                        (None, None) => true,
+                    })
+                    .map(|i| i.name.clone()),
+            ),
             FaultKind::EnrollErrors { status } => enroll_outages.push(server::Outage {
                 status: *status,
                 from_us: from.as_micros() as u64,
