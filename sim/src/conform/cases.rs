@@ -2,10 +2,8 @@
 //! simulated side (seeded, so that side is deterministic) and a function
 //! that runs it for real and reads the same checks off the real logs.
 //!
-//! Cases that need the operator API (a command dispatched during one-way
-//! loss, verdict rows) are not here yet: on main `fleet-server` has no way
-//! to dispatch on a real network. They slot in as further entries whose
-//! `real` drives that API.
+//! The case that dispatches a command through the operator API during
+//! one-way loss and compares the verdict rows lives in [`super::command`].
 
 use std::time::Duration;
 
@@ -43,7 +41,7 @@ const FIRST_FAILURE_AT: CheckSpec = CheckSpec {
     compare: Compare::Within(1.0),
 };
 
-static CASES: [Case; 9] = [
+static CASES: [Case; 11] = [
     Case {
         name: "udp-4433-blocked",
         summary: "UDP 4433 dropped; the fixed `up` probes the tunnel and fails with exit 4 after its 20 s probe and 3 s drain",
@@ -188,6 +186,14 @@ from = "12s"
         real: |b| real_heartbeats(b, "tcp sport 8443 counter drop"),
     },
     Case {
+        name: "dispatch-one-way-loss-8443",
+        summary: "`tcp sport 8443 drop` 10 s after the channel is up, a command dispatched through the operator API 10 s later: its final status and attempts (fleetctl) and the engine's verdict rows on the merged server and agent logs",
+        checks: &super::command::CHECKS,
+        scenario: super::command::SCENARIO,
+        sim: super::command::sim,
+        real: super::command::real,
+    },
+    Case {
         name: "payload-drop-8443",
         summary: "a middlebox drops server->agent payload segments of the command channel but passes pure ACKs (`tcp sport 8443 ip length > 52 drop`): Heartbeats the server reads in the 65 s after the fault starts",
         checks: &[SOME_HEARTBEATS],
@@ -216,7 +222,13 @@ from = "12s"
     Case {
         name: "agent-killed-restarted",
         summary: "the agent's service is killed (SIGKILL) 20 s in and started again 1 s later: it reconnects its tunnel and command channel from what its disk holds",
-        checks: &[CHANNEL_BACK, TUNNEL_BACK, CHANNEL_BACK_AFTER, TUNNEL_BACK_AFTER],
+        checks: &[
+            CHANNEL_BACK,
+            TUNNEL_BACK,
+            CHANNEL_BACK_AFTER,
+            TUNNEL_BACK_AFTER,
+            API_STATUS,
+        ],
         scenario: r#"
 name = "conform-agent-killed-restarted"
 summary = "conformance: agent-killed-restarted"
@@ -244,7 +256,13 @@ agent = "pc-1"
     Case {
         name: "server-restarted",
         summary: "the server is killed and started again 21 s in with an agent connected: the agent reconnects its tunnel and command channel",
-        checks: &[CHANNEL_BACK, TUNNEL_BACK, CHANNEL_BACK_AFTER, TUNNEL_BACK_AFTER],
+        checks: &[
+            CHANNEL_BACK,
+            TUNNEL_BACK,
+            CHANNEL_BACK_AFTER,
+            TUNNEL_BACK_AFTER,
+            API_STATUS,
+        ],
         scenario: r#"
 name = "conform-server-restarted"
 summary = "conformance: server-restarted"
@@ -264,6 +282,30 @@ agent = "server"
 "#,
         sim: sim_reconnect,
         real: |b| real_reconnect(b, Restart::Server),
+    },
+    Case {
+        name: "evicted-through-api",
+        summary: "the agent's command-channel session is evicted through the operator API (`fleetctl evict`) 21 s in: the agent reconnects its channel",
+        checks: &[CHANNEL_BACK, CHANNEL_BACK_AFTER, API_STATUS],
+        scenario: r#"
+name = "conform-evicted-through-api"
+summary = "conformance: evicted-through-api"
+incident = "command-delivery"
+seed = 1
+duration = "80s"
+[server]
+behavior = "fixed"
+[[agent]]
+name = "pc-1"
+site = "lab"
+behavior = "fixed"
+[[action]]
+at = "21s"
+do = "evict"
+agent = "pc-1"
+"#,
+        sim: sim_reconnect,
+        real: |b| real_reconnect(b, Restart::Evict),
     },
     Case {
         name: "random-loss-5",
@@ -321,6 +363,12 @@ const TUNNEL_BACK: CheckSpec = CheckSpec {
 const CHANNEL_BACK_AFTER: CheckSpec = CheckSpec {
     name: "command channel up after the restart",
     compare: Compare::Within(1.0),
+};
+// Read through the operator API (`fleetctl agent`) once the agent is back;
+// the simulated side reads the same server function at the end of the run.
+const API_STATUS: CheckSpec = CheckSpec {
+    name: "operator API: agent status once back",
+    compare: Compare::Exact,
 };
 const TUNNEL_BACK_AFTER: CheckSpec = CheckSpec {
     name: "tunnel up after the restart",
@@ -534,6 +582,7 @@ fn sim_reconnect(out: &RunOutput) -> Observed {
                 .map(Val::Secs)
                 .ok_or_else(|| "no reconnect".to_string()),
         ),
+        (API_STATUS.name, api_status(&out.outcome["agents"][AGENT])),
     ])
 }
 
@@ -544,10 +593,14 @@ enum Restart {
     Agent,
     /// The server: killed and started again at once, on the same data.
     Server,
+    /// The agent's command-channel session, closed through the operator
+    /// API (`fleetctl evict`); the tunnel stays up.
+    Evict,
 }
 
 /// The server, `up`, the service; 20 s after the service starts, the
-/// restart; then the agent's reconnects, up to 60 s.
+/// restart (or, 21 s after, the eviction); then the agent's reconnects, up
+/// to 60 s, and the agent's status through the operator API.
 fn real_reconnect(b: &Bench, what: Restart) -> Result<Observed, String> {
     let mut server = b.server("fixed")?;
     let up = run_up(b, "fixed")?;
@@ -591,11 +644,24 @@ fn real_reconnect(b: &Bench, what: Restart) -> Result<Observed, String> {
             server = b.server("fixed")?;
             (&service, service.started().elapsed())
         }
+        Restart::Evict => {
+            std::thread::sleep(Duration::from_secs(1));
+            (&service, service.started().elapsed())
+        }
     };
     let restarted = std::time::Instant::now();
+    if let Restart::Evict = what {
+        b.fleetctl(&["evict", AGENT])?;
+    }
     let deadline = restarted + RECONNECT_WINDOW;
     let channel = connected(watch, "channel.connected", after, deadline);
-    let tunnel = connected(watch, "tunnel.connected", after, deadline);
+    let tunnel = match what {
+        // An eviction leaves the tunnel alone: no reconnect to wait for.
+        Restart::Evict => None,
+        _ => connected(watch, "tunnel.connected", after, deadline),
+    };
+    // What the operator sees once the agent is back (or the window is over).
+    let status = b.fleetctl(&["agent", AGENT]).and_then(|a| api_status(&a));
     drop(server);
     let since = |l: &super::real::Line| {
         (watch.started() + l.at)
@@ -619,7 +685,16 @@ fn real_reconnect(b: &Bench, what: Restart) -> Result<Observed, String> {
                 .map(|l| Val::Secs(since(l)))
                 .ok_or_else(|| "no reconnect".to_string()),
         ),
+        (API_STATUS.name, status),
     ]))
+}
+
+/// An agent's `status` as the operator API (or the outcome) shows it.
+fn api_status(agent: &Value) -> Result<Val, String> {
+    agent["status"]
+        .as_str()
+        .map(|s| Val::Text(s.to_string()))
+        .ok_or_else(|| format!("no status in {agent}"))
 }
 
 /// Whether every Heartbeat the agent wrote was read by the server (and
@@ -776,7 +851,7 @@ fn event_error(line: &str) -> Option<String> {
 }
 
 /// `s` without ANSI colour sequences.
-fn strip_ansi(s: &str) -> String {
+pub(super) fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {

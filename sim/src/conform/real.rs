@@ -293,6 +293,12 @@ impl Drop for Proc {
     }
 }
 
+/// The admin token of every server the suite starts (its operator API
+/// listens on 127.0.0.1:7443 of the case's own namespace).
+pub const ADMIN_TOKEN: &str = "conform-admin-token";
+/// How long one `fleetctl` call may take (its own request bound is 10 s).
+const FLEETCTL_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The binaries and scratch space of one case.
 pub struct Bench {
     /// Where fleet-server and fleet-agent are.
@@ -354,6 +360,9 @@ impl Bench {
                 &frames.display().to_string(),
                 "--event-log",
                 &events.display().to_string(),
+                // The operator API, on the namespace's own loopback.
+                "--admin-token",
+                ADMIN_TOKEN,
             ],
         );
         cmd.env("RUST_LOG", "warn");
@@ -370,6 +379,60 @@ impl Bench {
                 )
             })?;
         Ok(p)
+    }
+
+    /// Runs `fleetctl --json <args>` in the namespace against the case's
+    /// server (bounded): the JSON it printed when it exits 0, else why not
+    /// (its exit code and stderr).
+    pub fn fleetctl(&self, args: &[&str]) -> Result<serde_json::Value, String> {
+        let bin = self.bin("fleetctl")?;
+        let mut all = vec![
+            "--server",
+            "http://127.0.0.1:7443",
+            "--token",
+            ADMIN_TOKEN,
+            "--json",
+        ];
+        all.extend_from_slice(args);
+        let mut cmd = self.ns.command(&bin, &all);
+        let shown = format!("fleetctl {}", args.join(" "));
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {shown}: {e}"))?;
+        let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_string(&mut s);
+                }
+                s
+            })
+        };
+        let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
+        let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
+        let deadline = Instant::now() + FLEETCTL_TIMEOUT;
+        let status = loop {
+            if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{shown} did not finish in {FLEETCTL_TIMEOUT:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let (out, err) = (
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default(),
+        );
+        if !status.success() {
+            return Err(format!("{shown} failed ({status}): {}", err.trim()));
+        }
+        serde_json::from_str(&out).map_err(|e| format!("{shown} printed no JSON ({e}): {out}"))
     }
 
     /// Starts `fleet-agent <args>` for agent `name` (preset `behavior`),
