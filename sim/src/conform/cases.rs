@@ -32,6 +32,22 @@ const fn up_time(tol_s: f64) -> CheckSpec {
         compare: Compare::Within(tol_s),
     }
 }
+const INSTALL_RESULT: CheckSpec = CheckSpec {
+    name: "install result",
+    compare: Compare::Exact,
+};
+const ROLLED_BACK: CheckSpec = CheckSpec {
+    name: "files rolled back",
+    compare: Compare::Exact,
+};
+const AGENT_JSON_LEFT: CheckSpec = CheckSpec {
+    name: "agent.json left after the install",
+    compare: Compare::Exact,
+};
+const CERTS_LEFT: CheckSpec = CheckSpec {
+    name: "client certificates left after the install",
+    compare: Compare::Exact,
+};
 const FIRST_FAILURE: CheckSpec = CheckSpec {
     name: "service: first tunnel failure",
     compare: Compare::Message,
@@ -41,7 +57,7 @@ const FIRST_FAILURE_AT: CheckSpec = CheckSpec {
     compare: Compare::Within(1.0),
 };
 
-static CASES: [Case; 11] = [
+static CASES: [Case; 12] = [
     Case {
         name: "udp-4433-blocked",
         summary: "UDP 4433 dropped; the fixed `up` probes the tunnel and fails with exit 4 after its 20 s probe and 3 s drain",
@@ -70,6 +86,43 @@ agent = "pc-1"
 "#,
         sim: sim_up,
         real: |b| real_up(b, "fixed", &["udp dport 4433 counter drop"]),
+    },
+    Case {
+        name: "install-udp-4433-blocked",
+        summary: "UDP 4433 dropped; `fleet-agent install` (the installer of incident 1) runs the fixed `up`, which fails with exit 4, and rolls back what it wrote: no agent.json, no client certificate left",
+        checks: &[
+            EXIT,
+            MESSAGE,
+            INSTALL_RESULT,
+            ROLLED_BACK,
+            AGENT_JSON_LEFT,
+            CERTS_LEFT,
+            up_time(1.0),
+        ],
+        scenario: r#"
+name = "conform-install-udp-4433-blocked"
+summary = "conformance: UDP 4433 dropped, the installer"
+incident = "enrollment-tunnel"
+seed = 1
+duration = "1m"
+[server]
+behavior = "fixed"
+[[agent]]
+name = "pc-1"
+site = "lab"
+behavior = "fixed"
+[[fault]]
+kind = "block"
+between = ["site:lab", "server"]
+proto = "udp"
+port = 4433
+[[action]]
+at = "1s"
+do = "install"
+agent = "pc-1"
+"#,
+        sim: sim_install,
+        real: real_install,
     },
     Case {
         name: "udp-4433-blocked-legacy",
@@ -418,6 +471,41 @@ fn sim_up(out: &RunOutput) -> Observed {
             .as_u64()
             .map(|f| secs_us(f.saturating_sub(INSTALL_AT_US)))
             .ok_or_else(|| "install did not finish".to_string()),
+    );
+    o
+}
+
+/// [`sim_up`]'s exit code and duration, and what the installer did to the disk.
+fn sim_install(out: &RunOutput) -> Observed {
+    let mut o = sim_up(out);
+    let i = install(out);
+    o.insert(
+        INSTALL_RESULT.name,
+        i["result"]
+            .as_str()
+            .map(|r| Val::Text(r.to_string()))
+            .ok_or_else(|| "no install result".to_string()),
+    );
+    o.insert(
+        ROLLED_BACK.name,
+        i["rolled_back"]
+            .as_array()
+            .map(|a| Val::Int(a.len() as i64))
+            .ok_or_else(|| "no rollback list".to_string()),
+    );
+    o.insert(
+        AGENT_JSON_LEFT.name,
+        i["agent_json"]
+            .as_bool()
+            .map(Val::Bool)
+            .ok_or_else(|| "no agent_json".to_string()),
+    );
+    o.insert(
+        CERTS_LEFT.name,
+        i["client_certs"]
+            .as_i64()
+            .map(Val::Int)
+            .ok_or_else(|| "no client_certs".to_string()),
     );
     o
 }
@@ -802,6 +890,80 @@ fn real_up(b: &Bench, behavior: &str, rules: &[&str]) -> Result<Observed, String
     let _server = b.server(behavior)?;
     b.ns.firewall(rules)?;
     Ok(up_observed(&run_up(b, behavior)?))
+}
+
+/// The server, UDP 4433 dropped, then `fleet-agent install`: its exit code,
+/// its report (stdout), how long it ran and what is left on its disk.
+fn real_install(b: &Bench) -> Result<Observed, String> {
+    let _server = b.server("fixed")?;
+    b.ns.firewall(&["udp dport 4433 counter drop"])?;
+    let report = b.dir.join("install-report.json");
+    let mut install = Proc::spawn_stdout_to(
+        b.agent_command(AGENT, "fixed", &["install", "--token", "enroll-token"])?,
+        &report,
+    )?;
+    let (exit, ran) = install
+        .wait_exit(Duration::from_secs(90))
+        .ok_or("fleet-agent install did not exit within 90 s (killed)")?;
+    let text =
+        std::fs::read_to_string(&report).map_err(|e| format!("{}: {e}", report.display()))?;
+    let r: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("the install report is not JSON ({e}): {text}"))?;
+    let data = b.dir.join(format!("agent-{AGENT}"));
+    let left = files_under(&data);
+    let mut o = Observed::new();
+    o.insert(EXIT.name, Ok(Val::Int(exit as i64)));
+    o.insert(
+        MESSAGE.name,
+        Ok(Val::Text(r["error"].as_str().unwrap_or("").to_string())),
+    );
+    o.insert("up duration", Ok(Val::Secs(ran.as_secs_f64())));
+    o.insert(
+        INSTALL_RESULT.name,
+        r["result"]
+            .as_str()
+            .map(|s| Val::Text(s.to_string()))
+            .ok_or_else(|| format!("no result in {r}")),
+    );
+    o.insert(
+        ROLLED_BACK.name,
+        r["rolled_back"]
+            .as_array()
+            .map(|a| Val::Int(a.len() as i64))
+            .ok_or_else(|| format!("no rolled_back in {r}")),
+    );
+    o.insert(
+        AGENT_JSON_LEFT.name,
+        Ok(Val::Bool(left.iter().any(|p| p == "agent.json"))),
+    );
+    o.insert(
+        CERTS_LEFT.name,
+        Ok(Val::Int(
+            left.iter().filter(|p| p.ends_with(".crt")).count() as i64,
+        )),
+    );
+    Ok(o)
+}
+
+/// Every file under `dir`, as paths relative to it (none when it is gone).
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, d: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(d) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
 }
 
 /// Legacy: UDP 4433 dropped, `up`, then the service until its first

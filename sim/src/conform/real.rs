@@ -206,12 +206,22 @@ pub struct Proc {
 
 impl Proc {
     /// Spawns `cmd`, stdout discarded, stderr read line by line and timed.
-    pub fn spawn(mut cmd: Command) -> Result<Self, String> {
+    pub fn spawn(cmd: Command) -> Result<Self, String> {
+        Self::spawn_with(cmd, Stdio::null())
+    }
+
+    /// [`Proc::spawn`], stdout written to the file `path`.
+    pub fn spawn_stdout_to(cmd: Command, path: &Path) -> Result<Self, String> {
+        let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::spawn_with(cmd, Stdio::from(f))
+    }
+
+    fn spawn_with(mut cmd: Command, stdout: Stdio) -> Result<Self, String> {
         let shown = format!("{cmd:?}");
         let started = Instant::now();
         let mut child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {shown}: {e}"))?;
@@ -438,6 +448,16 @@ impl Bench {
     /// Starts `fleet-agent <args>` for agent `name` (preset `behavior`),
     /// with its events on stderr.
     pub fn agent(&self, name: &str, behavior: &str, args: &[&str]) -> Result<Proc, String> {
+        Proc::spawn(self.agent_command(name, behavior, args)?)
+    }
+
+    /// The command line [`Bench::agent`] runs.
+    pub fn agent_command(
+        &self,
+        name: &str,
+        behavior: &str,
+        args: &[&str],
+    ) -> Result<Command, String> {
         let data = self.dir.join(format!("agent-{name}"));
         let frames = self.dir.join(format!("agent-{name}.frames.jsonl"));
         let ca = self.dir.join("srv").join("ca.pem");
@@ -458,6 +478,6 @@ impl Bench {
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         let mut cmd = self.ns.command(&bin, &refs);
         cmd.env("RUST_LOG", "warn,fleet::event=info");
-        Proc::spawn(cmd)
+        Ok(cmd)
     }
 }
