@@ -56,6 +56,76 @@ async fn fleetctl(server: &str, token: &str, args: &[&str]) -> (i32, String, Str
     )
 }
 
+/// One request to every endpoint of the operator API (`server::admin`'s
+/// table), with a valid body where it takes one.
+fn every_endpoint() -> Vec<(Method, String, Option<Value>)> {
+    let all = vec![
+        (Method::GET, "/v1/agents".to_string(), None),
+        (Method::GET, format!("/v1/agents/{NAME}"), None),
+        (
+            Method::POST,
+            format!("/v1/agents/{NAME}/commands"),
+            Some(json!({"command": "hostname"})),
+        ),
+        (Method::GET, format!("/v1/agents/{NAME}/commands"), None),
+        (Method::GET, "/v1/commands".to_string(), None),
+        (Method::GET, "/v1/commands/cmd-0001".to_string(), None),
+        (Method::POST, format!("/v1/agents/{NAME}/evict"), None),
+        (Method::POST, format!("/v1/agents/{NAME}/wake"), None),
+        (Method::POST, format!("/v1/agents/{NAME}/revoke"), None),
+        (
+            Method::POST,
+            format!("/v1/agents/{NAME}/upgrade"),
+            Some(json!({"version": "9.9.9"})),
+        ),
+        (Method::GET, "/v1/upgrades".to_string(), None),
+        (
+            Method::POST,
+            "/v1/builds".to_string(),
+            Some(json!({"version": "9.9.9"})),
+        ),
+    ];
+    // With the token each is a route of its own, and together they are
+    // every route: a new route fails to compile in `swept` until it is
+    // listed here.
+    let token = AdminToken::new(ADMIN);
+    let mut seen = std::collections::BTreeSet::new();
+    for (m, path, body) in &all {
+        let req = server::admin::Request {
+            method: m.clone(),
+            path: path.clone(),
+            authorization: Some(format!("Bearer {ADMIN}")),
+            body: body
+                .as_ref()
+                .map(|b| serde_json::to_vec(b).unwrap().into())
+                .unwrap_or_default(),
+        };
+        let r = server::admin::route(&token, &req).expect("a valid request");
+        assert!(seen.insert(swept(&r)), "{m} {path} twice");
+    }
+    assert_eq!(seen.len(), 12, "every endpoint once");
+    all
+}
+
+/// Which endpoint a route is (an exhaustive match: no route is left out).
+fn swept(r: &server::admin::Route) -> &'static str {
+    use server::admin::Route;
+    match r {
+        Route::ListAgents => "list agents",
+        Route::GetAgent(_) => "get agent",
+        Route::Dispatch { .. } => "dispatch",
+        Route::ListCommands(Some(_)) => "agent's commands",
+        Route::ListCommands(None) => "commands",
+        Route::GetCommand(_) => "get command",
+        Route::Evict(_) => "evict",
+        Route::Wake(_) => "wake",
+        Route::Revoke(_) => "revoke",
+        Route::Upgrade { .. } => "upgrade",
+        Route::ListUpgrades => "upgrades",
+        Route::PublishBuild { .. } => "publish build",
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn every_operator_endpoint_on_loopback() {
     let server_dir = temp_dir("server");
@@ -155,6 +225,39 @@ async fn every_operator_endpoint_on_loopback() {
         out.contains(NAME) && out.contains("online") && out.contains("lab"),
         "{out}"
     );
+
+    // Every endpoint refuses a request without the admin token, with a
+    // wrong one and with an enrollment token, and nothing happens: no
+    // command (the first dispatch below still gets cmd-0001), no eviction,
+    // wake, revocation, build or upgrade.
+    let refused = every_endpoint();
+    for token in [None, Some("wrong"), Some("enroll-token")] {
+        let c = Client::new(&url, token.map(String::from)).unwrap();
+        for (m, path, body) in &refused {
+            let (status, v) = ask(&c, m.clone(), path, body.clone()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?} {m} {path}");
+            let code = if token.is_none() {
+                "missing_admin_token"
+            } else {
+                "invalid_admin_token"
+            };
+            assert_eq!(v["code"], code, "{token:?} {m} {path}: {v}");
+        }
+    }
+    let (_, v) = ask(&api, Method::GET, &format!("/v1/agents/{NAME}"), None).await;
+    assert_eq!(
+        (
+            v["status"].as_str(),
+            v["ws_conn"].as_str(),
+            v["wake_attempts"].as_u64()
+        ),
+        (Some("online"), a["ws_conn"].as_str(), Some(0)),
+        "{v}"
+    );
+    let (_, v) = ask(&api, Method::GET, "/v1/commands", None).await;
+    assert_eq!(v["commands"], json!([]));
+    let (_, v) = ask(&api, Method::GET, "/v1/upgrades", None).await;
+    assert_eq!(v["upgrades"], json!([]));
 
     // GET /v1/agents/<name> and by id; unknown is a JSON 404.
     for key in [NAME, agent_id.as_str()] {

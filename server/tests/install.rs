@@ -239,3 +239,81 @@ async fn a_failed_fixed_up_leaves_no_credentials_and_keeps_a_prior_install() {
     let _ = std::fs::remove_dir_all(&server_dir);
     let _ = std::fs::remove_dir_all(&agent_dir);
 }
+
+/// A disk whose first listing fails (the installer's snapshot); later
+/// ones, `up`'s own, work.
+#[derive(Debug)]
+struct Unlistable(Arc<dyn proto::env::Disk>, std::sync::atomic::AtomicBool);
+
+impl proto::env::Disk for Unlistable {
+    fn open(&self, path: &str, create: bool) -> std::io::Result<Box<dyn proto::env::File>> {
+        self.0.open(path, create)
+    }
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.0.rename(from, to)
+    }
+    fn remove(&self, path: &str) -> std::io::Result<()> {
+        self.0.remove(path)
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.0.exists(path)
+    }
+    fn list(&self) -> std::io::Result<Vec<String>> {
+        if self.1.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return self.0.list();
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "the data directory cannot be listed",
+        ))
+    }
+    fn sync_dir(&self) -> std::io::Result<()> {
+        self.0.sync_dir()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn without_a_snapshot_a_failed_up_touches_nothing() {
+    let server_dir = temp_dir("server-nosnap");
+    let agent_dir = temp_dir("agent-nosnap");
+    let handle = start_server(&server_dir).await;
+    let cfg = config(&handle);
+    let timeout = Duration::from_secs(60);
+    let ok = agent::installer::install(
+        &agent_env(&agent_dir, false),
+        &cfg,
+        &StatusCell::default(),
+        timeout,
+    )
+    .await;
+    assert_eq!(ok.result, InstallResult::Success, "{ok:?}");
+    let prior = files(&agent_dir);
+
+    // A reinstall that fails (UDP 4433 blocked) on a disk the snapshot
+    // cannot read: nothing tells this `up`'s files from the prior
+    // install's, so nothing is removed or restored.
+    let mut env = agent_env(&agent_dir, true);
+    env.disk = Arc::new(Unlistable(env.disk.clone(), Default::default()));
+    let report = agent::installer::install(&env, &cfg, &StatusCell::default(), timeout).await;
+    assert_eq!(
+        (report.exit_code, report.result),
+        (4, InstallResult::Failed),
+        "{report:?}"
+    );
+    assert!(report.rolled_back.is_empty(), "{report:?}");
+    let after = files(&agent_dir);
+    for (path, contents) in &prior {
+        if path != "agent.json" {
+            assert_eq!(
+                after.get(path),
+                Some(contents),
+                "the prior install's {path} is untouched"
+            );
+        }
+    }
+    // This `up` did write (a new enrollment): without a snapshot it stays.
+    assert_ne!(after.get("agent.json"), prior.get("agent.json"));
+    assert!(after.len() > prior.len(), "{:?}", after.keys());
+    let _ = std::fs::remove_dir_all(&server_dir);
+    let _ = std::fs::remove_dir_all(&agent_dir);
+}

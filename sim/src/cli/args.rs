@@ -109,10 +109,11 @@ Examples:
   sudo simbench conform --case tcp-7171-rejected --format json
   simbench conform --allow-skip                      # not root: say so, exit 0
 
-Needs Linux, root, `ip` (iproute2) and `nft` (nftables); finds fleet-server
-and fleet-agent next to simbench (cargo build --release) unless --bin-dir.
-Each case gets its own network namespace; the fault is an nftables rule in
-the input hook. Exit 0 when every check matches or is on the known list;
+Needs Linux, root, `ip` (iproute2) and `nft` (nftables); finds fleet-server,
+fleet-agent and fleetctl next to simbench (cargo build --release) unless
+--bin-dir. Each case gets its own network namespace; the fault is an
+nftables rule in the input hook, the operator's actions go through the
+operator API (fleetctl). Exit 0 when every check matches or is on the known list;
 1 when a check differs and is not listed, when a listed one now matches,
 or when the real side cannot run (without --allow-skip); 2 bad input.";
 
@@ -129,7 +130,7 @@ pub struct ConformArgs {
         default_value = "conform/known-differences.toml"
     )]
     pub known: PathBuf,
-    /// Where fleet-server and fleet-agent are; default: simbench's own directory.
+    /// Where fleet-server, fleet-agent and fleetctl are; default: simbench's own directory.
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
     /// Exit 0 when namespaces cannot be made here (the cases are listed as skipped).

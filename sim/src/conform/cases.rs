@@ -2,10 +2,8 @@
 //! simulated side (seeded, so that side is deterministic) and a function
 //! that runs it for real and reads the same checks off the real logs.
 //!
-//! Cases that need the operator API (a command dispatched during one-way
-//! loss, verdict rows) are not here yet: on main `fleet-server` has no way
-//! to dispatch on a real network. They slot in as further entries whose
-//! `real` drives that API.
+//! The case that dispatches a command through the operator API during
+//! one-way loss and compares the verdict rows lives in [`super::command`].
 
 use std::time::Duration;
 
@@ -34,6 +32,22 @@ const fn up_time(tol_s: f64) -> CheckSpec {
         compare: Compare::Within(tol_s),
     }
 }
+const INSTALL_RESULT: CheckSpec = CheckSpec {
+    name: "install result",
+    compare: Compare::Exact,
+};
+const ROLLED_BACK: CheckSpec = CheckSpec {
+    name: "files rolled back",
+    compare: Compare::Exact,
+};
+const AGENT_JSON_LEFT: CheckSpec = CheckSpec {
+    name: "agent.json left after the install",
+    compare: Compare::Exact,
+};
+const CERTS_LEFT: CheckSpec = CheckSpec {
+    name: "client certificates left after the install",
+    compare: Compare::Exact,
+};
 const FIRST_FAILURE: CheckSpec = CheckSpec {
     name: "service: first tunnel failure",
     compare: Compare::Message,
@@ -43,7 +57,7 @@ const FIRST_FAILURE_AT: CheckSpec = CheckSpec {
     compare: Compare::Within(1.0),
 };
 
-static CASES: [Case; 9] = [
+static CASES: [Case; 12] = [
     Case {
         name: "udp-4433-blocked",
         summary: "UDP 4433 dropped; the fixed `up` probes the tunnel and fails with exit 4 after its 20 s probe and 3 s drain",
@@ -72,6 +86,43 @@ agent = "pc-1"
 "#,
         sim: sim_up,
         real: |b| real_up(b, "fixed", &["udp dport 4433 counter drop"]),
+    },
+    Case {
+        name: "install-udp-4433-blocked",
+        summary: "UDP 4433 dropped; `fleet-agent install` (the installer of incident 1) runs the fixed `up`, which fails with exit 4, and rolls back what it wrote: no agent.json, no client certificate left",
+        checks: &[
+            EXIT,
+            MESSAGE,
+            INSTALL_RESULT,
+            ROLLED_BACK,
+            AGENT_JSON_LEFT,
+            CERTS_LEFT,
+            up_time(1.0),
+        ],
+        scenario: r#"
+name = "conform-install-udp-4433-blocked"
+summary = "conformance: UDP 4433 dropped, the installer"
+incident = "enrollment-tunnel"
+seed = 1
+duration = "1m"
+[server]
+behavior = "fixed"
+[[agent]]
+name = "pc-1"
+site = "lab"
+behavior = "fixed"
+[[fault]]
+kind = "block"
+between = ["site:lab", "server"]
+proto = "udp"
+port = 4433
+[[action]]
+at = "1s"
+do = "install"
+agent = "pc-1"
+"#,
+        sim: sim_install,
+        real: real_install,
     },
     Case {
         name: "udp-4433-blocked-legacy",
@@ -188,6 +239,14 @@ from = "12s"
         real: |b| real_heartbeats(b, "tcp sport 8443 counter drop"),
     },
     Case {
+        name: "dispatch-one-way-loss-8443",
+        summary: "`tcp sport 8443 drop` 10 s after the channel is up, a command dispatched through the operator API 10 s later: its final status and attempts (fleetctl) and the engine's verdict rows on the merged server and agent logs",
+        checks: &super::command::CHECKS,
+        scenario: super::command::SCENARIO,
+        sim: super::command::sim,
+        real: super::command::real,
+    },
+    Case {
         name: "payload-drop-8443",
         summary: "a middlebox drops server->agent payload segments of the command channel but passes pure ACKs (`tcp sport 8443 ip length > 52 drop`): Heartbeats the server reads in the 65 s after the fault starts",
         checks: &[SOME_HEARTBEATS],
@@ -216,7 +275,13 @@ from = "12s"
     Case {
         name: "agent-killed-restarted",
         summary: "the agent's service is killed (SIGKILL) 20 s in and started again 1 s later: it reconnects its tunnel and command channel from what its disk holds",
-        checks: &[CHANNEL_BACK, TUNNEL_BACK, CHANNEL_BACK_AFTER, TUNNEL_BACK_AFTER],
+        checks: &[
+            CHANNEL_BACK,
+            TUNNEL_BACK,
+            CHANNEL_BACK_AFTER,
+            TUNNEL_BACK_AFTER,
+            API_STATUS,
+        ],
         scenario: r#"
 name = "conform-agent-killed-restarted"
 summary = "conformance: agent-killed-restarted"
@@ -244,7 +309,13 @@ agent = "pc-1"
     Case {
         name: "server-restarted",
         summary: "the server is killed and started again 21 s in with an agent connected: the agent reconnects its tunnel and command channel",
-        checks: &[CHANNEL_BACK, TUNNEL_BACK, CHANNEL_BACK_AFTER, TUNNEL_BACK_AFTER],
+        checks: &[
+            CHANNEL_BACK,
+            TUNNEL_BACK,
+            CHANNEL_BACK_AFTER,
+            TUNNEL_BACK_AFTER,
+            API_STATUS,
+        ],
         scenario: r#"
 name = "conform-server-restarted"
 summary = "conformance: server-restarted"
@@ -264,6 +335,30 @@ agent = "server"
 "#,
         sim: sim_reconnect,
         real: |b| real_reconnect(b, Restart::Server),
+    },
+    Case {
+        name: "evicted-through-api",
+        summary: "the agent's command-channel session is evicted through the operator API (`fleetctl evict`) 21 s in: the agent reconnects its channel",
+        checks: &[CHANNEL_BACK, CHANNEL_BACK_AFTER, API_STATUS],
+        scenario: r#"
+name = "conform-evicted-through-api"
+summary = "conformance: evicted-through-api"
+incident = "command-delivery"
+seed = 1
+duration = "80s"
+[server]
+behavior = "fixed"
+[[agent]]
+name = "pc-1"
+site = "lab"
+behavior = "fixed"
+[[action]]
+at = "21s"
+do = "evict"
+agent = "pc-1"
+"#,
+        sim: sim_reconnect,
+        real: |b| real_reconnect(b, Restart::Evict),
     },
     Case {
         name: "random-loss-5",
@@ -322,6 +417,12 @@ const CHANNEL_BACK_AFTER: CheckSpec = CheckSpec {
     name: "command channel up after the restart",
     compare: Compare::Within(1.0),
 };
+// Read through the operator API (`fleetctl agent`) once the agent is back;
+// the simulated side reads the same server function at the end of the run.
+const API_STATUS: CheckSpec = CheckSpec {
+    name: "operator API: agent status once back",
+    compare: Compare::Exact,
+};
 const TUNNEL_BACK_AFTER: CheckSpec = CheckSpec {
     name: "tunnel up after the restart",
     compare: Compare::Within(2.0),
@@ -370,6 +471,41 @@ fn sim_up(out: &RunOutput) -> Observed {
             .as_u64()
             .map(|f| secs_us(f.saturating_sub(INSTALL_AT_US)))
             .ok_or_else(|| "install did not finish".to_string()),
+    );
+    o
+}
+
+/// [`sim_up`]'s exit code and duration, and what the installer did to the disk.
+fn sim_install(out: &RunOutput) -> Observed {
+    let mut o = sim_up(out);
+    let i = install(out);
+    o.insert(
+        INSTALL_RESULT.name,
+        i["result"]
+            .as_str()
+            .map(|r| Val::Text(r.to_string()))
+            .ok_or_else(|| "no install result".to_string()),
+    );
+    o.insert(
+        ROLLED_BACK.name,
+        i["rolled_back"]
+            .as_array()
+            .map(|a| Val::Int(a.len() as i64))
+            .ok_or_else(|| "no rollback list".to_string()),
+    );
+    o.insert(
+        AGENT_JSON_LEFT.name,
+        i["agent_json"]
+            .as_bool()
+            .map(Val::Bool)
+            .ok_or_else(|| "no agent_json".to_string()),
+    );
+    o.insert(
+        CERTS_LEFT.name,
+        i["client_certs"]
+            .as_i64()
+            .map(Val::Int)
+            .ok_or_else(|| "no client_certs".to_string()),
     );
     o
 }
@@ -534,6 +670,7 @@ fn sim_reconnect(out: &RunOutput) -> Observed {
                 .map(Val::Secs)
                 .ok_or_else(|| "no reconnect".to_string()),
         ),
+        (API_STATUS.name, api_status(&out.outcome["agents"][AGENT])),
     ])
 }
 
@@ -544,10 +681,14 @@ enum Restart {
     Agent,
     /// The server: killed and started again at once, on the same data.
     Server,
+    /// The agent's command-channel session, closed through the operator
+    /// API (`fleetctl evict`); the tunnel stays up.
+    Evict,
 }
 
 /// The server, `up`, the service; 20 s after the service starts, the
-/// restart; then the agent's reconnects, up to 60 s.
+/// restart (or, 21 s after, the eviction); then the agent's reconnects, up
+/// to 60 s, and the agent's status through the operator API.
 fn real_reconnect(b: &Bench, what: Restart) -> Result<Observed, String> {
     let mut server = b.server("fixed")?;
     let up = run_up(b, "fixed")?;
@@ -591,11 +732,24 @@ fn real_reconnect(b: &Bench, what: Restart) -> Result<Observed, String> {
             server = b.server("fixed")?;
             (&service, service.started().elapsed())
         }
+        Restart::Evict => {
+            std::thread::sleep(Duration::from_secs(1));
+            (&service, service.started().elapsed())
+        }
     };
     let restarted = std::time::Instant::now();
+    if let Restart::Evict = what {
+        b.fleetctl(&["evict", AGENT])?;
+    }
     let deadline = restarted + RECONNECT_WINDOW;
     let channel = connected(watch, "channel.connected", after, deadline);
-    let tunnel = connected(watch, "tunnel.connected", after, deadline);
+    let tunnel = match what {
+        // An eviction leaves the tunnel alone: no reconnect to wait for.
+        Restart::Evict => None,
+        _ => connected(watch, "tunnel.connected", after, deadline),
+    };
+    // What the operator sees once the agent is back (or the window is over).
+    let status = b.fleetctl(&["agent", AGENT]).and_then(|a| api_status(&a));
     drop(server);
     let since = |l: &super::real::Line| {
         (watch.started() + l.at)
@@ -619,7 +773,16 @@ fn real_reconnect(b: &Bench, what: Restart) -> Result<Observed, String> {
                 .map(|l| Val::Secs(since(l)))
                 .ok_or_else(|| "no reconnect".to_string()),
         ),
+        (API_STATUS.name, status),
     ]))
+}
+
+/// An agent's `status` as the operator API (or the outcome) shows it.
+fn api_status(agent: &Value) -> Result<Val, String> {
+    agent["status"]
+        .as_str()
+        .map(|s| Val::Text(s.to_string()))
+        .ok_or_else(|| format!("no status in {agent}"))
 }
 
 /// Whether every Heartbeat the agent wrote was read by the server (and
@@ -729,6 +892,80 @@ fn real_up(b: &Bench, behavior: &str, rules: &[&str]) -> Result<Observed, String
     Ok(up_observed(&run_up(b, behavior)?))
 }
 
+/// The server, UDP 4433 dropped, then `fleet-agent install`: its exit code,
+/// its report (stdout), how long it ran and what is left on its disk.
+fn real_install(b: &Bench) -> Result<Observed, String> {
+    let _server = b.server("fixed")?;
+    b.ns.firewall(&["udp dport 4433 counter drop"])?;
+    let report = b.dir.join("install-report.json");
+    let mut install = Proc::spawn_stdout_to(
+        b.agent_command(AGENT, "fixed", &["install", "--token", "enroll-token"])?,
+        &report,
+    )?;
+    let (exit, ran) = install
+        .wait_exit(Duration::from_secs(90))
+        .ok_or("fleet-agent install did not exit within 90 s (killed)")?;
+    let text =
+        std::fs::read_to_string(&report).map_err(|e| format!("{}: {e}", report.display()))?;
+    let r: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("the install report is not JSON ({e}): {text}"))?;
+    let data = b.dir.join(format!("agent-{AGENT}"));
+    let left = files_under(&data);
+    let mut o = Observed::new();
+    o.insert(EXIT.name, Ok(Val::Int(exit as i64)));
+    o.insert(
+        MESSAGE.name,
+        Ok(Val::Text(r["error"].as_str().unwrap_or("").to_string())),
+    );
+    o.insert("up duration", Ok(Val::Secs(ran.as_secs_f64())));
+    o.insert(
+        INSTALL_RESULT.name,
+        r["result"]
+            .as_str()
+            .map(|s| Val::Text(s.to_string()))
+            .ok_or_else(|| format!("no result in {r}")),
+    );
+    o.insert(
+        ROLLED_BACK.name,
+        r["rolled_back"]
+            .as_array()
+            .map(|a| Val::Int(a.len() as i64))
+            .ok_or_else(|| format!("no rolled_back in {r}")),
+    );
+    o.insert(
+        AGENT_JSON_LEFT.name,
+        Ok(Val::Bool(left.iter().any(|p| p == "agent.json"))),
+    );
+    o.insert(
+        CERTS_LEFT.name,
+        Ok(Val::Int(
+            left.iter().filter(|p| p.ends_with(".crt")).count() as i64,
+        )),
+    );
+    Ok(o)
+}
+
+/// Every file under `dir`, as paths relative to it (none when it is gone).
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    fn walk(root: &std::path::Path, d: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(d) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
 /// Legacy: UDP 4433 dropped, `up`, then the service until its first
 /// tunnel failure (bounded at 45 s).
 fn real_legacy(b: &Bench) -> Result<Observed, String> {
@@ -776,7 +1013,7 @@ fn event_error(line: &str) -> Option<String> {
 }
 
 /// `s` without ANSI colour sequences.
-fn strip_ansi(s: &str) -> String {
+pub(super) fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {

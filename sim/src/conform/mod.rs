@@ -9,10 +9,12 @@
 //! are expected today: an unlisted difference fails the run, and so does a
 //! listed check that now matches (take it off the list).
 //!
-//! Map: [`cases`] the case table, [`real`] the namespace runner,
+//! Map: [`cases`] the case table, [`command`] the case driven through the
+//! operator API (a dispatch, verdict rows), [`real`] the namespace runner,
 //! [`sim_side`] the simulated runs, [`known`] the list, [`table`] the output.
 
 pub mod cases;
+pub mod command;
 pub mod known;
 pub mod real;
 pub mod sim_side;

@@ -206,12 +206,22 @@ pub struct Proc {
 
 impl Proc {
     /// Spawns `cmd`, stdout discarded, stderr read line by line and timed.
-    pub fn spawn(mut cmd: Command) -> Result<Self, String> {
+    pub fn spawn(cmd: Command) -> Result<Self, String> {
+        Self::spawn_with(cmd, Stdio::null())
+    }
+
+    /// [`Proc::spawn`], stdout written to the file `path`.
+    pub fn spawn_stdout_to(cmd: Command, path: &Path) -> Result<Self, String> {
+        let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::spawn_with(cmd, Stdio::from(f))
+    }
+
+    fn spawn_with(mut cmd: Command, stdout: Stdio) -> Result<Self, String> {
         let shown = format!("{cmd:?}");
         let started = Instant::now();
         let mut child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {shown}: {e}"))?;
@@ -293,6 +303,12 @@ impl Drop for Proc {
     }
 }
 
+/// The admin token of every server the suite starts (its operator API
+/// listens on 127.0.0.1:7443 of the case's own namespace).
+pub const ADMIN_TOKEN: &str = "conform-admin-token";
+/// How long one `fleetctl` call may take (its own request bound is 10 s).
+const FLEETCTL_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The binaries and scratch space of one case.
 pub struct Bench {
     /// Where fleet-server and fleet-agent are.
@@ -354,6 +370,9 @@ impl Bench {
                 &frames.display().to_string(),
                 "--event-log",
                 &events.display().to_string(),
+                // The operator API, on the namespace's own loopback.
+                "--admin-token",
+                ADMIN_TOKEN,
             ],
         );
         cmd.env("RUST_LOG", "warn");
@@ -372,9 +391,73 @@ impl Bench {
         Ok(p)
     }
 
+    /// Runs `fleetctl --json <args>` in the namespace against the case's
+    /// server (bounded): the JSON it printed when it exits 0, else why not
+    /// (its exit code and stderr).
+    pub fn fleetctl(&self, args: &[&str]) -> Result<serde_json::Value, String> {
+        let bin = self.bin("fleetctl")?;
+        let mut all = vec![
+            "--server",
+            "http://127.0.0.1:7443",
+            "--token",
+            ADMIN_TOKEN,
+            "--json",
+        ];
+        all.extend_from_slice(args);
+        let mut cmd = self.ns.command(&bin, &all);
+        let shown = format!("fleetctl {}", args.join(" "));
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {shown}: {e}"))?;
+        let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_string(&mut s);
+                }
+                s
+            })
+        };
+        let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
+        let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
+        let deadline = Instant::now() + FLEETCTL_TIMEOUT;
+        let status = loop {
+            if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{shown} did not finish in {FLEETCTL_TIMEOUT:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let (out, err) = (
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default(),
+        );
+        if !status.success() {
+            return Err(format!("{shown} failed ({status}): {}", err.trim()));
+        }
+        serde_json::from_str(&out).map_err(|e| format!("{shown} printed no JSON ({e}): {out}"))
+    }
+
     /// Starts `fleet-agent <args>` for agent `name` (preset `behavior`),
     /// with its events on stderr.
     pub fn agent(&self, name: &str, behavior: &str, args: &[&str]) -> Result<Proc, String> {
+        Proc::spawn(self.agent_command(name, behavior, args)?)
+    }
+
+    /// The command line [`Bench::agent`] runs.
+    pub fn agent_command(
+        &self,
+        name: &str,
+        behavior: &str,
+        args: &[&str],
+    ) -> Result<Command, String> {
         let data = self.dir.join(format!("agent-{name}"));
         let frames = self.dir.join(format!("agent-{name}.frames.jsonl"));
         let ca = self.dir.join("srv").join("ca.pem");
@@ -395,6 +478,6 @@ impl Bench {
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         let mut cmd = self.ns.command(&bin, &refs);
         cmd.env("RUST_LOG", "warn,fleet::event=info");
-        Proc::spawn(cmd)
+        Ok(cmd)
     }
 }
