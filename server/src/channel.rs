@@ -312,6 +312,9 @@ async fn session<S>(
                     "registry.registered",
                     fields! {"agent" => peer, "conn" => conn, "generation" => generation, "site" => site},
                 );
+                // Heard from: an agent is last seen at its Auth, not only
+                // at its first Heartbeat an interval later.
+                shared.seen(&agent.agent_id);
                 Some(generation)
             }
         }

@@ -181,6 +181,7 @@ async fn serve(shared: &Shared, conn_id: &str, conn: quinn::Connection) {
                     "tunnel.registered",
                     fields! {"agent" => peer, "conn" => conn_id, "role" => role, "replaced" => old.map(|o| o.conn)},
                 );
+                shared.seen(&agent.agent_id);
                 let welcome = serde_json::to_string(&TunnelMsg::Welcome {
                     conn: conn_id.to_string(),
                 })

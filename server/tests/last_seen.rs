@@ -64,7 +64,7 @@ async fn the_reported_last_seen_follows_every_heartbeat() {
             .first()
             .and_then(|a| a.record.last_seen_us)
     };
-    // The first heartbeat.
+    // Seen at once, at its Auth or its tunnel's Hello.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut seen = loop {
         if let Some(t) = last_seen() {

@@ -167,7 +167,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
     pub format: OutputFormat,
     /// Instead of the catalogue, the scaling curve: generated fleets of 100,
-    /// 1,000 and 4,000 agents for 10 minutes, 50 for 1, 6 and 24 hours.
+    /// 1,000 and 10,000 agents for 10 minutes, 50 for 1, 6 and 24 hours.
     #[arg(long)]
     pub scale: bool,
     /// Another simbench binary to measure beside this one, run for run in

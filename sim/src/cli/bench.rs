@@ -230,12 +230,12 @@ pub struct ScalePoint {
 pub const SCALE_SITE: u32 = 250;
 
 /// The scaling curve of `simbench bench --scale`: against agents (100,
-/// 1,000 and 4,000, the most a scenario may have, for 10 simulated minutes)
+/// 1,000 and 10,000, the most a scenario may have, for 10 simulated minutes)
 /// and against simulated hours (50 agents for 1, 6 and 24 hours), each
 /// within the format's limit on agent-hours.
 pub fn scale_points() -> Vec<ScalePoint> {
     let min = |m: u64| std::time::Duration::from_secs(60 * m);
-    let mut v: Vec<ScalePoint> = [100, 1_000, 4_000]
+    let mut v: Vec<ScalePoint> = [100, 1_000, 10_000]
         .into_iter()
         .map(|agents| ScalePoint {
             agents,
