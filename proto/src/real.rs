@@ -148,6 +148,7 @@ pub struct JsonlObserver {
     events: Option<Mutex<Box<dyn Write + Send>>>,
     next_conn: AtomicU64,
     conn_prefix: String,
+    key_log: Arc<rustls::KeyLogFile>,
 }
 
 impl fmt::Debug for JsonlObserver {
@@ -167,6 +168,9 @@ impl JsonlObserver {
             events: events.map(Mutex::new),
             next_conn: AtomicU64::new(1),
             conn_prefix: conn_prefix(),
+            // Appends the sessions' secrets to the file `SSLKEYLOGFILE` names
+            // (NSS key log format); does nothing when it is unset.
+            key_log: Arc::new(rustls::KeyLogFile::new()),
         }
     }
 }
@@ -201,6 +205,10 @@ impl Observer for JsonlObserver {
             self.conn_prefix,
             self.next_conn.fetch_add(1, Ordering::Relaxed)
         )
+    }
+
+    fn key_log(&self) -> Option<Arc<dyn rustls::KeyLog>> {
+        Some(self.key_log.clone())
     }
 }
 
