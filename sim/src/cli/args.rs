@@ -104,6 +104,30 @@ pub enum Command {
     /// Run conformance cases on real sockets (a Linux network namespace) and in the simulator; compare.
     #[command(after_help = CONFORM_EXAMPLES)]
     Conform(ConformArgs),
+    /// Merge the JUnit files of several `check --partition` machines into one.
+    #[command(after_help = JUNIT_MERGE_EXAMPLES)]
+    JunitMerge(JunitMergeArgs),
+}
+
+const JUNIT_MERGE_EXAMPLES: &str = "\
+Examples:
+  simbench junit-merge target/simbench.xml part-1.xml part-2.xml part-3.xml
+
+Reads each file with quick-junit's reader; suites of the same name (every
+share's `simbench check`) become one suite with every case in file order,
+its time the sum, the counts recomputed. Exit 0 when the merged report has
+no failure or error, 1 when it has one, 2 when a file cannot be read or is
+not JUnit XML.";
+
+/// `simbench junit-merge`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct JunitMergeArgs {
+    /// The merged file to write (parent directories are created).
+    #[arg(value_name = "OUT.xml")]
+    pub out: PathBuf,
+    /// The JUnit files to merge, in order.
+    #[arg(value_name = "IN.xml", required = true, num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
 }
 
 const CONFORM_EXAMPLES: &str = "\

@@ -26,6 +26,8 @@ pub enum Settings {
     Bench(BenchSettings),
     /// `simbench conform` (its flags need no resolving).
     Conform(super::args::ConformArgs),
+    /// `simbench junit-merge` (its arguments need no resolving).
+    JunitMerge(super::args::JunitMergeArgs),
 }
 
 /// `simbench bench`, resolved.
@@ -128,6 +130,7 @@ impl Settings {
             Command::List => Settings::List,
             Command::Diagnose(d) => Settings::Diagnose(d),
             Command::Conform(c) => Settings::Conform(c),
+            Command::JunitMerge(m) => Settings::JunitMerge(m),
             Command::Bench(BenchArgs {
                 filter,
                 repeat,
