@@ -198,5 +198,28 @@ fn artifacts_choose_the_files_and_a_bad_name_is_refused() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(files(&tmp.join("checked")), ["smoke-7"]);
     assert_eq!(files(&tmp.join("checked/smoke-7")), ["capture.pcapng"]);
+    // sweep: one directory per seed.
+    let (code, stdout, stderr) = simbench(
+        &tmp,
+        &[
+            "sweep",
+            "smoke",
+            "--seeds",
+            "1..=2",
+            "--artifacts",
+            "report",
+            "--out",
+            "swept",
+            "--jobs",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(files(&tmp.join("swept")), ["smoke-1", "smoke-2"]);
+    assert_eq!(files(&tmp.join("swept/smoke-2")), ["report.json"]);
+    // Without --artifacts, check and sweep write no run files (as before).
+    let (code, _, _) = simbench(&tmp, &["sweep", "smoke", "--seeds", "3", "--jobs", "1"]);
+    assert_eq!(code, 0);
+    assert!(!tmp.join("out").exists());
     let _ = std::fs::remove_dir_all(&tmp);
 }
