@@ -158,6 +158,29 @@ fn tshark_decrypts_a_command_inside_tls_and_the_quic_streams() {
     )
     .unwrap();
     assert!(quic.lines().count() > 0, "no decrypted QUIC stream frame");
+    // Every QUIC packet decrypts, and (7171 decoded as TLS: Wireshark
+    // calls that port Tibia) every TLS record is HTTP or WebSocket inside.
+    assert_eq!(
+        tshark(&capture, &["-Y", "quic.decryption_failed"]).unwrap(),
+        ""
+    );
+    let opaque = tshark(
+        &capture,
+        &[
+            "-d",
+            "tcp.port==7171,tls",
+            "-Y",
+            "tls.app_data && !http && !websocket",
+        ],
+    )
+    .unwrap();
+    assert_eq!(opaque, "", "TLS records not decrypted");
+    assert!(!tshark(
+        &capture,
+        &["-d", "tcp.port==7171,tls", "-Y", "tls && http.request"]
+    )
+    .unwrap()
+    .is_empty());
     // Nothing malformed.
     assert_eq!(tshark(&capture, &["-Y", "_ws.malformed"]).unwrap(), "");
     let _ = std::fs::remove_dir_all(&tmp);
