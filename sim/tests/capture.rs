@@ -246,3 +246,43 @@ fn artifacts_choose_the_files_and_a_bad_name_is_refused() {
     assert!(!tmp.join("out").exists());
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// One run of a shipped scenario with its own seed, capture on.
+fn capture_of(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios")
+        .join(format!("{name}.toml"));
+    let sc = format::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let spec = sim::scenario::resolve(&sc, None).unwrap_or_else(|e| panic!("{e}"));
+    let out = sim::run::run_with(
+        &spec,
+        sim::run::RunOptions {
+            capture: true,
+            key_log: true,
+        },
+    )
+    .expect("the run finishes");
+    let keys = out.key_log.expect("secrets kept");
+    assert!(keys.lines().count() >= 4, "{name}: {keys}");
+    out.pcap.expect("captured")
+}
+
+#[test]
+fn captures_repeat_across_faults_restarts_upgrades_and_lossy_links() {
+    // Drops on the path, stalled writes, a broken agent, QUIC blocked, a
+    // server restart, an upgrade (new agent processes), random loss.
+    for name in [
+        "h6-several-failure-modes",
+        "udp-4433-blocked",
+        "wake-server-restart",
+        "upgrade-ok",
+        "lossy-site",
+    ] {
+        let (a, b) = (capture_of(name), capture_of(name));
+        assert!(a.len() > 1000, "{name}: {} bytes", a.len());
+        assert!(
+            a == b,
+            "{name}: two runs of its seed wrote different captures"
+        );
+    }
+}
