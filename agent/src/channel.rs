@@ -65,8 +65,9 @@ fn heartbeat_sent(env: &Env, status: &StatusCell) {
     s.last_heartbeat_us = Some(env.now_us());
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<proto::env::BoxStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<
+    proto::ws::KeyedMasks<tokio_rustls::client::TlsStream<proto::env::BoxStream>>,
+>;
 
 // TCP, TLS with the client certificate, and the WebSocket upgrade, to the
 // command channel's host (a reverse proxy when one fronts the gateway).
@@ -101,12 +102,16 @@ async fn connect(env: &Env, creds: &Credentials, conn: &str) -> Result<Ws, Chann
     let mut req = format!("wss://{host}:{port}/agent")
         .into_client_request()
         .map_err(|e| ChannelError::Connect(e.to_string()))?;
+    let key = proto::ws::handshake_key(env);
     req.headers_mut().insert(
         "Sec-WebSocket-Key",
-        proto::ws::handshake_key(env).parse().map_err(
-            |e: tungstenite::http::header::InvalidHeaderValue| ChannelError::Connect(e.to_string()),
-        )?,
+        key.parse()
+            .map_err(|e: tungstenite::http::header::InvalidHeaderValue| {
+                ChannelError::Connect(e.to_string())
+            })?,
     );
+    // Frame masks from the handshake key, not the OS (a run's capture repeats).
+    let tls = proto::ws::KeyedMasks::new(tls, &key);
     let (ws, _) = tokio_tungstenite::client_async_with_config(req, tls, Some(proto::ws::config()))
         .await
         .map_err(|e| ChannelError::Connect(format!("WebSocket upgrade: {e}")))?;

@@ -93,16 +93,21 @@ pub async fn serve(env: Env, cfg: AgentConfig, status: StatusCell) {
                 continue;
             }
         };
-        let (cfg, status) = (cfg.clone(), status.clone());
+        let (cfg, status, env) = (cfg.clone(), status.clone(), env.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let r = handle(&cfg, &status, &req);
+                let mut r = handle(&cfg, &status, &req);
+                // The Date from the env's clock, not hyper's wall clock.
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&env.http_date()) {
+                    r.headers_mut().insert(hyper::header::DATE, v);
+                }
                 async move { Ok::<_, Infallible>(r) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
-                // hyper's timeouts read the wall clock; keep them off so the
-                // simulation stays on simulated time.
+                // hyper's timeouts and Date header read the wall clock; keep
+                // them off so the simulation stays on simulated time.
                 .header_read_timeout(None)
+                .auto_date_header(false)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });

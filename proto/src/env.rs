@@ -114,7 +114,8 @@ pub trait Disk: Send + Sync + Debug + 'static {
     fn sync_dir(&self) -> io::Result<()>;
 }
 
-/// Receives the frame log and the lifecycle event log.
+/// Receives the frame log and the lifecycle event log, and (when it keeps
+/// them) the TLS secrets of the component's sessions.
 pub trait Observer: Send + Sync + Debug + 'static {
     /// Records one frame event.
     fn frame(&self, record: FrameRecord);
@@ -124,6 +125,14 @@ pub trait Observer: Send + Sync + Debug + 'static {
     /// simulator; `<process prefix>-c1`, ... on a real network, unique across
     /// the processes and restarts of a deployment).
     fn next_conn_id(&self) -> String;
+    /// Where the TLS and QUIC sessions' secrets go, in NSS key log format
+    /// (the `SSLKEYLOGFILE` of browsers and curl), so a capture of the
+    /// component's traffic can be decrypted: the real observer writes them
+    /// to `SSLKEYLOGFILE` when it is set, the simulator's keeps them for the
+    /// run's capture. `None` (the default): secrets are not logged.
+    fn key_log(&self) -> Option<Arc<dyn rustls::KeyLog>> {
+        None
+    }
 }
 
 /// Everything a component may use of the outside world.
@@ -167,6 +176,13 @@ impl Env {
     /// Calendar time, microseconds since the Unix epoch: for stored times.
     pub fn unix_us(&self) -> u64 {
         self.clock.unix_us()
+    }
+
+    /// An HTTP `Date` header value (`Wed, 02 Dec 2026 04:47:50 GMT`) from
+    /// the component's calendar clock: hyper's own reads the wall clock,
+    /// which would make a simulated response differ between two runs.
+    pub fn http_date(&self) -> String {
+        httpdate::fmt_http_date(self.clock.system_time())
     }
 
     /// The logs' timeline (see [`Clock::log_us`]).

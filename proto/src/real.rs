@@ -148,6 +148,7 @@ pub struct JsonlObserver {
     events: Option<Mutex<Box<dyn Write + Send>>>,
     next_conn: AtomicU64,
     conn_prefix: String,
+    key_log: Arc<rustls::KeyLogFile>,
 }
 
 impl fmt::Debug for JsonlObserver {
@@ -167,6 +168,9 @@ impl JsonlObserver {
             events: events.map(Mutex::new),
             next_conn: AtomicU64::new(1),
             conn_prefix: conn_prefix(),
+            // Appends the sessions' secrets to the file `SSLKEYLOGFILE` names
+            // (NSS key log format); does nothing when it is unset.
+            key_log: Arc::new(rustls::KeyLogFile::new()),
         }
     }
 }
@@ -201,6 +205,10 @@ impl Observer for JsonlObserver {
             self.conn_prefix,
             self.next_conn.fetch_add(1, Ordering::Relaxed)
         )
+    }
+
+    fn key_log(&self) -> Option<Arc<dyn rustls::KeyLog>> {
+        Some(self.key_log.clone())
     }
 }
 
@@ -340,6 +348,66 @@ mod tests {
     use super::*;
     use crate::env::Observer;
     use crate::frame::{Dir, FrameKind, Stage};
+
+    // Moves TLS records between two in-memory rustls connections until
+    // neither has anything left to send.
+    fn handshake(c: &mut rustls::ClientConnection, s: &mut rustls::ServerConnection) {
+        for _ in 0..20 {
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).unwrap();
+            let mut sent = !buf.is_empty();
+            if sent {
+                s.read_tls(&mut buf.as_slice()).unwrap();
+                s.process_new_packets().unwrap();
+            }
+            let mut buf = Vec::new();
+            s.write_tls(&mut buf).unwrap();
+            if !buf.is_empty() {
+                sent = true;
+                c.read_tls(&mut buf.as_slice()).unwrap();
+                c.process_new_packets().unwrap();
+            }
+            if !sent && !c.is_handshaking() && !s.is_handshaking() {
+                return;
+            }
+        }
+        panic!("the handshake did not finish");
+    }
+
+    #[test]
+    fn the_real_observer_appends_session_secrets_to_sslkeylogfile() {
+        let dir = std::env::temp_dir().join(format!("proto-keylog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let keylog = dir.join("keys.txt");
+        // rustls's KeyLogFile reads the variable when the observer is made.
+        std::env::set_var("SSLKEYLOGFILE", &keylog);
+        let observer: Arc<dyn Observer> = Arc::new(JsonlObserver::new(None, None));
+        std::env::remove_var("SSLKEYLOGFILE");
+        let env = env("server", &dir.join("data"), observer).unwrap();
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["gw.test".to_string()]).unwrap();
+        let (cert, key) = (cert.pem(), signing_key.serialize_pem());
+        let server = crate::tls::server_config(&env, &cert, &key, None, &[]).unwrap();
+        let client = crate::tls::client_config(&env, &cert, None, &[]).unwrap();
+        let mut c =
+            rustls::ClientConnection::new(Arc::new(client), "gw.test".try_into().unwrap()).unwrap();
+        let mut s = rustls::ServerConnection::new(Arc::new(server)).unwrap();
+        handshake(&mut c, &mut s);
+        let text = std::fs::read_to_string(&keylog).expect("the key log was written");
+        for label in [
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET ",
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET ",
+            "CLIENT_TRAFFIC_SECRET_0 ",
+            "SERVER_TRAFFIC_SECRET_0 ",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(label)),
+                "{label}in\n{text}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_log_rotates_at_its_cap_and_never_splits_a_line() {

@@ -1,5 +1,6 @@
 //! rustls configurations built from an [`Env`]: its crypto provider (the
-//! only source of TLS randomness) and its clock (certificate validity).
+//! only source of TLS randomness), its clock (certificate validity) and its
+//! observer's key log (the sessions' secrets, for decrypting captures).
 
 use std::sync::Arc;
 
@@ -57,6 +58,9 @@ pub fn server_config(
         key_from_pem("server key", key_pem)?,
     )?;
     cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    if let Some(log) = env.observer.key_log() {
+        cfg.key_log = log;
+    }
     Ok(cfg)
 }
 
@@ -85,5 +89,10 @@ pub fn client_config(
     // Session resumption would make a reconnect's handshake depend on earlier
     // connections' tickets; keep every handshake a full one.
     cfg.resumption = rustls::client::Resumption::disabled();
+    // The session secrets, for decrypting a capture (see `Observer::key_log`);
+    // QUIC connections built on this configuration log theirs the same way.
+    if let Some(log) = env.observer.key_log() {
+        cfg.key_log = log;
+    }
     Ok(cfg)
 }

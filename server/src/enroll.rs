@@ -277,8 +277,9 @@ async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>, accep
                 let activity = activity.clone();
                 async move {
                     activity.begin();
-                    let r = handle(&shared, source, req).await;
+                    let mut r = handle(&shared, source, req).await;
                     activity.end(shared.env.now_us());
+                    date_header(&shared.env, &mut r);
                     Ok::<_, Infallible>(r)
                 }
             });
@@ -287,6 +288,8 @@ async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>, accep
                 // simulation stays on simulated time (the watchdog below
                 // times slow and idle connections out instead).
                 .header_read_timeout(None)
+                // Its Date header too: the service sets one from the env's clock.
+                .auto_date_header(false)
                 .max_buf_size(MAX_HEADER_BYTES)
                 .serve_connection(TokioIo::new(tls), svc);
             tokio::select! {
@@ -294,6 +297,14 @@ async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>, accep
                 _ = watched.expired(&env) => {}
             }
         });
+    }
+}
+
+/// The `Date` of a response, from the component's clock (simulated time in
+/// the simulator, so a run's capture repeats byte for byte).
+fn date_header<B>(env: &proto::env::Env, r: &mut Response<B>) {
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&env.http_date()) {
+        r.headers_mut().insert(hyper::header::DATE, v);
     }
 }
 

@@ -1,4 +1,5 @@
-//! capture.pcap: what every simulated host put on the wire, for Wireshark.
+//! capture.pcapng: what every simulated host put on the wire, for
+//! Wireshark, with the keys to read it.
 //!
 //! The capture is taken at each host's sockets, in the network seam
 //! ([`crate::net::TurmoilNetwork::with_capture`]): every TCP byte a host
@@ -7,16 +8,21 @@
 //! blocked datagram, a half-open direction) are in the capture, as a
 //! capture on the sending host would show them.
 //!
-//! The file is classic pcap with raw IPv4 packets (link type 101). The TCP
-//! segments are the ones the simulated stacks ([`crate::tcp`]) sent,
-//! retransmissions, ACKs, RSTs and all, with their real headers; an RST a
-//! rejecting firewall sends for the peer is recorded as the peer's.
+//! The file is pcapng with one interface of raw IPv4 packets (link type
+//! 101). The TCP segments are the ones the simulated stacks ([`crate::tcp`])
+//! sent, retransmissions, ACKs, RSTs and all, with their real headers; an
+//! RST a rejecting firewall sends for the peer is recorded as the peer's.
 //! Checksums are computed here.
 //!
 //! Payloads are the real TLS records and QUIC packets, so they are
-//! encrypted. The capture is not part of the digest: tungstenite draws the
-//! client's WebSocket masks from the OS, so its ciphertext differs between
-//! two runs of one seed while every log stays the same.
+//! encrypted; the secrets of every session of the run
+//! ([`crate::crypto::SecretLog`]) are in a Decryption Secrets Block ahead of
+//! the packets, so Wireshark and tshark show the HTTP requests, the
+//! WebSocket frames and the QUIC streams inside without a key log file.
+//! The capture repeats byte for byte with the seed: TLS randoms and key
+//! shares come from the seeded provider ([`crate::crypto`]), QUIC's from
+//! seeded configurations, and the agent's WebSocket masks from its
+//! handshake key ([`proto::ws::KeyedMasks`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -106,8 +112,11 @@ impl Capture {
         s.ip(t, v4(src.ip()), v4(dst.ip()), 6, segment.to_vec(), 16);
     }
 
-    /// The pcap file, taking the packets out of the capture.
-    pub fn take_pcap(&self) -> Vec<u8> {
+    /// The pcapng file, taking the packets out of the capture: a section
+    /// header, one raw-IPv4 interface, the run's TLS secrets `key_log` (NSS
+    /// key log text) in a Decryption Secrets Block when there are any, then
+    /// one Enhanced Packet Block per packet, in time order.
+    pub fn take_pcapng(&self, key_log: &str) -> Vec<u8> {
         let mut s = lock(&self.state);
         let mut records = std::mem::take(&mut s.records);
         if std::mem::take(&mut s.out_of_order) {
@@ -115,17 +124,80 @@ impl Capture {
         }
         s.count = 0;
         s.last_us = 0;
-        let mut out = Vec::with_capacity(24 + records.len());
-        out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        out.extend_from_slice(&2u16.to_le_bytes());
-        out.extend_from_slice(&4u16.to_le_bytes());
-        out.extend_from_slice(&0i32.to_le_bytes()); // thiszone
-        out.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-        out.extend_from_slice(&65_535u32.to_le_bytes()); // snaplen
-        out.extend_from_slice(&101u32.to_le_bytes()); // LINKTYPE_RAW
-        out.extend_from_slice(&records);
+        let mut out = Vec::with_capacity(128 + key_log.len() + records.len() + records.len() / 4);
+        // Section Header Block: byte-order magic, version 1.0, length unknown.
+        let mut shb = Vec::new();
+        shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+        shb.extend_from_slice(&1u16.to_le_bytes());
+        shb.extend_from_slice(&0u16.to_le_bytes());
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        option(&mut shb, 4, b"simbench"); // shb_userappl
+        end_of_options(&mut shb);
+        block(&mut out, 0x0a0d_0d0a, &shb);
+        // Interface Description Block: raw IPv4, microsecond timestamps (the default).
+        let mut idb = Vec::new();
+        idb.extend_from_slice(&101u16.to_le_bytes()); // LINKTYPE_RAW
+        idb.extend_from_slice(&0u16.to_le_bytes());
+        idb.extend_from_slice(&65_535u32.to_le_bytes()); // snaplen
+        option(&mut idb, 2, b"sim"); // if_name
+        end_of_options(&mut idb);
+        block(&mut out, 1, &idb);
+        if !key_log.is_empty() {
+            // Decryption Secrets Block, TLS key log (0x544c534b "TLSK").
+            let mut dsb = Vec::new();
+            dsb.extend_from_slice(&0x544c_534bu32.to_le_bytes());
+            dsb.extend_from_slice(&(key_log.len() as u32).to_le_bytes());
+            dsb.extend_from_slice(key_log.as_bytes());
+            pad(&mut dsb);
+            block(&mut out, 0x0000_000a, &dsb);
+        }
+        let word = |at: usize| u32::from_le_bytes(records[at..at + 4].try_into().expect("4 bytes"));
+        let mut at = 0;
+        let mut epb = Vec::new();
+        while at < records.len() {
+            let (secs, micros, len) = (word(at), word(at + 4), word(at + 8) as usize);
+            let t = u64::from(secs) * 1_000_000 + u64::from(micros);
+            epb.clear();
+            epb.extend_from_slice(&0u32.to_le_bytes()); // interface 0
+            epb.extend_from_slice(&((t >> 32) as u32).to_le_bytes());
+            epb.extend_from_slice(&(t as u32).to_le_bytes());
+            epb.extend_from_slice(&(len as u32).to_le_bytes()); // captured
+            epb.extend_from_slice(&(len as u32).to_le_bytes()); // on the wire
+            epb.extend_from_slice(&records[at + 16..at + 16 + len]);
+            pad(&mut epb);
+            block(&mut out, 6, &epb);
+            at += 16 + len;
+        }
         out
     }
+}
+
+/// Appends a pcapng block: type, total length, `body`, total length.
+fn block(out: &mut Vec<u8>, kind: u32, body: &[u8]) {
+    let total = (12 + body.len()) as u32;
+    out.extend_from_slice(&kind.to_le_bytes());
+    out.extend_from_slice(&total.to_le_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&total.to_le_bytes());
+}
+
+/// Pads a block body to 32 bits.
+fn pad(body: &mut Vec<u8>) {
+    while !body.len().is_multiple_of(4) {
+        body.push(0);
+    }
+}
+
+/// Appends a pcapng option (code, length, value padded to 32 bits).
+fn option(body: &mut Vec<u8>, code: u16, value: &[u8]) {
+    body.extend_from_slice(&code.to_le_bytes());
+    body.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    body.extend_from_slice(value);
+    pad(body);
+}
+
+fn end_of_options(body: &mut Vec<u8>) {
+    body.extend_from_slice(&[0, 0, 0, 0]);
 }
 
 impl State {
@@ -271,22 +343,38 @@ mod tests {
         s.parse().unwrap()
     }
 
-    // The packets of a pcap file, with their timestamps.
-    fn packets(file: &[u8]) -> Vec<((u32, u32), Vec<u8>)> {
+    // The blocks of a pcapng file: (type, body).
+    fn blocks(file: &[u8]) -> Vec<(u32, Vec<u8>)> {
         let word = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
         let mut out = Vec::new();
-        let mut at = 24;
+        let mut at = 0;
         while at < file.len() {
-            let len = word(at + 8) as usize;
-            assert_eq!(word(at + 12) as usize, len, "captured = original length");
-            out.push((
-                (word(at), word(at + 4)),
-                file[at + 16..at + 16 + len].to_vec(),
-            ));
-            at += 16 + len;
+            let total = word(at + 4) as usize;
+            assert_eq!(total % 4, 0, "blocks are 32-bit aligned");
+            assert_eq!(word(at + total - 4) as usize, total, "trailing length");
+            out.push((word(at), file[at + 8..at + total - 4].to_vec()));
+            at += total;
         }
         assert_eq!(at, file.len());
         out
+    }
+
+    // The packets of a pcapng file, with their timestamps (seconds, micros).
+    fn packets(file: &[u8]) -> Vec<((u32, u32), Vec<u8>)> {
+        blocks(file)
+            .into_iter()
+            .filter(|(kind, _)| *kind == 6)
+            .map(|(_, b)| {
+                let word = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+                let t = (u64::from(word(4)) << 32) | u64::from(word(8));
+                let len = word(12) as usize;
+                assert_eq!(word(16) as usize, len, "captured = original length");
+                (
+                    ((t / 1_000_000) as u32, (t % 1_000_000) as u32),
+                    b[20..20 + len].to_vec(),
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -299,7 +387,7 @@ mod tests {
                 s.udp(t, a, b, &[byte]);
             }
         }
-        let order: Vec<(u32, u8)> = packets(&c.take_pcap())
+        let order: Vec<(u32, u8)> = packets(&c.take_pcapng(""))
             .iter()
             .map(|((_, us), p)| (*us, p[28]))
             .collect();
@@ -334,7 +422,7 @@ mod tests {
             payload: b"hello".to_vec(),
         };
         c.tcp(a, b, &seg.encode());
-        let all = packets(&c.take_pcap());
+        let all = packets(&c.take_pcapng(""));
         assert!(c.is_empty(), "taken out");
         let (_, p) = &all[0];
         assert_eq!(p[9], 6);
@@ -348,7 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn the_file_is_classic_pcap_of_raw_ipv4_sent_datagrams_once() {
+    fn the_file_is_pcapng_with_the_secrets_and_raw_ipv4_sent_datagrams_once() {
         let c = Capture::new(1_767_225_600);
         c.set_owners([("pst-1".to_string(), "192.168.0.3".parse().unwrap())]);
         c.datagram(
@@ -365,9 +453,21 @@ mod tests {
             addr("192.168.0.1:4433"),
             b"x",
         );
-        let f = c.take_pcap();
-        assert_eq!(&f[..4], &0xa1b2_c3d4u32.to_le_bytes());
-        assert_eq!(u32::from_le_bytes(f[20..24].try_into().unwrap()), 101);
+        let keys = "CLIENT_TRAFFIC_SECRET_0 00 11\n";
+        let f = c.take_pcapng(keys);
+        let all = blocks(&f);
+        assert_eq!(all[0].0, 0x0a0d_0d0a, "section header first");
+        assert_eq!(&all[0].1[..4], &0x1a2b_3c4du32.to_le_bytes());
+        assert_eq!((all[1].0, &all[1].1[..2]), (1, &101u16.to_le_bytes()[..]));
+        // The secrets, in a Decryption Secrets Block before any packet.
+        let (kind, dsb) = &all[2];
+        assert_eq!(*kind, 0x0a);
+        assert_eq!(&dsb[..4], &0x544c_534bu32.to_le_bytes());
+        assert_eq!(
+            u32::from_le_bytes(dsb[4..8].try_into().unwrap()) as usize,
+            keys.len()
+        );
+        assert_eq!(&dsb[8..8 + keys.len()], keys.as_bytes());
         // One record (the receive is the sender's datagram, not recorded twice),
         // stamped with the epoch (no simulation runs here: time 0).
         let all = packets(&f);

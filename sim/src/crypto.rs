@@ -6,6 +6,9 @@
 //! replaced here by one ChaCha20 stream, so a simulated TLS or QUIC handshake
 //! puts the same bytes on the wire every time it runs with the same seed.
 //!
+//! [`SecretLog`] keeps the secrets of every session a run's components open,
+//! for the capture's Decryption Secrets Block ([`crate::capture`]).
+//!
 //! Signatures stay *ring*'s: Ed25519 signs deterministically, which is why the
 //! project's certificates use Ed25519 keys (ECDSA signing would draw fresh
 //! randomness from the OS).
@@ -126,6 +129,53 @@ impl ActiveKeyExchange for X25519Exchange {
     }
 }
 
+/// The TLS 1.3 secrets of a run's sessions, in NSS key log format
+/// (`LABEL <client random> <secret>`, hex, one per line): rustls's
+/// [`rustls::KeyLog`] on every client and server configuration the
+/// simulated components build (QUIC's handshakes included).
+///
+/// Both ends of a session log the same secrets; each line is kept once, in
+/// the order first logged (the simulation's order, so a seed repeats it).
+#[derive(Debug, Default)]
+pub struct SecretLog {
+    state: Mutex<SecretLines>,
+}
+
+#[derive(Debug, Default)]
+struct SecretLines {
+    text: String,
+    seen: std::collections::HashSet<(String, Vec<u8>)>,
+}
+
+impl SecretLog {
+    /// The key log file so far.
+    pub fn text(&self) -> String {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .text
+            .clone()
+    }
+}
+
+impl rustls::KeyLog for SecretLog {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.seen.insert((label.to_string(), client_random.to_vec())) {
+            let line = format!(
+                "{label} {} {}\n",
+                hex::encode(client_random),
+                hex::encode(secret)
+            );
+            s.text.push_str(&line);
+        }
+    }
+
+    fn will_log(&self, _label: &str) -> bool {
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +224,19 @@ mod tests {
         let s1 = ka.complete(&ko_pub).expect("agree");
         let s2 = ko.complete(&ka_pub).expect("agree");
         assert_eq!(s1.secret_bytes(), s2.secret_bytes());
+    }
+
+    #[test]
+    fn secrets_are_logged_once_in_nss_format() {
+        use rustls::KeyLog;
+        let log = SecretLog::default();
+        log.log("CLIENT_TRAFFIC_SECRET_0", &[0xab, 0x01], &[0xff]);
+        log.log("CLIENT_TRAFFIC_SECRET_0", &[0xab, 0x01], &[0xff]);
+        log.log("SERVER_TRAFFIC_SECRET_0", &[0xab, 0x01], &[0x10]);
+        assert_eq!(
+            log.text(),
+            "CLIENT_TRAFFIC_SECRET_0 ab01 ff\nSERVER_TRAFFIC_SECRET_0 ab01 10\n"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!   (sockets, quinn runtime, simulated time, seeded TLS crypto, crash-safe disk).
 //! - [`fault`]: the firewall acting in the seam; [`kill`]: a disk that dies with its process.
 //! - [`run`]: one run of a resolved scenario: hosts, agents, actions, outcome, digest.
-//! - [`observe`]: the run's frame and event logs; [`capture`]: capture.pcap.
+//! - [`observe`]: the run's frame and event logs; [`capture`]: capture.pcapng.
 //! - [`proxy`]: the reverse proxy host (the field's nginx), the `path:proxy` point and `drop-frames`.
 //! - [`scenario`]: scenario files to runs, expectations to verdicts.
 //! - [`diagnose`]: the hypothesis engine (H1..H7, outcome-table rows).

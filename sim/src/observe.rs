@@ -2,10 +2,12 @@
 //! in the order the simulation produced them (one thread, so one order).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use proto::env::Observer;
 use proto::frame::{EventRecord, FrameRecord};
+
+use crate::crypto::SecretLog;
 
 /// Collects the frame log and the event log of one run in memory.
 #[derive(Debug, Default)]
@@ -13,9 +15,24 @@ pub struct RunObserver {
     frames: Mutex<Vec<FrameRecord>>,
     events: Mutex<Vec<EventRecord>>,
     next_conn: AtomicU64,
+    // The sessions' TLS secrets, when the run keeps them (for its capture).
+    secrets: Option<Arc<SecretLog>>,
 }
 
 impl RunObserver {
+    /// An observer that also keeps every session's TLS secrets.
+    pub fn keeping_secrets() -> Self {
+        RunObserver {
+            secrets: Some(Arc::default()),
+            ..RunObserver::default()
+        }
+    }
+
+    /// The secrets kept so far, as a key log file (empty when not kept).
+    pub fn key_log_text(&self) -> String {
+        self.secrets.as_ref().map(|s| s.text()).unwrap_or_default()
+    }
+
     /// Takes what was recorded so far.
     pub fn take(&self) -> (Vec<FrameRecord>, Vec<EventRecord>) {
         let f = std::mem::take(&mut *self.frames.lock().unwrap_or_else(|e| e.into_inner()));
@@ -44,6 +61,10 @@ impl Observer for RunObserver {
 
     fn next_conn_id(&self) -> String {
         format!("c{}", self.next_conn.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn key_log(&self) -> Option<Arc<dyn rustls::KeyLog>> {
+        self.secrets.clone().map(|s| s as Arc<dyn rustls::KeyLog>)
     }
 }
 

@@ -341,16 +341,22 @@ pub struct RunOutput {
     pub events: Vec<EventRecord>,
     /// SHA-256 of frames.jsonl, events.jsonl and the outcome without the digest.
     pub digest: String,
-    /// capture.pcap, when [`RunOptions::capture`] asked for it.
+    /// capture.pcapng, when [`RunOptions::capture`] asked for it.
     pub pcap: Option<Vec<u8>>,
+    /// keylog.txt (every session's TLS secrets, NSS key log format), when
+    /// [`RunOptions::key_log`] asked for it.
+    pub key_log: Option<String>,
 }
 
 /// How to run, beyond what the scenario says; nothing here changes the run
 /// or its digest.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunOptions {
-    /// Record every packet the hosts send, for capture.pcap ([`crate::capture`]).
+    /// Record every packet the hosts send, for capture.pcapng
+    /// ([`crate::capture`]), with the sessions' secrets inside.
     pub capture: bool,
+    /// Keep every session's TLS secrets, for keylog.txt.
+    pub key_log: bool,
 }
 
 impl RunOutput {
@@ -416,7 +422,11 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_S);
     let mut sim = World::new(spec.seed);
     sim.set_default_delay(DEFAULT_DELAY.0, DEFAULT_DELAY.1);
-    let observer = Arc::new(RunObserver::default());
+    let observer = Arc::new(if options.capture || options.key_log {
+        RunObserver::keeping_secrets()
+    } else {
+        RunObserver::default()
+    });
     let capture = options
         .capture
         .then(|| Arc::new(Capture::new(EPOCH_UNIX_S)));
@@ -813,11 +823,13 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         "late_datagrams": w.late_datagrams,
         "late_wakes": w.late_wakes,
     });
-    let pcap = capture.map(|c| c.take_pcap());
+    let secrets = observer.key_log_text();
+    let pcap = capture.map(|c| c.take_pcapng(&secrets));
     drop(sim);
     let (frames, events) = observer.take();
     let mut output = finish(spec, outcome, frames, events);
     output.pcap = pcap;
+    output.key_log = options.key_log.then_some(secrets);
     Ok(output)
 }
 
@@ -1285,6 +1297,7 @@ fn finish(
         events,
         digest,
         pcap: None,
+        key_log: None,
     }
 }
 

@@ -1,7 +1,10 @@
 //! The `simbench` binary, run for real: each test compares the whole
 //! output (exit code, stdout, stderr) with a snapshot in
-//! `tests/snapshots/`. `SNAP_UPDATE=1 cargo test -p sim --test cli`
-//! rewrites the snapshots; otherwise a mismatch fails with a line diff.
+//! `tests/snapshots/` with insta. A mismatch fails with insta's diff and
+//! leaves `<name>.snap.new` beside the snapshot: `cargo insta review`
+//! accepts or rejects each, `INSTA_UPDATE=always cargo test -p sim --test
+//! cli` accepts them all (look at `git diff` after). On CI (`CI` set)
+//! nothing is written.
 //!
 //! Masked before comparing: the wall time (every line containing
 //! `wall time` ends in `[masked]` after those words) and each test's
@@ -131,59 +134,13 @@ fn progress_sorted(text: &str) -> String {
     rest.iter().map(|l| format!("{l}\n")).collect()
 }
 
-/// Compares `actual` with `tests/snapshots/<name>.txt`, or rewrites it
-/// when `SNAP_UPDATE=1`.
+/// Compares `actual` with `tests/snapshots/<name>.snap` (insta).
 fn snapshot(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(format!("{name}.txt"));
-    if std::env::var("SNAP_UPDATE").as_deref() == Ok("1") {
-        std::fs::write(&path, actual).expect("write the snapshot");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "no snapshot {}; create it with SNAP_UPDATE=1 cargo test -p sim --test cli\n--- actual\n{actual}",
-            path.display()
-        )
-    });
-    if expected != actual {
-        panic!(
-            "output differs from {} (- snapshot, + actual); if the change is intended, run SNAP_UPDATE=1 cargo test -p sim --test cli\n{}",
-            path.display(),
-            diff(&expected, actual)
-        );
-    }
-}
-
-/// A line diff: `-` lines only in `a`, `+` lines only in `b`, `  ` shared.
-fn diff(a: &str, b: &str) -> String {
-    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
-    // lcs[i][j]: longest common subsequence of a[i..] and b[j..].
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            out.push_str(&format!("  {}\n", a[i]));
-            (i, j) = (i + 1, j + 1);
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out.push_str(&format!("- {}\n", a[i]));
-            i += 1;
-        } else {
-            out.push_str(&format!("+ {}\n", b[j]));
-            j += 1;
-        }
-    }
-    out
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| insta::assert_snapshot!(name, actual));
 }
 
 fn shipped() -> PathBuf {
@@ -299,12 +256,28 @@ fn run_smoke_prints_the_whole_report_and_writes_the_logs() {
             "no `{needle}` in report.html:\n{html}"
         );
     }
-    // capture.pcap: classic pcap of raw IPv4, opening with the first
-    // enrollment's SYN to the server's HTTPS port.
-    let pcap = std::fs::read(dir.join("capture.pcap")).unwrap();
-    assert_eq!(pcap[..4], 0xa1b2_c3d4u32.to_le_bytes());
-    assert_eq!(pcap[20..24], 101u32.to_le_bytes());
-    let first = &pcap[40..];
+    // capture.pcapng: a section, a raw-IPv4 interface, the secrets, then
+    // the packets, opening with the first enrollment's SYN to the server's
+    // HTTPS port.
+    let pcap = std::fs::read(dir.join("capture.pcapng")).unwrap();
+    let word = |at: usize| u32::from_le_bytes(pcap[at..at + 4].try_into().unwrap());
+    let mut blocks = Vec::new();
+    let mut at = 0;
+    while at < pcap.len() {
+        blocks.push((word(at), at));
+        at += word(at + 4) as usize;
+    }
+    let kinds: Vec<u32> = blocks.iter().take(4).map(|(k, _)| *k).collect();
+    assert_eq!(
+        kinds,
+        [0x0a0d_0d0a, 1, 0x0a, 6],
+        "SHB, IDB, DSB, first packet"
+    );
+    assert_eq!(
+        pcap[blocks[1].1 + 8..blocks[1].1 + 10],
+        101u16.to_le_bytes()
+    );
+    let first = &pcap[blocks[3].1 + 28..];
     assert_eq!((first[0], first[9]), (0x45, 6), "IPv4 carrying TCP");
     assert_eq!(u16::from_be_bytes([first[22], first[23]]), 7171);
     assert_eq!(first[33], 0x02, "SYN");
@@ -672,10 +645,10 @@ fn check_writes_junit_with_two_cases_per_scenario() {
     assert_eq!(xml.matches("</testsuite>").count(), 1);
     assert_eq!(xml.matches("<testcase ").count(), 2 * matching);
     assert_eq!(xml.matches("</testcase>").count(), 2 * matching);
-    assert!(xml.contains("<testcase classname=\"smoke\" name=\"expectations\""));
-    assert!(xml.contains("<testcase classname=\"smoke\" name=\"determinism\""));
+    assert!(xml.contains("<testcase name=\"expectations\" classname=\"smoke\""));
+    assert!(xml.contains("<testcase name=\"determinism\" classname=\"smoke\""));
     assert!(xml.contains(&format!(
-        "tests=\"{}\" failures=\"0\" errors=\"0\"",
+        "tests=\"{}\" skipped=\"0\" failures=\"0\" errors=\"0\"",
         2 * matching
     )));
     assert!(!xml.contains("<failure") && !xml.contains("<error"));
@@ -700,16 +673,73 @@ fn check_reports_failing_and_broken_scenarios_in_junit() {
     assert_eq!(out.code, 1);
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert_eq!(xml.matches("<testcase ").count(), 6);
-    assert_eq!(xml.matches("<failure type=\"expectation\"").count(), 1);
-    assert_eq!(xml.matches("<error type=\"invalid-scenario\"").count(), 1);
+    // quick-junit writes `message` before `type`.
+    assert_eq!(xml.matches("<failure ").count(), 1, "{xml}");
+    assert_eq!(xml.matches(" type=\"expectation\"").count(), 1, "{xml}");
+    assert_eq!(xml.matches("<error ").count(), 1, "{xml}");
+    assert_eq!(
+        xml.matches(" type=\"invalid-scenario\"").count(),
+        1,
+        "{xml}"
+    );
     assert_eq!(xml.matches("<skipped ").count(), 1);
     assert!(
-        xml.contains("tests=\"6\" failures=\"1\" errors=\"1\" skipped=\"1\""),
+        xml.contains("tests=\"6\" skipped=\"1\" failures=\"1\" errors=\"1\""),
         "{xml}"
     );
     // Error and skipped cases carry a <system-out> too, as docs/cli.md says.
     assert_eq!(xml.matches("<system-out>").count(), 6, "{xml}");
     assert!(xml.contains("not run: invalid-scenario"), "{xml}");
+
+    // junit-merge: this file and a passing share make one suite.
+    let other = tmp.join("share-2.xml");
+    let out = simbench(
+        &tmp,
+        &[
+            "check",
+            "--filter",
+            "smoke",
+            "--junit",
+            other.to_str().unwrap(),
+        ],
+        Some(&catalogue),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let merged = tmp.join("merged/all.xml");
+    let out = simbench(
+        &tmp,
+        &[
+            "junit-merge",
+            merged.to_str().unwrap(),
+            junit.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(
+        out.code, 1,
+        "a failure in a share fails the merge: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("merged 2 files into ")
+            && out
+                .stdout
+                .contains(": 8 tests, 1 failures, 1 errors, 1 skipped"),
+        "{}",
+        out.stdout
+    );
+    let xml = std::fs::read_to_string(&merged).unwrap();
+    assert_eq!(xml.matches("<testsuite ").count(), 1, "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 8);
+    assert_eq!(xml.matches("<system-out>").count(), 8);
+    let out = simbench(&tmp, &["junit-merge", "x.xml", "no-such.xml"], None);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("no-such.xml: cannot read it"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

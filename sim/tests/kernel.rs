@@ -333,7 +333,14 @@ fn run(name: &str) -> sim::run::RunOutput {
         .join(format!("{name}.toml"));
     let sc = format::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let spec = sim::scenario::resolve(&sc, None).unwrap_or_else(|e| panic!("{e}"));
-    sim::run::run_with(&spec, sim::run::RunOptions { capture: true }).expect("run")
+    sim::run::run_with(
+        &spec,
+        sim::run::RunOptions {
+            capture: true,
+            ..Default::default()
+        },
+    )
+    .expect("run")
 }
 
 fn heartbeats_read_by_server(out: &sim::run::RunOutput, from_s: u64, to_s: u64) -> usize {
@@ -393,14 +400,21 @@ fn the_payload_dropping_middlebox_keeps_heartbeats_arriving() {
 }
 
 // Data segments whose (src, dst, seq) was already sent with data.
-fn retransmissions(pcap: &[u8]) -> usize {
+fn retransmissions(pcapng: &[u8]) -> usize {
+    let word = |at: usize| u32::from_le_bytes(pcapng[at..at + 4].try_into().unwrap());
     let mut seen = std::collections::BTreeSet::new();
     let mut count = 0;
-    let mut at = 24;
-    while at + 16 <= pcap.len() {
-        let len = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
-        let p = &pcap[at + 16..at + 16 + len];
-        at += 16 + len;
+    let mut at = 0;
+    while at + 12 <= pcapng.len() {
+        let (kind, total) = (word(at), word(at + 4) as usize);
+        let block = at;
+        at += total;
+        // Enhanced Packet Blocks only: captured length at +20, data at +28.
+        if kind != 6 {
+            continue;
+        }
+        let len = word(block + 20) as usize;
+        let p = &pcapng[block + 28..block + 28 + len];
         if p[9] != 6 {
             continue;
         }
@@ -430,7 +444,7 @@ fn tshark_agrees(pcap: &[u8]) {
     assert!(v.status.success());
     let dir = std::env::temp_dir().join(format!("simbench-kernel-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("one-way.pcap");
+    let file = dir.join("one-way.pcapng");
     std::fs::write(&file, pcap).unwrap();
     let count = |filter: &str| {
         let out = std::process::Command::new("tshark")

@@ -27,11 +27,14 @@ Examples:
   simbench run smoke --seed 8              # another seed
   simbench run ./my-scenario.toml --out /tmp/run1
   simbench run smoke --format json | jq .counts
+  simbench run fleet-day-healthy --artifacts report,html   # no capture
 
 A name is one of the shipped scenarios (built into simbench; --scenarios DIR
 or SIMBENCH_SCENARIOS=DIR use a directory instead); anything containing `/`
 or ending in `.toml` is a path. Writes report.json, frames.jsonl,
-events.jsonl, report.html and capture.pcap to DIR before printing anything. Exit 0 when every expectation
+events.jsonl, report.html, capture.pcapng (TLS and QUIC decryptable: the
+secrets are inside) and keylog.txt to DIR before printing anything;
+--artifacts report,frames keeps only those. Exit 0 when every expectation
 holds, 1 when one fails (the replay command is printed), 2 on bad input.";
 
 const CHECK_EXAMPLES: &str = "\
@@ -101,6 +104,30 @@ pub enum Command {
     /// Run conformance cases on real sockets (a Linux network namespace) and in the simulator; compare.
     #[command(after_help = CONFORM_EXAMPLES)]
     Conform(ConformArgs),
+    /// Merge the JUnit files of several `check --partition` machines into one.
+    #[command(after_help = JUNIT_MERGE_EXAMPLES)]
+    JunitMerge(JunitMergeArgs),
+}
+
+const JUNIT_MERGE_EXAMPLES: &str = "\
+Examples:
+  simbench junit-merge target/simbench.xml part-1.xml part-2.xml part-3.xml
+
+Reads each file with quick-junit's reader; suites of the same name (every
+share's `simbench check`) become one suite with every case in file order,
+its time the sum, the counts recomputed. Exit 0 when the merged report has
+no failure or error, 1 when it has one, 2 when a file cannot be read or is
+not JUnit XML.";
+
+/// `simbench junit-merge`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct JunitMergeArgs {
+    /// The merged file to write (parent directories are created).
+    #[arg(value_name = "OUT.xml")]
+    pub out: PathBuf,
+    /// The JUnit files to merge, in order.
+    #[arg(value_name = "IN.xml", required = true, num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
 }
 
 const CONFORM_EXAMPLES: &str = "\
@@ -214,12 +241,15 @@ pub struct RunArgs {
     /// The seed; default: the scenario file's `seed`.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Where report.json, frames.jsonl, events.jsonl, report.html and capture.pcap go; default: out/<scenario>-<seed>.
+    /// Where report.json, frames.jsonl, events.jsonl, report.html, capture.pcapng and keylog.txt go; default: out/<scenario>-<seed>.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// What stdout gets: the report as tables, or report.json only.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
     pub format: OutputFormat,
+    /// Which files to write: a list of report, frames, events, html, capture, keylog; or all, none. Default: all.
+    #[arg(long, value_name = "LIST")]
+    pub artifacts: Option<String>,
 }
 
 /// What `simbench run` prints on stdout.
@@ -249,6 +279,12 @@ pub struct CheckArgs {
     /// How many runs at once; default and most: the number of CPUs.
     #[arg(long, short, value_name = "J")]
     pub jobs: Option<usize>,
+    /// Which files each run writes: a list of report, frames, events, html, capture, keylog; or all, none. Default: none.
+    #[arg(long, value_name = "LIST")]
+    pub artifacts: Option<String>,
+    /// Where each run's directory (<scenario>-<seed>) goes, with --artifacts; default: out.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// `simbench sweep`.
@@ -269,4 +305,10 @@ pub struct SweepArgs {
     /// How many runs at once; default and most: the number of CPUs.
     #[arg(long, short, value_name = "J")]
     pub jobs: Option<usize>,
+    /// Which files each run writes: a list of report, frames, events, html, capture, keylog; or all, none. Default: none.
+    #[arg(long, value_name = "LIST")]
+    pub artifacts: Option<String>,
+    /// Where each run's directory (<scenario>-<seed>) goes, with --artifacts; default: out.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }

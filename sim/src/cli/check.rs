@@ -13,10 +13,9 @@ use reports::style::count;
 
 use super::args::OutputFormat;
 use super::pool::{run_all, Progress, Status};
-use super::run::run_once;
+use super::run::{capture_sha256, run_once, save};
 use super::settings::CheckSettings;
 use super::{replay_command, source, CliError, Exit};
-use crate::run::RunOptions;
 
 /// What one run of a scenario gave: its digest and failed expectations,
 /// or why it did not finish.
@@ -25,6 +24,8 @@ struct RunResult {
     outcome: Result<(String, Vec<String>, usize), String>,
     /// Every expectation with what the run observed (empty when it did not finish).
     expectations: Vec<ExpectationResult>,
+    /// SHA-256 of the run's capture, with `--artifacts capture`.
+    capture: Option<String>,
     wall: Duration,
 }
 
@@ -126,7 +127,7 @@ pub(super) fn check(
             let what = format!("{} (run {run} of 2)", entries[i].name);
             progress.finished(status, &what, wall);
         },
-        |(_, sc, _)| run_twice_half(sc),
+        |(i, sc, run)| run_twice_half(sc, &entries[*i], *run, s),
     );
     progress.finish();
     let mut by_entry: Vec<Vec<RunResult>> = entries.iter().map(|_| Vec::new()).collect();
@@ -134,6 +135,7 @@ pub(super) fn check(
         by_entry[*i].push(r.unwrap_or_else(|panic| RunResult {
             outcome: Err(panic),
             expectations: Vec::new(),
+            capture: None,
             wall: Duration::ZERO,
         }));
     }
@@ -236,13 +238,27 @@ fn write_error(path: &std::path::Path, source: std::io::Error) -> CliError {
     }
 }
 
-/// One of the two runs: digest, failed expectations and their count.
-fn run_twice_half(sc: &Scenario) -> RunResult {
+/// One of the two runs: digest, failed expectations and their count. With
+/// `--artifacts`, the first run writes its files, and the capture's hash
+/// joins the determinism comparison when the capture is asked for.
+fn run_twice_half(sc: &Scenario, e: &Entry, run: u8, s: &CheckSettings) -> RunResult {
     let started = Instant::now();
     let mut expectations = Vec::new();
-    let outcome = match run_once(sc, None, RunOptions::default()) {
+    let mut capture = None;
+    let outcome = match run_once(sc, None, s.artifacts.run_options()) {
         Ok(Ok(f)) => {
             expectations = ExpectationResult::all(&f.results);
+            capture = capture_sha256(&f.output);
+            if let (1, Some(file)) = (run, &e.file) {
+                if let Err(err) = save(&s.out, &f, sc, sc.seed, file, &e.name, s.artifacts) {
+                    return RunResult {
+                        outcome: Err(err.to_string()),
+                        expectations,
+                        capture,
+                        wall: started.elapsed(),
+                    };
+                }
+            }
             Ok((
                 f.output.digest.clone(),
                 f.failures().into_iter().map(String::from).collect(),
@@ -255,6 +271,7 @@ fn run_twice_half(sc: &Scenario) -> RunResult {
     RunResult {
         outcome,
         expectations,
+        capture,
         wall: started.elapsed(),
     }
 }
@@ -377,13 +394,16 @@ fn judge(e: &Entry, runs: &[RunResult]) -> (CheckRow, Vec<TestCase>) {
         }
     };
     let determinism = match (&first.outcome, &second.outcome) {
-        (Ok((a, _, _)), Ok((b, _, _))) if a == b => CaseOutcome::Passed,
+        (Ok((a, _, _)), Ok((b, _, _))) if a == b && first.capture == second.capture => {
+            CaseOutcome::Passed
+        }
         (Err(a), Err(b)) if a == b => CaseOutcome::Passed,
         _ => {
             results.push("NONDETERMINISTIC");
-            let show = |r: &RunResult| match &r.outcome {
-                Ok((d, _, _)) => format!("digest {d}"),
-                Err(why) => why.clone(),
+            let show = |r: &RunResult| match (&r.outcome, &r.capture) {
+                (Ok((d, _, _)), Some(c)) => format!("digest {d}, capture sha256 {c}"),
+                (Ok((d, _, _)), None) => format!("digest {d}"),
+                (Err(why), _) => why.clone(),
             };
             CaseOutcome::Failure {
                 kind: "nondeterministic".into(),

@@ -109,6 +109,7 @@ pub fn execute(
         Settings::Diagnose(d) => diagnose::diagnose(&d, out, err),
         Settings::Bench(b) => bench::bench(&b, out, err),
         Settings::Conform(c) => conform::conform(&c, out, err),
+        Settings::JunitMerge(m) => junit_merge(&m, out),
     }
 }
 
@@ -224,6 +225,45 @@ fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
+}
+
+/// `simbench junit-merge OUT IN...`: one JUnit file from several.
+fn junit_merge(m: &args::JunitMergeArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
+    let mut inputs = Vec::new();
+    for path in &m.inputs {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::BadInput(format!("{}: cannot read it: {e}", path.display())))?;
+        inputs.push((path.display().to_string(), text));
+    }
+    let merged = reports::junit::merge("simbench", &inputs)
+        .map_err(|e| CliError::BadInput(e.to_string()))?;
+    let write_error = |source| CliError::Write {
+        path: m.out.display().to_string(),
+        flag: "OUT.xml",
+        source,
+    };
+    if let Some(parent) = m.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(write_error)?;
+    }
+    std::fs::write(&m.out, &merged.xml).map_err(write_error)?;
+    let reports::junit::Merged {
+        tests,
+        failures,
+        errors,
+        skipped,
+        ..
+    } = merged;
+    writeln!(
+        out,
+        "merged {} into {}: {tests} tests, {failures} failures, {errors} errors, {skipped} skipped",
+        reports::style::count(m.inputs.len(), "file", "files"),
+        m.out.display()
+    )?;
+    Ok(if failures + errors > 0 {
+        Exit::Failed
+    } else {
+        Exit::Success
+    })
 }
 
 #[cfg(test)]

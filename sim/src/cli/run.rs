@@ -10,7 +10,7 @@ use reports::run::RunView;
 use reports::timeline::TimelineOptions;
 
 use super::args::OutputFormat;
-use super::settings::RunSettings;
+use super::settings::{Artifact, Artifacts, RunSettings};
 use super::{replay_command, source, CliError, Exit};
 use crate::run::{RunError, RunOptions, RunOutput};
 use crate::scenario::{evaluate, resolve, Unsupported};
@@ -57,52 +57,117 @@ pub(super) fn run_once(
     }))
 }
 
-/// The files a run writes, in the order they are written.
-pub(super) const OUTPUT_FILES: [&str; 5] = [
-    "report.json",
-    "frames.jsonl",
-    "events.jsonl",
-    "report.html",
-    "capture.pcap",
-];
-
-/// Writes report.json (pretty), frames.jsonl, events.jsonl, report.html
-/// (the report of `view`) and capture.pcap to `dir`, creating it.
-fn write_outputs(
+/// Writes the files `artifacts` names to `dir`, creating it: report.json
+/// (pretty), frames.jsonl, events.jsonl, report.html (the report of
+/// `view`), capture.pcapng and keylog.txt. report.json lists the other
+/// files written with their SHA-256 under `artifacts` (the capture's hash
+/// sits there, beside the digest, not in it). `Ok` with the names written.
+pub(super) fn write_outputs(
     dir: &Path,
     output: &RunOutput,
-    report: &str,
+    report: &mut serde_json::Value,
     view: &RunView,
-) -> Result<(), CliError> {
+    artifacts: Artifacts,
+) -> Result<Vec<&'static str>, CliError> {
     let fail = |path: &Path, source| CliError::Write {
         path: path.display().to_string(),
         flag: "--out DIR",
         source,
     };
-    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
-    let contents = [
-        report.as_bytes().to_vec(),
-        output.frames_jsonl().into_bytes(),
-        output.events_jsonl().into_bytes(),
-        reports::html::render(view, &timeline_options()).into_bytes(),
-        output.pcap.clone().unwrap_or_default(),
-    ];
-    for (name, text) in OUTPUT_FILES.iter().zip(contents) {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| fail(&path, e))?;
+    if artifacts.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(())
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    let mut files: Vec<(Artifact, Vec<u8>)> = artifacts
+        .iter()
+        .filter(|a| *a != Artifact::Report)
+        .map(|a| {
+            let bytes = match a {
+                Artifact::Report => Vec::new(),
+                Artifact::Frames => output.frames_jsonl().into_bytes(),
+                Artifact::Events => output.events_jsonl().into_bytes(),
+                Artifact::Html => reports::html::render(view, &timeline_options()).into_bytes(),
+                Artifact::Capture => output.pcap.clone().unwrap_or_default(),
+                Artifact::Keylog => output.key_log.clone().unwrap_or_default().into_bytes(),
+            };
+            (a, bytes)
+        })
+        .collect();
+    if artifacts.contains(Artifact::Report) {
+        files.insert(0, (Artifact::Report, artifacts_json(report, &files)));
+    }
+    for (a, bytes) in &files {
+        let path = dir.join(a.file());
+        std::fs::write(&path, bytes).map_err(|e| fail(&path, e))?;
+    }
+    Ok(files.iter().map(|(a, _)| a.file()).collect())
+}
+
+/// report.json with `artifacts`: each other file written, its size and SHA-256.
+fn artifacts_json(report: &mut serde_json::Value, files: &[(Artifact, Vec<u8>)]) -> Vec<u8> {
+    use sha2::Digest;
+    let listed: serde_json::Map<String, serde_json::Value> = files
+        .iter()
+        .map(|(a, bytes)| {
+            (
+                a.file().to_string(),
+                serde_json::json!({
+                    "bytes": bytes.len(),
+                    "sha256": hex::encode(sha2::Sha256::digest(bytes)),
+                }),
+            )
+        })
+        .collect();
+    if let Some(map) = report.as_object_mut() {
+        map.insert("artifacts".into(), serde_json::Value::Object(listed));
+    }
+    reports::json::pretty(report).into_bytes()
+}
+
+/// Writes a finished run's files under `root/<scenario>-<seed>/`, as
+/// `check --artifacts` and `sweep --artifacts` do for each run.
+pub(super) fn save(
+    root: &Path,
+    finished: &Finished,
+    sc: &Scenario,
+    seed: u64,
+    file: &reports::json::ScenarioFile,
+    shown: &str,
+    artifacts: Artifacts,
+) -> Result<(), CliError> {
+    if artifacts.is_empty() {
+        return Ok(());
+    }
+    let dir = root.join(format!("{}-{seed}", dir_name(&sc.name)));
+    let view = RunView {
+        scenario: sc,
+        outcome: &finished.output.outcome,
+        frames: &finished.output.frames,
+        expectations: &finished.results,
+        wall_time: Some(finished.wall),
+    };
+    let mut report = report_json(finished, sc, seed, file, &replay_command(shown, seed));
+    write_outputs(&dir, &finished.output, &mut report, &view, artifacts).map(|_| ())
+}
+
+/// SHA-256 of a run's capture, when it recorded one.
+pub(super) fn capture_sha256(output: &RunOutput) -> Option<String> {
+    use sha2::Digest;
+    output
+        .pcap
+        .as_ref()
+        .map(|p| hex::encode(sha2::Sha256::digest(p)))
 }
 
 /// report.json: the outcome document with the run's verdict under
-/// `verdict` ([`reports::json::RunVerdict`]), pretty, ending in a newline.
+/// `verdict` ([`reports::json::RunVerdict`]).
 fn report_json(
     finished: &Finished,
     sc: &Scenario,
     seed: u64,
     file: &reports::json::ScenarioFile,
     replay: &str,
-) -> String {
+) -> serde_json::Value {
     use reports::json::{ExpectationResult, RunVerdict};
     let verdict = RunVerdict::new(
         &sc.name,
@@ -112,10 +177,7 @@ fn report_json(
         ExpectationResult::all(&finished.results),
         replay.to_string(),
     );
-    reports::json::pretty(&reports::json::report_json(
-        &finished.output.outcome,
-        &verdict,
-    ))
+    reports::json::report_json(&finished.output.outcome, &verdict)
 }
 
 /// The scenario's `name` as one directory name inside `out/`: letters,
@@ -158,7 +220,7 @@ pub(super) fn run(
     let sc = &loaded.scenario;
     let seed = s.seed.unwrap_or(sc.seed);
     let replay = replay_command(&loaded.shown, seed);
-    let finished = match run_once(sc, Some(seed), RunOptions { capture: true })? {
+    let finished = match run_once(sc, Some(seed), s.artifacts.run_options())? {
         Ok(f) => f,
         Err(e) => {
             writeln!(
@@ -181,16 +243,19 @@ pub(super) fn run(
         expectations: &finished.results,
         wall_time: Some(finished.wall),
     };
-    let report = report_json(&finished, sc, seed, &loaded.file, &replay);
+    let mut report = report_json(&finished, sc, seed, &loaded.file, &replay);
     // Files first: whatever happens to the terminal, the run is on disk.
-    let written = write_outputs(&dir, &finished.output, &report, &view);
+    let written = write_outputs(&dir, &finished.output, &mut report, &view, s.artifacts);
+    let report = reports::json::pretty(&report);
     let failed = view.failed() > 0;
     match s.format {
         OutputFormat::Table => {
             let report = reports::run::render(&view, &timeline_options());
             out.write_all(super::printable(&report).as_bytes())?;
-            if written.is_ok() {
-                writeln!(out, "wrote {}: {}", dir.display(), OUTPUT_FILES.join(", "))?;
+            if let Ok(files) = &written {
+                if !files.is_empty() {
+                    writeln!(out, "wrote {}: {}", dir.display(), files.join(", "))?;
+                }
             }
             if failed {
                 writeln!(out, "replay: {replay}")?;

@@ -26,6 +26,8 @@ pub enum Settings {
     Bench(BenchSettings),
     /// `simbench conform` (its flags need no resolving).
     Conform(super::args::ConformArgs),
+    /// `simbench junit-merge` (its arguments need no resolving).
+    JunitMerge(super::args::JunitMergeArgs),
 }
 
 /// `simbench bench`, resolved.
@@ -58,6 +60,8 @@ pub struct RunSettings {
     pub out: Option<PathBuf>,
     /// Tables or report.json.
     pub format: OutputFormat,
+    /// Which files the run writes.
+    pub artifacts: Artifacts,
 }
 
 /// `simbench check`, resolved.
@@ -73,6 +77,10 @@ pub struct CheckSettings {
     pub format: OutputFormat,
     /// Runs at once.
     pub jobs: Jobs,
+    /// Which files each run writes (none by default).
+    pub artifacts: Artifacts,
+    /// Where each run's directory goes, with `--artifacts`.
+    pub out: PathBuf,
 }
 
 /// `simbench sweep`, resolved.
@@ -88,6 +96,10 @@ pub struct SweepSettings {
     pub format: OutputFormat,
     /// Runs at once.
     pub jobs: Jobs,
+    /// Which files each run writes (none by default).
+    pub artifacts: Artifacts,
+    /// Where each run's directory goes, with `--artifacts`.
+    pub out: PathBuf,
 }
 
 /// `--jobs`, resolved: never more runs at once than the machine has cores.
@@ -118,6 +130,7 @@ impl Settings {
             Command::List => Settings::List,
             Command::Diagnose(d) => Settings::Diagnose(d),
             Command::Conform(c) => Settings::Conform(c),
+            Command::JunitMerge(m) => Settings::JunitMerge(m),
             Command::Bench(BenchArgs {
                 filter,
                 repeat,
@@ -151,11 +164,15 @@ impl Settings {
                 seed,
                 out,
                 format,
+                artifacts,
             }) => Settings::Run(RunSettings {
                 scenario: ScenarioRef::parse(&scenario),
                 seed,
                 out,
                 format,
+                artifacts: artifacts
+                    .as_deref()
+                    .map_or(Ok(Artifacts::ALL), Artifacts::parse)?,
             }),
             Command::Check(CheckArgs {
                 junit,
@@ -163,12 +180,18 @@ impl Settings {
                 partition,
                 format,
                 jobs,
+                artifacts,
+                out,
             }) => Settings::Check(CheckSettings {
                 junit,
                 filter,
                 partition: partition.as_deref().map(Partition::parse).transpose()?,
                 format,
                 jobs: jobs_or_default(jobs, cores())?,
+                artifacts: artifacts
+                    .as_deref()
+                    .map_or(Ok(Artifacts::NONE), Artifacts::parse)?,
+                out: out.unwrap_or_else(|| PathBuf::from("out")),
             }),
             Command::Sweep(SweepArgs {
                 scenario,
@@ -176,14 +199,145 @@ impl Settings {
                 partition,
                 format,
                 jobs,
+                artifacts,
+                out,
             }) => Settings::Sweep(SweepSettings {
                 scenario: ScenarioRef::parse(&scenario),
                 seeds: SeedRange::parse(&seeds)?,
                 partition: partition.as_deref().map(Partition::parse).transpose()?,
                 format,
                 jobs: jobs_or_default(jobs, cores())?,
+                artifacts: artifacts
+                    .as_deref()
+                    .map_or(Ok(Artifacts::NONE), Artifacts::parse)?,
+                out: out.unwrap_or_else(|| PathBuf::from("out")),
             }),
         })
+    }
+}
+
+/// One file a run can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Artifact {
+    /// report.json: the outcome and the verdict.
+    Report,
+    /// frames.jsonl: the frame log.
+    Frames,
+    /// events.jsonl: the event log.
+    Events,
+    /// report.html: the report with its sequence diagram.
+    Html,
+    /// capture.pcapng: every packet, with the sessions' secrets inside.
+    Capture,
+    /// keylog.txt: the sessions' secrets (NSS key log, for `SSLKEYLOGFILE`-style use).
+    Keylog,
+}
+
+impl Artifact {
+    /// Every artifact, in the order a run writes them.
+    pub const ALL: [Artifact; 6] = [
+        Artifact::Report,
+        Artifact::Frames,
+        Artifact::Events,
+        Artifact::Html,
+        Artifact::Capture,
+        Artifact::Keylog,
+    ];
+
+    /// Its name in `--artifacts`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Artifact::Report => "report",
+            Artifact::Frames => "frames",
+            Artifact::Events => "events",
+            Artifact::Html => "html",
+            Artifact::Capture => "capture",
+            Artifact::Keylog => "keylog",
+        }
+    }
+
+    /// The file it is written to, inside the run's directory.
+    pub fn file(self) -> &'static str {
+        match self {
+            Artifact::Report => "report.json",
+            Artifact::Frames => "frames.jsonl",
+            Artifact::Events => "events.jsonl",
+            Artifact::Html => "report.html",
+            Artifact::Capture => "capture.pcapng",
+            Artifact::Keylog => "keylog.txt",
+        }
+    }
+}
+
+/// `--artifacts`, resolved: which of a run's files to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Artifacts(u8);
+
+impl Artifacts {
+    /// Every file (`simbench run`'s default).
+    pub const ALL: Artifacts = Artifacts(0b11_1111);
+    /// No file (`check`'s and `sweep`'s default).
+    pub const NONE: Artifacts = Artifacts(0);
+
+    fn bit(a: Artifact) -> u8 {
+        1 << Artifact::ALL.iter().position(|x| *x == a).unwrap_or(0)
+    }
+
+    /// `report,frames,...`, `all` or `none`.
+    pub fn parse(text: &str) -> Result<Self, CliError> {
+        let names: Vec<&str> = Artifact::ALL.iter().map(|a| a.name()).collect();
+        let valid = format!(
+            "give a comma-separated list of {}, or `all` or `none`",
+            names.join(", ")
+        );
+        match text.trim() {
+            "all" => return Ok(Artifacts::ALL),
+            "none" => return Ok(Artifacts::NONE),
+            "" => return Err(CliError::BadInput(format!("--artifacts is empty; {valid}"))),
+            _ => {}
+        }
+        let mut set = Artifacts::NONE;
+        for word in text.split(',').map(str::trim) {
+            match Artifact::ALL.iter().find(|a| a.name() == word) {
+                Some(a) => set.0 |= Artifacts::bit(*a),
+                None => {
+                    let hint = match format::did_you_mean(
+                        word,
+                        names.iter().copied().chain(["all", "none"]),
+                    ) {
+                        Some(c) => format!(" (did you mean `{c}`?)"),
+                        None => String::new(),
+                    };
+                    return Err(CliError::BadInput(format!(
+                        "--artifacts {text}: unknown artifact `{word}`{hint}; {valid}"
+                    )));
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Whether `a` is written.
+    pub fn contains(self, a: Artifact) -> bool {
+        self.0 & Artifacts::bit(a) != 0
+    }
+
+    /// Whether no file is written.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The artifacts written, in order.
+    pub fn iter(self) -> impl Iterator<Item = Artifact> {
+        Artifact::ALL.into_iter().filter(move |a| self.contains(*a))
+    }
+
+    /// What the run must record for them (the packets; the secrets).
+    pub fn run_options(self) -> crate::run::RunOptions {
+        crate::run::RunOptions {
+            capture: self.contains(Artifact::Capture),
+            key_log: self.contains(Artifact::Keylog),
+        }
     }
 }
 
@@ -484,6 +638,30 @@ mod tests {
             fnv1a(b"smoke").is_multiple_of(2),
             "hash partitions hash the name"
         );
+    }
+
+    #[test]
+    fn artifacts_parse_lists_all_and_none() {
+        let a = Artifacts::parse("report,capture").unwrap();
+        assert!(a.contains(Artifact::Report) && a.contains(Artifact::Capture));
+        assert!(!a.contains(Artifact::Frames));
+        assert_eq!(
+            a.iter().map(Artifact::file).collect::<Vec<_>>(),
+            ["report.json", "capture.pcapng"]
+        );
+        assert_eq!(Artifacts::parse("all").unwrap(), Artifacts::ALL);
+        assert_eq!(Artifacts::ALL.iter().count(), 6);
+        assert!(Artifacts::parse("none").unwrap().is_empty());
+        let e = Artifacts::parse("report,captur").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown artifact `captur` (did you mean `capture`?)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("report, frames, events, html, capture, keylog"),
+            "{e}"
+        );
+        assert!(Artifacts::parse("").is_err());
     }
 
     #[test]

@@ -10,10 +10,9 @@ use reports::style::count;
 
 use super::args::OutputFormat;
 use super::pool::{run_all, Progress, Status};
-use super::run::run_once;
+use super::run::{run_once, save};
 use super::settings::SweepSettings;
 use super::{replay_command, source, CliError, Exit};
-use crate::run::RunOptions;
 
 pub(super) fn sweep(
     s: &SweepSettings,
@@ -84,13 +83,25 @@ pub(super) fn sweep(
         },
         |seed| {
             let started = Instant::now();
-            let failed = match run_once(sc, Some(*seed), RunOptions::default()) {
+            let failed = match run_once(sc, Some(*seed), s.artifacts.run_options()) {
                 Ok(Ok(f)) => {
                     let failures = f.failures();
-                    match failures.as_slice() {
-                        [] => None,
-                        [one] => Some(one.to_string()),
-                        [first, rest @ ..] => Some(format!("{first} (and {} more)", rest.len())),
+                    let saved = save(
+                        &s.out,
+                        &f,
+                        sc,
+                        *seed,
+                        &loaded.file,
+                        &loaded.shown,
+                        s.artifacts,
+                    );
+                    match (failures.as_slice(), saved) {
+                        (_, Err(e)) => Some(e.to_string()),
+                        ([], _) => None,
+                        ([one], _) => Some(one.to_string()),
+                        ([first, rest @ ..], _) => {
+                            Some(format!("{first} (and {} more)", rest.len()))
+                        }
                     }
                 }
                 Ok(Err(e)) => Some(format!("the run did not finish: {e}")),

@@ -10,7 +10,6 @@ pub fn run(case: &Case) -> Result<Observed, String> {
         .map_err(|e| e.to_string())?;
     let spec =
         crate::scenario::resolve(&sc, None).map_err(|e| format!("unsupported: {}", e.what))?;
-    let out =
-        crate::run::run_with(&spec, RunOptions { capture: false }).map_err(|e| e.to_string())?;
+    let out = crate::run::run_with(&spec, RunOptions::default()).map_err(|e| e.to_string())?;
     Ok((case.sim)(&out))
 }
