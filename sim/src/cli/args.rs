@@ -311,4 +311,7 @@ pub struct SweepArgs {
     /// Where each run's directory (<scenario>-<seed>) goes, with --artifacts; default: out.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Also write the results as JUnit XML to FILE: one case per seed run here.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }

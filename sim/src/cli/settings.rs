@@ -100,6 +100,8 @@ pub struct SweepSettings {
     pub artifacts: Artifacts,
     /// Where each run's directory goes, with `--artifacts`.
     pub out: PathBuf,
+    /// Where the JUnit XML goes, if anywhere.
+    pub junit: Option<PathBuf>,
 }
 
 /// `--jobs`, resolved: never more runs at once than the machine has cores.
@@ -201,6 +203,7 @@ impl Settings {
                 jobs,
                 artifacts,
                 out,
+                junit,
             }) => Settings::Sweep(SweepSettings {
                 scenario: ScenarioRef::parse(&scenario),
                 seeds: SeedRange::parse(&seeds)?,
@@ -211,6 +214,7 @@ impl Settings {
                     .as_deref()
                     .map_or(Ok(Artifacts::NONE), Artifacts::parse)?,
                 out: out.unwrap_or_else(|| PathBuf::from("out")),
+                junit,
             }),
         })
     }

@@ -61,6 +61,10 @@ pub(super) fn sweep(
             human,
             "this partition holds no seed of the range; nothing to run"
         )?;
+        if let Some(path) = &s.junit {
+            write_junit(path, &sc.name, &loaded.shown, &[], &[], started.elapsed())?;
+            writeln!(err, "JUnit XML: {}", path.display())?;
+        }
         if json {
             write_document(out, s, &loaded, &[], &[])?;
         }
@@ -111,6 +115,17 @@ pub(super) fn sweep(
         },
     );
     progress.finish();
+    if let Some(path) = &s.junit {
+        write_junit(
+            path,
+            &sc.name,
+            &loaded.shown,
+            &seeds,
+            &results,
+            started.elapsed(),
+        )?;
+        writeln!(err, "JUnit XML: {}", path.display())?;
+    }
     let failures: Vec<SweepFailure> = seeds
         .iter()
         .zip(results)
@@ -154,6 +169,70 @@ pub(super) fn sweep(
     } else {
         Exit::Failed
     })
+}
+
+/// `sweep --junit`: one case per seed this machine ran, named `seed N`
+/// under the scenario's name, so the files of several machines merge with
+/// `simbench junit-merge`.
+fn write_junit(
+    path: &std::path::Path,
+    scenario: &str,
+    shown: &str,
+    seeds: &[u64],
+    results: &[Result<(Option<String>, Duration), String>],
+    wall: Duration,
+) -> Result<(), CliError> {
+    use reports::junit::{CaseOutcome, Report, TestCase, TestSuite};
+    let cases = seeds
+        .iter()
+        .zip(results)
+        .map(|(seed, r)| {
+            let replay = replay_command(shown, *seed);
+            let (outcome, time) = match r {
+                Ok((None, wall)) => (CaseOutcome::Passed, Some(*wall)),
+                Ok((Some(reason), wall)) => (
+                    CaseOutcome::Failure {
+                        kind: "seed".into(),
+                        message: reason.clone(),
+                        detail: format!("{reason}\nreplay: {replay}"),
+                    },
+                    Some(*wall),
+                ),
+                Err(panic) => (
+                    CaseOutcome::Error {
+                        kind: "panic".into(),
+                        message: panic.clone(),
+                        detail: format!("{panic}\nreplay: {replay}"),
+                    },
+                    None,
+                ),
+            };
+            TestCase {
+                classname: scenario.to_string(),
+                name: format!("seed {seed}"),
+                time,
+                outcome,
+                system_out: Some(format!("seed {seed}\nreplay: {replay}")),
+            }
+        })
+        .collect();
+    let report = Report {
+        name: "simbench".into(),
+        suites: vec![TestSuite {
+            name: format!("simbench sweep {scenario}"),
+            cases,
+            time: Some(wall),
+        }],
+    };
+    let write_error = |source| CliError::Write {
+        path: path.display().to_string(),
+        flag: "--junit FILE",
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(write_error)?;
+    }
+    std::fs::write(path, reports::junit::write(&report)).map_err(write_error)
 }
 
 /// `sweep --format json`: every seed this machine ran, in order.

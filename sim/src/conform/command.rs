@@ -275,7 +275,7 @@ mod tests {
     fn the_simulated_side_diagnoses_the_command_it_dispatched() {
         let sc = format::parse_scenario("dispatch", SCENARIO).unwrap();
         let spec = crate::scenario::resolve(&sc, None).unwrap();
-        let out = crate::run::run_with(&spec, crate::run::RunOptions { capture: false }).unwrap();
+        let out = crate::run::run_with(&spec, crate::run::RunOptions::default()).unwrap();
         let o = sim(&out);
         for c in &CHECKS {
             assert!(
