@@ -41,6 +41,8 @@ pub const INTERNAL_WS_PORT: u16 = 8080;
 const MAX_HEAD: usize = 16 * 1024;
 /// The largest WebSocket frame payload the proxy relays.
 const MAX_FRAME: u64 = 16 * 1024 * 1024;
+/// Bytes one read of a pump asks for (as the channel's own ends read).
+const READ_CHUNK: usize = proto::ws::READ_BUFFER_BYTES;
 
 /// A `drop-frames` fault, resolved: the path drops frames of one type, one
 /// way, for one agent or every agent of a site, for a window of time.
@@ -278,7 +280,10 @@ impl Proxy {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let mut chunk = vec![0u8; 16 * 1024];
+        // What one read asks for: the channel's frames are a few hundred
+        // bytes (a larger one is read in several), and every connection
+        // holds two of these.
+        let mut chunk = vec![0u8; READ_CHUNK];
         // The type a continuation frame continues.
         let mut data = FrameKind::Binary;
         loop {
