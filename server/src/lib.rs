@@ -434,6 +434,8 @@ pub struct Shared {
     // Agent ids by the name they enrolled with (rebuilt from the store at
     // start), for the uniqueness check of enrollment.
     names: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    // What opening the store migrated (a store of an older server).
+    migration: Option<store::TimeMigration>,
 }
 
 /// The ports the server actually listens on.
@@ -584,6 +586,13 @@ impl ServerHandle {
     /// The CA agents must trust (an installer ships it).
     pub fn ca_pem(&self) -> String {
         self.shared.ca.ca.cert_pem.clone()
+    }
+
+    /// What the server did to its store's times at start: `Some` when the
+    /// store was written by an older server (process-uptime times, schema
+    /// version 1) and was migrated onto the calendar.
+    pub fn store_migration(&self) -> Option<&store::TimeMigration> {
+        self.shared.migration.as_ref()
     }
 
     /// Enrollment requests received since this server started.
@@ -823,6 +832,26 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         return Err(ServerError::NoEnrollToken);
     }
     let store = Store::open(env.disk.as_ref(), &cfg.store_path)?;
+    // A store of an older server keeps process uptimes: onto the calendar.
+    let migration = store.migrate_times(env.unix_us())?;
+    if let Some(m) = &migration {
+        env.event(
+            "store.migrated",
+            fields! {
+                "from_schema" => 1,
+                "to_schema" => store::SCHEMA_VERSION,
+                "records" => m.records,
+                "values" => m.values,
+                "last_uptime_us" => m.last_uptime_us,
+                "shift_us" => m.shift_us,
+            },
+        );
+        tracing::warn!(
+            records = m.records,
+            values = m.values,
+            "store times migrated from process uptime to the calendar"
+        );
+    }
     let ca = match store.ca()? {
         Some(rec) => Ca::load(&rec.cert_pem, &rec.key_pem)?,
         None => {
@@ -876,6 +905,7 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         sites: Mutex::default(),
         enroll_limiter: Mutex::default(),
         names: Mutex::new(agent_names),
+        migration,
     });
     shared.resume_upgrades();
     enroll::spawn(shared.clone(), &shared.identity).await?;

@@ -138,6 +138,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ..ServerConfig::default()
     };
     let handle = server::start(env, cfg).await?;
+    if let Some(m) = handle.store_migration() {
+        eprintln!(
+            "fleet-server: the store was written by an older server (times as process uptime, schema 1): \
+             moved {} times in {} records onto the calendar, as if that server stopped {} s after its start \
+             and restarted now; check wake and command deadlines with fleetctl",
+            m.values,
+            m.records,
+            m.last_uptime_us / 1_000_000
+        );
+    }
     let admin = server::admin::spawn(
         handle.clone(),
         server::admin::AdminToken::new(&admin_token),
