@@ -12,6 +12,7 @@
 //!   send `UpgradeStop`); its marker and status live in the store.
 //! - [`artifacts`]: the agent builds served for upgrades.
 //! - [`fleetctl`]: the operator API's command line (the `fleetctl` binary).
+//! - [`limits`]: connection caps per listener and per source address.
 //! - [`admin`]: the operator API (HTTP + JSON, admin token, TCP 7443), a
 //!   sans-IO router over the [`ServerHandle`] functions and a thin hyper driver.
 //!
@@ -25,6 +26,7 @@ pub mod channel;
 pub mod commands;
 pub mod enroll;
 pub mod fleetctl;
+pub mod limits;
 pub mod registry;
 pub mod store;
 pub mod tunnel;
@@ -85,6 +87,12 @@ pub struct ServerConfig {
     /// the library's default, so the simulator's enrollment storms keep
     /// their meaning; `fleet-server` turns it on).
     pub enroll_rate_limit: Option<RateLimit>,
+    /// Connection caps of each listener (enrollment, command channel,
+    /// tunnel), in all and per source address (off by default, as the
+    /// simulator puts a whole site behind one address; `fleet-server` turns
+    /// them on). The command channel's internal listener for a reverse
+    /// proxy has only the per-listener cap: all of it comes from the proxy.
+    pub conn_limits: limits::ConnLimits,
     /// Behaviour switches.
     pub switches: ServerSwitches,
     /// Heartbeat interval pushed to agents in `ConfigUpdate`.
@@ -295,6 +303,7 @@ impl Default for ServerConfig {
             hostname: "server".into(),
             enroll_tokens: Vec::new(),
             enroll_rate_limit: None,
+            conn_limits: limits::ConnLimits::OFF,
             switches: ServerSwitches::FIXED,
             heartbeat_interval_ms: 30_000,
             inbound_timeout_ms: 90_000,
