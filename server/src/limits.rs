@@ -1,9 +1,9 @@
 //! Connection caps: how many connections one listener holds at once, in
 //! all and from one source address.
 //!
-//! Each listener (enrollment, command channel, tunnel) has a [`Gate`]. A
-//! connection is admitted with a [`Permit`] that it holds for its whole
-//! life; dropping the permit frees its place. Over a cap the connection is
+//! Each listener (enrollment, command channel, tunnel) has a [`Gate`]; a
+//! source is an IPv4 address or an IPv6 /64. A connection is admitted with
+//! a [`Permit`] that it holds for its whole life; dropping the permit frees its place. Over a cap the connection is
 //! refused at once (a TCP stream is dropped before its TLS handshake, a
 //! QUIC connection attempt is refused), and the refusal is counted in the
 //! event log (`conn.refused`, with the listener, the source, which cap and
@@ -55,6 +55,20 @@ impl Refused {
     }
 }
 
+/// The key a source is counted under: an IPv4 address (an IPv4-mapped
+/// IPv6 address is one), or an IPv6 address's /64 (one site's prefix: a
+/// peer that owns a /64 could otherwise take a new address for each
+/// connection).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     total: u32,
@@ -74,6 +88,7 @@ pub struct Gate {
 #[derive(Debug)]
 pub struct Permit {
     gate: Arc<Gate>,
+    // The source's key (see `source_key`).
     source: IpAddr,
 }
 
@@ -89,6 +104,7 @@ impl Gate {
 
     /// Admits a connection from `source`, or says which cap refuses it.
     pub fn try_admit(self: &Arc<Self>, source: IpAddr) -> Result<Permit, Refused> {
+        let source = source_key(source);
         let mut c = lock(&self.counts);
         let from_source = c.by_source.get(&source).copied().unwrap_or(0);
         let refused = if self.limits.per_listener.is_some_and(|m| c.total >= m) {
@@ -134,7 +150,8 @@ impl Gate {
     /// Connections held now: in all, and from `source`.
     pub fn held(&self, source: IpAddr) -> (u32, u32) {
         let c = lock(&self.counts);
-        (c.total, c.by_source.get(&source).copied().unwrap_or(0))
+        let from = c.by_source.get(&source_key(source)).copied();
+        (c.total, from.unwrap_or(0))
     }
 
     /// Connections refused since the server started.
@@ -186,6 +203,26 @@ mod tests {
         // Five held: the listener's cap refuses any source.
         assert_eq!(g.try_admit(ip(4)).unwrap_err(), Refused::Listener);
         assert_eq!(g.refused(), 2);
+    }
+
+    #[test]
+    fn an_ipv6_site_counts_as_one_source_and_mapped_ipv4_as_its_address() {
+        let g = Gate::new(
+            "t",
+            ConnLimits {
+                per_listener: None,
+                per_source: Some(2),
+            },
+        );
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _p = (g.try_admit(a).unwrap(), g.try_admit(b).unwrap());
+        assert_eq!(g.try_admit(a).unwrap_err(), Refused::Source);
+        assert!(g.try_admit(other).is_ok());
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let _q = (g.try_admit(ip(1)).unwrap(), g.try_admit(mapped).unwrap());
+        assert_eq!(g.try_admit(ip(1)).unwrap_err(), Refused::Source);
     }
 
     #[test]
