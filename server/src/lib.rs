@@ -1489,3 +1489,68 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn start_moves_an_old_stores_uptimes_onto_the_calendar() {
+        let dir = std::env::temp_dir().join(format!("server-old-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let observer = Arc::new(proto::real::JsonlObserver::new(None, None));
+        let env = proto::real::env("server", &dir, observer).unwrap();
+        {
+            // A store as a server of schema 1 left it: times of its uptime.
+            let store = Store::open(env.disk.as_ref(), "server.redb").unwrap();
+            store
+                .put_agent(&AgentRecord {
+                    agent_id: "a-1".into(),
+                    name: "pc-1".into(),
+                    version: "1.0.0".into(),
+                    cert_fingerprint: "ff".into(),
+                    enrolled_at_us: 5_000_000,
+                    last_seen_us: Some(65_000_000),
+                    revoked: false,
+                    agent_token_sha256: None,
+                })
+                .unwrap();
+            let mut w = WakeState::new("a-1", "pc-1");
+            w.lifecycle = Lifecycle::Provisioning;
+            let task = ReconcileTask {
+                agent_id: "a-1".into(),
+                agent_name: "pc-1".into(),
+                attempt: 1,
+                due_us: 92_000_000,
+            };
+            store.put_wake(&w, TaskUpdate::Put(&task)).unwrap();
+            store.set_schema_version(1).unwrap();
+        }
+        let before = env.unix_us();
+        let cfg = ServerConfig {
+            enroll_tokens: vec!["t".into()],
+            enroll_port: 0,
+            tunnel_port: 0,
+            ws_port: 0,
+            ..ServerConfig::default()
+        };
+        let handle = start(env.clone(), cfg).await.unwrap();
+        let after = env.unix_us();
+        let m = handle.store_migration().expect("the old store is migrated");
+        assert_eq!((m.records, m.values, m.last_uptime_us), (2, 3, 65_000_000));
+        let agent = &handle.agents().unwrap()[0].record;
+        // Enrolled 60 s before the old server's last heartbeat, which is now.
+        assert!(agent.enrolled_at_us >= before - 60_000_000, "{agent:?}");
+        assert!(agent.enrolled_at_us <= after - 60_000_000, "{agent:?}");
+        let due = handle.shared.store.reconcile_tasks().unwrap()[0].due_us;
+        assert!(
+            (before + 27_000_000..=after + 27_000_000).contains(&due),
+            "{due}"
+        );
+        assert_eq!(
+            handle.shared.store.schema_version().unwrap(),
+            store::SCHEMA_VERSION
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

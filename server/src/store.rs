@@ -416,6 +416,15 @@ impl Store {
             .map_or(SCHEMA_VERSION, |v| v.value()))
     }
 
+    /// Overwrites the schema version (tests build old stores with it).
+    #[cfg(test)]
+    pub(crate) fn set_schema_version(&self, version: u64) -> Result<(), StoreError> {
+        self.write(|txn| {
+            txn.open_table(COUNTERS)?.insert(KEY_SCHEMA, version)?;
+            Ok(())
+        })
+    }
+
     /// Brings a version-1 store to version 2, in one transaction: every
     /// `*_us` value below [`UNIX_US_FLOOR`] is a process uptime, and is
     /// moved onto the calendar as if the old process had stopped at the
