@@ -924,9 +924,9 @@ async fn with_listen_a_remote_agent_reaches_the_server_over_tcp_and_quic() {
         ],
         cmd,
     );
-    // Without --listen it would not be reachable at all (loopback of its
-    // namespace); with it, enrollment (TCP), the tunnel (QUIC, the agent's
-    // socket on 0.0.0.0) and the command channel all work.
+    // Enrollment (TCP), the tunnel (QUIC: the agent's socket binds
+    // 0.0.0.0; bound to 127.0.0.1 it could not send to 10.77.9.1) and the
+    // command channel all work.
     let pc1 = agent_at(&srv, "pc-1", true, "10.77.9.1").await.unwrap();
     assert_eq!(pc1.creds.file.tunnel.host, "10.77.9.1");
     legit_works(&srv, "a remote agent").await;
