@@ -89,7 +89,7 @@ pub async fn up(env: &Env, cfg: &AgentConfig, status: &StatusCell) -> Result<Str
         .ok_or_else(|| UpError::Write(std::io::Error::other("agent.json missing after write")))?;
     let host = creds.file.tunnel.host.clone();
     let port = creds.file.tunnel.quic_port;
-    let client = TunnelClient::new(env)
+    let client = TunnelClient::new(env, &host)
         .await
         .map_err(|e| UpError::Probe(e, port, host.clone()))?;
     let probe = proto::time::timeout(
@@ -279,7 +279,7 @@ async fn run_tunnel(
 ) {
     let mut backoff = Backoff::new(cfg.backoff_base_ms, cfg.backoff_cap_ms);
     let client = loop {
-        match TunnelClient::new(&env).await {
+        match TunnelClient::new(&env, &creds.file.tunnel.host).await {
             Ok(c) => break c,
             Err(e) => {
                 env.event("tunnel.setup_failed", fields! {"error" => e.to_string()});

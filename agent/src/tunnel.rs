@@ -67,11 +67,17 @@ fn quic_event(
 }
 
 impl TunnelClient {
-    /// Binds a UDP socket and a client endpoint on the env's network.
-    pub async fn new(env: &Env) -> Result<Self, TunnelError> {
+    /// Binds a UDP socket and a client endpoint on the env's network, for
+    /// the tunnel at `host` (resolved here: a real network binds the
+    /// unspecified address of its family, so a remote server is reachable).
+    pub async fn new(env: &Env, host: &str) -> Result<Self, TunnelError> {
+        let ip = env
+            .net
+            .resolve(host)
+            .map_err(|e| TunnelError::Setup(format!("resolve {host}: {e}")))?;
         let socket = env
             .net
-            .bind_udp(0)
+            .bind_udp_client(ip)
             .await
             .map_err(|e| TunnelError::Setup(format!("bind UDP: {e}")))?;
         let endpoint = quinn::Endpoint::new_with_abstract_socket(

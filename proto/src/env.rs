@@ -46,6 +46,17 @@ pub trait Network: Send + Sync + Debug + 'static {
     /// Binds a UDP socket for a QUIC endpoint on `port` (0 = any free port).
     fn bind_udp(&self, port: u16)
         -> BoxFuture<'static, io::Result<Arc<dyn quinn::AsyncUdpSocket>>>;
+    /// Binds a UDP socket (any free port) for a QUIC client that talks to
+    /// `peer`. By default [`Network::bind_udp`]`(0)`; the real network binds
+    /// the unspecified address of `peer`'s family instead of the listeners'
+    /// address, so an agent reaches a server on another host.
+    fn bind_udp_client(
+        &self,
+        peer: IpAddr,
+    ) -> BoxFuture<'static, io::Result<Arc<dyn quinn::AsyncUdpSocket>>> {
+        let _ = peer;
+        self.bind_udp(0)
+    }
     /// The runtime quinn drives its endpoint with (timers, clock, task spawning).
     fn quic_runtime(&self) -> Arc<dyn quinn::Runtime>;
     /// Resolves a host name to an address (QUIC needs an address, not a name).

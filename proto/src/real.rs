@@ -72,6 +72,16 @@ impl Network for TokioNetwork {
         })
     }
 
+    fn bind_udp_client(
+        &self,
+        peer: IpAddr,
+    ) -> BoxFuture<'static, io::Result<Arc<dyn quinn::AsyncUdpSocket>>> {
+        Box::pin(async move {
+            let s = std::net::UdpSocket::bind((unspecified_like(peer), 0))?;
+            quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, s)
+        })
+    }
+
     fn quic_runtime(&self) -> Arc<dyn quinn::Runtime> {
         Arc::new(quinn::TokioRuntime)
     }
@@ -87,6 +97,15 @@ impl Network for TokioNetwork {
                     format!("no IPv4 address for {host}"),
                 )
             })
+    }
+}
+
+/// The unspecified address of `ip`'s family (`0.0.0.0` or `::`): what a
+/// client socket binds to reach `ip` from whichever interface routes to it.
+pub fn unspecified_like(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
     }
 }
 

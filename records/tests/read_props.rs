@@ -37,8 +37,16 @@ fn frame() -> impl Strategy<Value = FrameRecord> {
         })
 }
 
+/// `n` cases, or PROPTEST_CASES when set (for long runs).
+fn cases(n: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(n)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
 
     #[test]
     fn any_bytes_give_records_or_an_error_never_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {

@@ -45,9 +45,11 @@ pub(crate) async fn spawn(shared: Arc<Shared>, identity: &Issued) -> Result<(), 
     let listener = shared.env.net.listen_tcp(port).await.map_err(bind_err)?;
     lock(&shared.ports).ws = listener.local_addr().map_err(bind_err)?.port();
     let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let gate = crate::limits::Gate::new("channel", shared.cfg.conn_limits);
     tokio::spawn(accept_loop(
         shared.clone(),
         listener,
+        gate,
         move |shared, stream| serve_tls(shared, stream, acceptor.clone()),
     ));
     if let Some(proxy) = &shared.cfg.channel_proxy {
@@ -59,22 +61,42 @@ pub(crate) async fn spawn(shared: Arc<Shared>, identity: &Issued) -> Result<(), 
         };
         let listener = shared.env.net.listen_tcp(port).await.map_err(bind_err)?;
         lock(&shared.ports).ws_internal = listener.local_addr().map_err(bind_err)?.port();
-        tokio::spawn(accept_loop(shared.clone(), listener, serve_proxied));
+        // Every connection comes from the proxy: a cap per source would
+        // be a cap on the whole fleet.
+        let limits = crate::limits::ConnLimits {
+            per_source: None,
+            ..shared.cfg.conn_limits
+        };
+        let gate = crate::limits::Gate::new("channel_internal", limits);
+        tokio::spawn(accept_loop(shared.clone(), listener, gate, serve_proxied));
     }
     Ok(())
 }
 
-async fn accept_loop<F, Fut>(shared: Arc<Shared>, mut listener: Box<dyn Listener>, serve: F)
-where
+async fn accept_loop<F, Fut>(
+    shared: Arc<Shared>,
+    mut listener: Box<dyn Listener>,
+    gate: Arc<crate::limits::Gate>,
+    serve: F,
+) where
     F: Fn(Arc<Shared>, BoxStream) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let mut backoff = crate::AcceptBackoff::default();
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 backoff.reset();
-                tokio::spawn(serve(shared.clone(), stream));
+                // Over a cap: closed at once, before any TLS work.
+                let Some(permit) = gate.admit(&shared.env, peer.ip()) else {
+                    drop(stream);
+                    continue;
+                };
+                let conn = serve(shared.clone(), stream);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    conn.await
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "command channel accept failed");

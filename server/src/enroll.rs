@@ -234,6 +234,7 @@ pub(crate) async fn spawn(shared: Arc<Shared>, identity: &Issued) -> Result<(), 
 
 async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>, acceptor: TlsAcceptor) {
     let mut backoff = crate::AcceptBackoff::default();
+    let gate = crate::limits::Gate::new("enroll", shared.cfg.conn_limits);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => {
@@ -247,9 +248,15 @@ async fn accept_loop(shared: Arc<Shared>, mut listener: Box<dyn Listener>, accep
                 continue;
             }
         };
+        // Over a cap: closed at once, before any TLS work.
+        let Some(permit) = gate.admit(&shared.env, peer.ip()) else {
+            drop(stream);
+            continue;
+        };
         let shared = shared.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let tls = match proto::time::timeout(crate::HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                 .await
             {

@@ -12,6 +12,7 @@
 //!   send `UpgradeStop`); its marker and status live in the store.
 //! - [`artifacts`]: the agent builds served for upgrades.
 //! - [`fleetctl`]: the operator API's command line (the `fleetctl` binary).
+//! - [`limits`]: connection caps per listener and per source address.
 //! - [`admin`]: the operator API (HTTP + JSON, admin token, TCP 7443), a
 //!   sans-IO router over the [`ServerHandle`] functions and a thin hyper driver.
 //!
@@ -25,6 +26,7 @@ pub mod channel;
 pub mod commands;
 pub mod enroll;
 pub mod fleetctl;
+pub mod limits;
 pub mod rate;
 pub mod registry;
 pub mod store;
@@ -86,6 +88,12 @@ pub struct ServerConfig {
     /// the library's default, so the simulator's enrollment storms keep
     /// their meaning; `fleet-server` turns it on).
     pub enroll_rate_limit: Option<RateLimit>,
+    /// Connection caps of each listener (enrollment, command channel,
+    /// tunnel), in all and per source address (off by default, as the
+    /// simulator puts a whole site behind one address; `fleet-server` turns
+    /// them on). The command channel's internal listener for a reverse
+    /// proxy has only the per-listener cap: all of it comes from the proxy.
+    pub conn_limits: limits::ConnLimits,
     /// Behaviour switches.
     pub switches: ServerSwitches,
     /// Heartbeat interval pushed to agents in `ConfigUpdate`.
@@ -296,6 +304,7 @@ impl Default for ServerConfig {
             hostname: "server".into(),
             enroll_tokens: Vec::new(),
             enroll_rate_limit: None,
+            conn_limits: limits::ConnLimits::OFF,
             switches: ServerSwitches::FIXED,
             heartbeat_interval_ms: 30_000,
             inbound_timeout_ms: 90_000,
@@ -438,6 +447,8 @@ pub struct Shared {
     // When each agent was last heard from and when that was last written
     // to the store, by agent id (see `Shared::seen`).
     seen: Mutex<std::collections::HashMap<String, Seen>>,
+    // What opening the store migrated (a store of an older server).
+    migration: Option<store::TimeMigration>,
 }
 
 /// When an agent was last heard from, and when the store last got it.
@@ -602,6 +613,13 @@ impl ServerHandle {
     /// The CA agents must trust (an installer ships it).
     pub fn ca_pem(&self) -> String {
         self.shared.ca.ca.cert_pem.clone()
+    }
+
+    /// What the server did to its store's times at start: `Some` when the
+    /// store was written by an older server (process-uptime times, schema
+    /// version 1) and was migrated onto the calendar.
+    pub fn store_migration(&self) -> Option<&store::TimeMigration> {
+        self.shared.migration.as_ref()
     }
 
     /// Enrollment requests received since this server started.
@@ -846,6 +864,26 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         return Err(ServerError::NoEnrollToken);
     }
     let store = Store::open(env.disk.as_ref(), &cfg.store_path)?;
+    // A store of an older server keeps process uptimes: onto the calendar.
+    let migration = store.migrate_times(env.unix_us())?;
+    if let Some(m) = &migration {
+        env.event(
+            "store.migrated",
+            fields! {
+                "from_schema" => 1,
+                "to_schema" => store::SCHEMA_VERSION,
+                "records" => m.records,
+                "values" => m.values,
+                "last_uptime_us" => m.last_uptime_us,
+                "shift_us" => m.shift_us,
+            },
+        );
+        tracing::warn!(
+            records = m.records,
+            values = m.values,
+            "store times migrated from process uptime to the calendar"
+        );
+    }
     let ca = match store.ca()? {
         Some(rec) => Ca::load(&rec.cert_pem, &rec.key_pem)?,
         None => {
@@ -900,6 +938,7 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         enroll_limiter: Mutex::default(),
         names: Mutex::new(agent_names),
         seen: Mutex::new(std::collections::HashMap::new()),
+        migration,
     });
     shared.resume_upgrades();
     enroll::spawn(shared.clone(), &shared.identity).await?;
@@ -1513,5 +1552,70 @@ impl Shared {
             Ok(Some(a)) if !a.revoked => Some(a),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn start_moves_an_old_stores_uptimes_onto_the_calendar() {
+        let dir = std::env::temp_dir().join(format!("server-old-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let observer = Arc::new(proto::real::JsonlObserver::new(None, None));
+        let env = proto::real::env("server", &dir, observer).unwrap();
+        {
+            // A store as a server of schema 1 left it: times of its uptime.
+            let store = Store::open(env.disk.as_ref(), "server.redb").unwrap();
+            store
+                .put_agent(&AgentRecord {
+                    agent_id: "a-1".into(),
+                    name: "pc-1".into(),
+                    version: "1.0.0".into(),
+                    cert_fingerprint: "ff".into(),
+                    enrolled_at_us: 5_000_000,
+                    last_seen_us: Some(65_000_000),
+                    revoked: false,
+                    agent_token_sha256: None,
+                })
+                .unwrap();
+            let mut w = WakeState::new("a-1", "pc-1");
+            w.lifecycle = Lifecycle::Provisioning;
+            let task = ReconcileTask {
+                agent_id: "a-1".into(),
+                agent_name: "pc-1".into(),
+                attempt: 1,
+                due_us: 92_000_000,
+            };
+            store.put_wake(&w, TaskUpdate::Put(&task)).unwrap();
+            store.set_schema_version(1).unwrap();
+        }
+        let before = env.unix_us();
+        let cfg = ServerConfig {
+            enroll_tokens: vec!["t".into()],
+            enroll_port: 0,
+            tunnel_port: 0,
+            ws_port: 0,
+            ..ServerConfig::default()
+        };
+        let handle = start(env.clone(), cfg).await.unwrap();
+        let after = env.unix_us();
+        let m = handle.store_migration().expect("the old store is migrated");
+        assert_eq!((m.records, m.values, m.last_uptime_us), (2, 3, 65_000_000));
+        let agent = &handle.agents().unwrap()[0].record;
+        // Enrolled 60 s before the old server's last heartbeat, which is now.
+        assert!(agent.enrolled_at_us >= before - 60_000_000, "{agent:?}");
+        assert!(agent.enrolled_at_us <= after - 60_000_000, "{agent:?}");
+        let due = handle.shared.store.reconcile_tasks().unwrap()[0].due_us;
+        assert!(
+            (before + 27_000_000..=after + 27_000_000).contains(&due),
+            "{due}"
+        );
+        assert_eq!(
+            handle.shared.store.schema_version().unwrap(),
+            store::SCHEMA_VERSION
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

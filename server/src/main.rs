@@ -38,6 +38,17 @@ struct Args {
     /// of as many); 0 turns the limit off. Over it: 429 with Retry-After.
     #[arg(long, default_value_t = 60)]
     enroll_rate: u32,
+    /// Connections each listener (enrollment, command channel, tunnel) holds
+    /// at once, from all sources together; past it a new connection is
+    /// closed at once (QUIC: refused) and logged as `conn.refused`. 0 turns
+    /// the cap off.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNS, value_name = "N")]
+    max_conns: u32,
+    /// Connections each listener holds at once from one source address
+    /// (each agent holds one command channel and one tunnel; raise it for a
+    /// site of more agents behind one NAT address). 0 turns the cap off.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNS_PER_SOURCE, value_name = "N")]
+    max_conns_per_source: u32,
     /// Address the enrollment, tunnel and command-channel listeners bind
     /// (0.0.0.0: every interface, to serve agents on other machines).
     #[arg(long, default_value_t = std::net::IpAddr::from([127, 0, 0, 1]))]
@@ -73,6 +84,11 @@ struct Args {
     #[arg(long)]
     admin_token: Option<String>,
 }
+
+/// `--max-conns`'s default.
+const DEFAULT_MAX_CONNS: u32 = 4096;
+/// `--max-conns-per-source`'s default.
+const DEFAULT_MAX_CONNS_PER_SOURCE: u32 = 256;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -127,6 +143,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             per_minute: args.enroll_rate,
             burst: args.enroll_rate,
         }),
+        conn_limits: server::limits::ConnLimits {
+            per_listener: (args.max_conns > 0).then_some(args.max_conns),
+            per_source: (args.max_conns_per_source > 0).then_some(args.max_conns_per_source),
+        },
         switches: if args.behavior == "legacy" {
             ServerSwitches::LEGACY
         } else {
@@ -138,6 +158,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ..ServerConfig::default()
     };
     let handle = server::start(env, cfg).await?;
+    if let Some(m) = handle.store_migration() {
+        eprintln!(
+            "fleet-server: the store was written by an older server (times as process uptime, schema 1): \
+             moved {} times in {} records onto the calendar, as if that server stopped {} s after its start \
+             and restarted now; check wake and command deadlines with fleetctl",
+            m.values,
+            m.records,
+            m.last_uptime_us / 1_000_000
+        );
+    }
     let admin = server::admin::spawn(
         handle.clone(),
         server::admin::AdminToken::new(&admin_token),

@@ -29,7 +29,42 @@ use crate::upgrade::UpgradeRecord;
 use crate::wake::{ReconcileTask, WakeState};
 
 /// Schema version this code writes and understands.
-pub const SCHEMA_VERSION: u64 = 1;
+///
+/// 1: times (`enrolled_at_us`, wake deadlines `due_us`, command and upgrade
+/// times, every `*_us` field) were microseconds of the writing process's
+/// uptime, meaningless after a restart (later builds of version 1 wrote
+/// Unix microseconds). 2: every `*_us` is microseconds since the Unix
+/// epoch; [`Store::migrate_times`] turns a version-1 store into one.
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// Times below this (2001-09-09, 10^15 µs after the epoch) are process
+/// uptimes of a version-1 store, not calendar times: an uptime that large
+/// would be a process that ran for 31 years.
+pub const UNIX_US_FLOOR: u64 = 1_000_000_000_000_000;
+
+/// The tables whose records carry `*_us` times.
+const TIMED_TABLES: [(TableDefinition<&str, &[u8]>, &str); 6] = [
+    (AGENTS, "agents"),
+    (COMMANDS, "commands"),
+    (WAKE, "wake"),
+    (RECONCILE, "reconcile_queue"),
+    (UPGRADES, "upgrades"),
+    (ARTIFACTS, "artifacts"),
+];
+
+/// What [`Store::migrate_times`] did to a version-1 store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimeMigration {
+    /// Records rewritten (those with at least one uptime value).
+    pub records: u64,
+    /// Time values converted.
+    pub values: u64,
+    /// The latest uptime at which something happened (deadlines aside):
+    /// taken to be the moment the old process stopped, so it becomes "now".
+    pub last_uptime_us: u64,
+    /// What was added to every uptime value.
+    pub shift_us: u64,
+}
 
 /// redb's page cache for the store (read and write caches together).
 const CACHE_BYTES: usize = 8 << 20;
@@ -354,6 +389,7 @@ impl Store {
             let found = counters.get(KEY_SCHEMA)?.map(|v| v.value());
             match found {
                 Some(found) if found > SCHEMA_VERSION => return Err(StoreError::Schema { found }),
+                // An older version stays as it is until `migrate_times`.
                 Some(_) => {}
                 None => {
                     counters.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
@@ -368,6 +404,96 @@ impl Store {
             txn.open_table(UPGRADES)?;
             txn.open_table(ARTIFACTS)?;
             Ok(())
+        })
+    }
+
+    /// The schema version the store holds.
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let counters = txn.open_table(COUNTERS)?;
+        Ok(counters
+            .get(KEY_SCHEMA)?
+            .map_or(SCHEMA_VERSION, |v| v.value()))
+    }
+
+    /// Overwrites the schema version (tests build old stores with it).
+    #[cfg(test)]
+    pub(crate) fn set_schema_version(&self, version: u64) -> Result<(), StoreError> {
+        self.write(|txn| {
+            txn.open_table(COUNTERS)?.insert(KEY_SCHEMA, version)?;
+            Ok(())
+        })
+    }
+
+    /// Brings a version-1 store to version 2, in one transaction: every
+    /// `*_us` value below [`UNIX_US_FLOOR`] is a process uptime, and is
+    /// moved onto the calendar as if the old process had stopped at the
+    /// latest time at which something happened (deadlines aside) and
+    /// restarted at `now_unix_us`. Order and
+    /// distances are kept: the newest enrollment stays the newest, a wake
+    /// that was due 27 s after the last thing the old server did is due
+    /// 27 s from now, a deadline already past is due at once. Values
+    /// already on the calendar (written by a later build of version 1) are
+    /// left alone. `None` when the store is at version 2 already (nothing
+    /// is written then).
+    pub fn migrate_times(&self, now_unix_us: u64) -> Result<Option<TimeMigration>, StoreError> {
+        if self.schema_version()? >= SCHEMA_VERSION {
+            return Ok(None);
+        }
+        self.write(|txn| {
+            // Every record, decoded generically.
+            let mut docs: Vec<(usize, String, serde_json::Value)> = Vec::new();
+            for (t, (table, name)) in TIMED_TABLES.iter().enumerate() {
+                let table = txn.open_table(*table)?;
+                for entry in table.iter()? {
+                    let (key, value) = entry?;
+                    let doc = serde_json::from_slice(value.value()).map_err(|source| {
+                        StoreError::Corrupt {
+                            table: name,
+                            key: key.value().to_string(),
+                            source,
+                        }
+                    })?;
+                    docs.push((t, key.value().to_string(), doc));
+                }
+            }
+            // The last thing the old process did: its latest past time
+            // (deadlines lie ahead of it).
+            let mut last_uptime_us = 0;
+            for (_, _, doc) in &docs {
+                visit_times(&mut doc.clone(), &mut |key, v| {
+                    if *v < UNIX_US_FLOOR && !is_deadline(key) {
+                        last_uptime_us = last_uptime_us.max(*v);
+                    }
+                });
+            }
+            let shift_us = now_unix_us.saturating_sub(last_uptime_us);
+            let (mut records, mut values) = (0, 0);
+            for (t, key, mut doc) in docs {
+                let mut changed = 0;
+                visit_times(&mut doc, &mut |_, v| {
+                    if *v < UNIX_US_FLOOR {
+                        *v = v.saturating_add(shift_us);
+                        changed += 1;
+                    }
+                });
+                if changed > 0 {
+                    let (table, name) = TIMED_TABLES[t];
+                    let json = encode(name, &doc)?;
+                    txn.open_table(table)?
+                        .insert(key.as_str(), json.as_slice())?;
+                    records += 1;
+                    values += changed;
+                }
+            }
+            txn.open_table(COUNTERS)?
+                .insert(KEY_SCHEMA, SCHEMA_VERSION)?;
+            Ok(Some(TimeMigration {
+                records,
+                values,
+                last_uptime_us,
+                shift_us,
+            }))
         })
     }
 
@@ -641,6 +767,34 @@ fn decode<T: DeserializeOwned>(
         key: key.to_string(),
         source,
     })
+}
+
+/// Whether the time under `key` is a deadline (a wake's `due_us`, its
+/// `checkin_deadline_us`) rather than the time something happened.
+fn is_deadline(key: &str) -> bool {
+    key == "due_us" || key.ends_with("deadline_us")
+}
+
+/// Calls `f` on every unsigned number under a key ending in `_us`, at any
+/// depth (an upgrade's `history` holds `at_us`), with its key.
+fn visit_times(doc: &mut serde_json::Value, f: &mut dyn FnMut(&str, &mut u64)) {
+    match doc {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                match v {
+                    serde_json::Value::Number(n) if k.ends_with("_us") => {
+                        if let Some(mut t) = n.as_u64() {
+                            f(k, &mut t);
+                            *n = t.into();
+                        }
+                    }
+                    other => visit_times(other, f),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| visit_times(v, f)),
+        _ => {}
+    }
 }
 
 /// Compares ids so that runs of digits compare as numbers (`a-9` < `a-10`);
@@ -935,6 +1089,122 @@ mod tests {
         let err = Store::open(&tmp.disk(), "../server.redb").unwrap_err();
         assert!(matches!(err, StoreError::File { .. }), "{err:?}");
         assert!(err.to_string().contains("writable"), "{err}");
+    }
+
+    // Rewrites the schema version, as a server of that version left it.
+    fn set_schema(store: &Store, version: u64) {
+        store
+            .write(|txn| {
+                txn.open_table(COUNTERS)?.insert(KEY_SCHEMA, version)?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    const NOW: u64 = 1_780_000_000_000_000; // 2026-05-28, Unix µs
+
+    #[test]
+    fn a_store_of_process_uptimes_is_moved_onto_the_calendar_once() {
+        let tmp = TempDir::new("uptime");
+        let disk = tmp.disk();
+        {
+            // Built the old way: every time counts from the old process's start.
+            let store = Store::open(&disk, "server.redb").unwrap();
+            let mut a = agent("a-1", "aa");
+            a.enrolled_at_us = 5_000_000;
+            a.last_seen_us = Some(60_000_000);
+            store.put_agent(&a).unwrap();
+            let mut b = agent("a-2", "bb");
+            b.name = a.name.clone();
+            b.enrolled_at_us = 40_000_000; // the newer of the two `name-a-1`
+            store.put_agent(&b).unwrap();
+            let mut c = command("cmd-0001", "a-1");
+            c.created_us = 50_000_000;
+            c.last_offer_us = Some(55_000_000);
+            store.put_command(&c).unwrap();
+            let mut w = WakeState::new("a-1", "name-a-1");
+            w.last_wake_us = Some(62_000_000);
+            w.checkin_deadline_us = Some(92_000_000);
+            let task = ReconcileTask {
+                agent_id: "a-1".into(),
+                agent_name: "name-a-1".into(),
+                attempt: 1,
+                due_us: 92_000_000, // 27 s after the last thing the old server did
+            };
+            store.put_wake(&w, TaskUpdate::Put(&task)).unwrap();
+            let mut u = UpgradeRecord::new("a-1", "name-a-1", "1.0.0", "1.1.0", "ab", 63_000_000);
+            u.stop_sent_us = Some(65_000_000);
+            store.put_upgrade(&u).unwrap();
+            set_schema(&store, 1);
+        }
+        let store = Store::open(&disk, "server.redb").unwrap();
+        assert_eq!(store.schema_version().unwrap(), 1);
+        let m = store
+            .migrate_times(NOW)
+            .unwrap()
+            .expect("a version-1 store is migrated");
+        assert_eq!(m.last_uptime_us, 65_000_000);
+        assert_eq!(m.shift_us, NOW - 65_000_000);
+        assert_eq!((m.records, m.values), (6, 10), "{m:?}");
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let at = |uptime: u64| NOW - 65_000_000 + uptime;
+        let a = store.agent("a-1").unwrap().unwrap();
+        assert_eq!(a.enrolled_at_us, at(5_000_000));
+        assert_eq!(a.last_seen_us, Some(at(60_000_000)));
+        // The newest enrollment of the name is still the newest.
+        assert!(store.agent("a-2").unwrap().unwrap().enrolled_at_us > a.enrolled_at_us);
+        let c = store.command("cmd-0001").unwrap().unwrap();
+        assert_eq!(
+            (c.created_us, c.last_offer_us),
+            (at(50_000_000), Some(at(55_000_000)))
+        );
+        let tasks = store.reconcile_tasks().unwrap();
+        // Due 27 s from now, not at uptime 92 s of a process that is gone.
+        assert_eq!(tasks[0].due_us, NOW + 27_000_000);
+        let w = store.wake("a-1").unwrap().unwrap();
+        assert_eq!(w.checkin_deadline_us, Some(NOW + 27_000_000));
+        let u = store.upgrade("a-1").unwrap().unwrap();
+        assert_eq!(u.stop_sent_us, Some(NOW));
+        assert!(u.history.iter().all(|h| h.at_us == at(63_000_000)), "{u:?}");
+        // Once is enough: a version-2 store is left alone.
+        assert_eq!(store.migrate_times(NOW + 1).unwrap(), None);
+        drop(store);
+        let store = Store::open(&disk, "server.redb").unwrap();
+        assert_eq!(store.migrate_times(NOW + 2).unwrap(), None);
+        assert_eq!(
+            store.agent("a-1").unwrap().unwrap().enrolled_at_us,
+            at(5_000_000)
+        );
+    }
+
+    #[test]
+    fn calendar_times_in_a_version_1_store_stay_and_a_new_store_is_version_2() {
+        let tmp = TempDir::new("calendar-v1");
+        let disk = tmp.disk();
+        let store = Store::open(&disk, "server.redb").unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.migrate_times(NOW).unwrap(), None);
+        // A later build of version 1 already wrote Unix microseconds.
+        let mut a = agent("a-1", "aa");
+        a.enrolled_at_us = NOW - 3_600_000_000;
+        store.put_agent(&a).unwrap();
+        set_schema(&store, 1);
+        let m = store.migrate_times(NOW).unwrap().unwrap();
+        assert_eq!((m.records, m.values), (0, 0));
+        assert_eq!(store.agent("a-1").unwrap().unwrap(), a);
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_store_of_a_newer_schema_is_refused_with_advice() {
+        let tmp = TempDir::new("newer");
+        let disk = tmp.disk();
+        set_schema(
+            &Store::open(&disk, "server.redb").unwrap(),
+            SCHEMA_VERSION + 1,
+        );
+        let err = Store::open(&disk, "server.redb").unwrap_err();
+        assert!(err.to_string().contains("run a newer server"), "{err}");
     }
 
     #[test]

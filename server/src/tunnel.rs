@@ -80,9 +80,16 @@ fn quic_record(shared: &Shared, conn: &str, peer: &str, dir: Dir, kind: &str) ->
 }
 
 async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+    let gate = crate::limits::Gate::new("tunnel", shared.cfg.conn_limits);
     while let Some(incoming) = endpoint.accept().await {
+        // Over a cap: refused (CONNECTION_REFUSED) before any TLS work.
+        let Some(permit) = gate.admit(&shared.env, incoming.remote_address().ip()) else {
+            incoming.refuse();
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let conn_id = shared.env.observer.next_conn_id();
             match incoming.await {
                 Ok(c) => serve(&shared, &conn_id, c).await,
