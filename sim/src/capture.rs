@@ -42,8 +42,8 @@ pub struct Capture {
 #[derive(Debug, Default)]
 struct State {
     epoch_unix_s: u64,
-    // The pcap records (record header, IPv4 packet) back to back, in the
-    // order the packets were sent. The world runs hosts one after another
+    // The packets as pcapng Enhanced Packet Blocks back to back, in the
+    // order they were sent. The world runs hosts one after another
     // and lets a lagging host catch up, so that order is not always
     // simulated-time order.
     records: Vec<u8>,
@@ -124,7 +124,7 @@ impl Capture {
         }
         s.count = 0;
         s.last_us = 0;
-        let mut out = Vec::with_capacity(128 + key_log.len() + records.len() + records.len() / 4);
+        let mut head = Vec::with_capacity(128 + key_log.len());
         // Section Header Block: byte-order magic, version 1.0, length unknown.
         let mut shb = Vec::new();
         shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
@@ -133,7 +133,7 @@ impl Capture {
         shb.extend_from_slice(&(-1i64).to_le_bytes());
         option(&mut shb, 4, b"simbench"); // shb_userappl
         end_of_options(&mut shb);
-        block(&mut out, 0x0a0d_0d0a, &shb);
+        block(&mut head, 0x0a0d_0d0a, &shb);
         // Interface Description Block: raw IPv4, microsecond timestamps (the default).
         let mut idb = Vec::new();
         idb.extend_from_slice(&101u16.to_le_bytes()); // LINKTYPE_RAW
@@ -141,7 +141,7 @@ impl Capture {
         idb.extend_from_slice(&65_535u32.to_le_bytes()); // snaplen
         option(&mut idb, 2, b"sim"); // if_name
         end_of_options(&mut idb);
-        block(&mut out, 1, &idb);
+        block(&mut head, 1, &idb);
         if !key_log.is_empty() {
             // Decryption Secrets Block, TLS key log (0x544c534b "TLSK").
             let mut dsb = Vec::new();
@@ -149,26 +149,13 @@ impl Capture {
             dsb.extend_from_slice(&(key_log.len() as u32).to_le_bytes());
             dsb.extend_from_slice(key_log.as_bytes());
             pad(&mut dsb);
-            block(&mut out, 0x0000_000a, &dsb);
+            block(&mut head, 0x0000_000a, &dsb);
         }
-        let word = |at: usize| u32::from_le_bytes(records[at..at + 4].try_into().expect("4 bytes"));
-        let mut at = 0;
-        let mut epb = Vec::new();
-        while at < records.len() {
-            let (secs, micros, len) = (word(at), word(at + 4), word(at + 8) as usize);
-            let t = u64::from(secs) * 1_000_000 + u64::from(micros);
-            epb.clear();
-            epb.extend_from_slice(&0u32.to_le_bytes()); // interface 0
-            epb.extend_from_slice(&((t >> 32) as u32).to_le_bytes());
-            epb.extend_from_slice(&(t as u32).to_le_bytes());
-            epb.extend_from_slice(&(len as u32).to_le_bytes()); // captured
-            epb.extend_from_slice(&(len as u32).to_le_bytes()); // on the wire
-            epb.extend_from_slice(&records[at + 16..at + 16 + len]);
-            pad(&mut epb);
-            block(&mut out, 6, &epb);
-            at += 16 + len;
-        }
-        out
+        // The packets are Enhanced Packet Blocks already: the head goes in
+        // front of them in place (a long run's capture is hundreds of MB,
+        // and a second copy of it would double the run's peak memory).
+        records.splice(0..0, head);
+        records
     }
 }
 
@@ -250,28 +237,39 @@ impl State {
         p.extend_from_slice(&seg);
         self.out_of_order |= t < self.last_us;
         self.last_us = self.last_us.max(t);
-        let secs = self.epoch_unix_s + t / 1_000_000;
-        self.records.extend_from_slice(&(secs as u32).to_le_bytes());
+        // Enhanced Packet Block: interface 0, microseconds since the Unix
+        // epoch (high and low words), captured and original length, the
+        // packet padded to 4 bytes, the block's length again.
+        let ts = self.epoch_unix_s * 1_000_000 + t;
+        let padded = p.len().div_ceil(4) * 4;
+        let total = (32 + padded) as u32;
+        self.records.extend_from_slice(&6u32.to_le_bytes());
+        self.records.extend_from_slice(&total.to_le_bytes());
+        self.records.extend_from_slice(&0u32.to_le_bytes());
         self.records
-            .extend_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
+            .extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        self.records.extend_from_slice(&(ts as u32).to_le_bytes());
         self.records
             .extend_from_slice(&(p.len() as u32).to_le_bytes());
         self.records
             .extend_from_slice(&(p.len() as u32).to_le_bytes());
         self.records.extend_from_slice(&p);
+        self.records
+            .resize(self.records.len() + padded - p.len(), 0);
+        self.records.extend_from_slice(&total.to_le_bytes());
         self.count += 1;
     }
 }
 
-/// Pcap records sorted by their timestamps; records with equal times keep
-/// their order.
+/// Enhanced Packet Blocks sorted by their timestamps; blocks with equal
+/// times keep their order.
 fn in_time_order(records: &[u8]) -> Vec<u8> {
     let word = |at: usize| u32::from_le_bytes(records[at..at + 4].try_into().expect("4 bytes"));
     let mut index = Vec::new();
     let mut at = 0;
     while at < records.len() {
-        let len = 16 + word(at + 8) as usize;
-        index.push(((word(at), word(at + 4)), at, len));
+        let len = word(at + 4) as usize;
+        index.push(((word(at + 12), word(at + 16)), at, len));
         at += len;
     }
     index.sort_by_key(|(t, _, _)| *t);
