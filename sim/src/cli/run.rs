@@ -78,43 +78,88 @@ pub(super) fn write_outputs(
         return Ok(Vec::new());
     }
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
-    let mut files: Vec<(Artifact, Vec<u8>)> = artifacts
-        .iter()
-        .filter(|a| *a != Artifact::Report)
-        .map(|a| {
-            let bytes = match a {
-                Artifact::Report => Vec::new(),
-                Artifact::Frames => output.frames_jsonl().into_bytes(),
-                Artifact::Events => output.events_jsonl().into_bytes(),
-                Artifact::Html => reports::html::render(view, &timeline_options()).into_bytes(),
-                Artifact::Capture => output.pcap.clone().unwrap_or_default(),
-                Artifact::Keylog => output.key_log.clone().unwrap_or_default().into_bytes(),
-            };
-            (a, bytes)
-        })
-        .collect();
-    if artifacts.contains(Artifact::Report) {
-        files.insert(0, (Artifact::Report, artifacts_json(report, &files)));
-    }
-    for (a, bytes) in &files {
+    // Each file is written as it is made and only its size and hash kept:
+    // a 10,000-agent run's capture and frame log are hundreds of MB each,
+    // and holding every file at once multiplied the run's peak memory.
+    let mut written: Vec<(Artifact, u64, String)> = Vec::new();
+    for a in artifacts.iter().filter(|a| *a != Artifact::Report) {
         let path = dir.join(a.file());
-        std::fs::write(&path, bytes).map_err(|e| fail(&path, e))?;
+        let (bytes, sha256) = write_hashed(&path, |w| match a {
+            Artifact::Report => Ok(()),
+            Artifact::Frames => write_jsonl(w, &output.frames),
+            Artifact::Events => write_jsonl(w, &output.events),
+            Artifact::Html => {
+                w.write_all(reports::html::render(view, &timeline_options()).as_bytes())
+            }
+            Artifact::Capture => w.write_all(output.pcap.as_deref().unwrap_or_default()),
+            Artifact::Keylog => {
+                w.write_all(output.key_log.as_deref().unwrap_or_default().as_bytes())
+            }
+        })
+        .map_err(|e| fail(&path, e))?;
+        written.push((a, bytes, sha256));
     }
-    Ok(files.iter().map(|(a, _)| a.file()).collect())
+    let mut names: Vec<&'static str> = written.iter().map(|(a, _, _)| a.file()).collect();
+    if artifacts.contains(Artifact::Report) {
+        let path = dir.join(Artifact::Report.file());
+        std::fs::write(&path, artifacts_json(report, &written)).map_err(|e| fail(&path, e))?;
+        names.insert(0, Artifact::Report.file());
+    }
+    Ok(names)
+}
+
+/// Writes the file at `path` through `body`, counting and hashing the bytes.
+fn write_hashed(
+    path: &Path,
+    body: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<(u64, String)> {
+    use sha2::Digest;
+    struct Hashed<W> {
+        inner: W,
+        hash: sha2::Sha256,
+        bytes: u64,
+    }
+    impl<W: std::io::Write> std::io::Write for Hashed<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.inner.write(buf)?;
+            self.hash.update(&buf[..n]);
+            self.bytes += n as u64;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+    }
+    let mut w = Hashed {
+        inner: std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(path)?),
+        hash: sha2::Sha256::new(),
+        bytes: 0,
+    };
+    body(&mut w)?;
+    std::io::Write::flush(&mut w)?;
+    Ok((w.bytes, hex::encode(w.hash.finalize())))
+}
+
+/// JSON Lines, one record a line, as [`crate::observe::to_jsonl`] makes them.
+fn write_jsonl<T: serde::Serialize>(
+    w: &mut dyn std::io::Write,
+    records: &[T],
+) -> std::io::Result<()> {
+    for r in records {
+        serde_json::to_writer(&mut *w, r)?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// report.json with `artifacts`: each other file written, its size and SHA-256.
-fn artifacts_json(report: &mut serde_json::Value, files: &[(Artifact, Vec<u8>)]) -> Vec<u8> {
-    use sha2::Digest;
+fn artifacts_json(report: &mut serde_json::Value, files: &[(Artifact, u64, String)]) -> Vec<u8> {
     let listed: serde_json::Map<String, serde_json::Value> = files
         .iter()
-        .map(|(a, bytes)| {
+        .map(|(a, bytes, sha256)| {
             (
                 a.file().to_string(),
-                serde_json::json!({
-                    "bytes": bytes.len(),
-                    "sha256": hex::encode(sha2::Sha256::digest(bytes)),
-                }),
+                serde_json::json!({ "bytes": bytes, "sha256": sha256 }),
             )
         })
         .collect();
