@@ -117,6 +117,58 @@ pub struct NextStep {
     pub between: Vec<&'static str>,
     /// What to do, in one sentence.
     pub experiment: String,
+    /// The same experiment for a program (`simbench next` turns it into
+    /// actions on a copy of the scenario), when it is one a bench can run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+}
+
+/// A machine-readable experiment: what to do, to whom, and from when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Plan {
+    /// Do it at or after this time (microseconds on the log's clock): when
+    /// the evidence that left the hypotheses standing was complete.
+    pub after_us: u64,
+    /// The steps, in order.
+    pub steps: Vec<PlanStep>,
+}
+
+/// One step of a [`Plan`], named like a scenario's `[[action]]` `do`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "do", rename_all = "kebab-case")]
+pub enum PlanStep {
+    /// Queue a command for `agent`; `not` lists the commands already tried
+    /// on it (a second command *kind*: anything else).
+    Dispatch {
+        /// The agent.
+        agent: String,
+        /// Commands the new one must differ from (may be empty).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not: Vec<String>,
+    },
+    /// Queue a command for another agent of `site` than `except`.
+    DispatchSite {
+        /// The site.
+        site: String,
+        /// The agent whose site it is (not this one).
+        except: String,
+    },
+    /// Close the agent's command-channel session from the server side.
+    Evict {
+        /// The agent.
+        agent: String,
+    },
+    /// Probe the agent's `/liveness?failon=failed` and `failon=degraded`
+    /// and log the answers.
+    ProbeLiveness {
+        /// The agent.
+        agent: String,
+    },
+    /// Read the agent's own logs (frame and event points): the full view.
+    ReadAgentLogs {
+        /// The agent.
+        agent: String,
+    },
 }
 
 /// A command that waits in the server's queue: dispatched, never offered.

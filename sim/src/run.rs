@@ -188,6 +188,11 @@ pub struct RunSpec {
     /// Agents whose calendar clock is off (`clock-skew`): behind when the
     /// flag is set, by the duration.
     pub clock_skew: Vec<(String, bool, Duration)>,
+    /// Extra liveness probes of the bench's monitor, `(at, agent)`, whose
+    /// answers it logs as `liveness.probed` events (host `monitor`); the
+    /// experiment of `simbench next` for `I3-liveness-masks`. No scenario
+    /// file sets it, so shipped runs are unchanged.
+    pub liveness_probes: Vec<(Duration, String)>,
 }
 
 impl RunSpec {
@@ -222,6 +227,7 @@ impl RunSpec {
             worker_down: false,
             links: Vec::new(),
             clock_skew: Vec::new(),
+            liveness_probes: Vec::new(),
         }
     }
 
@@ -584,6 +590,24 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         let port = agent::LIVENESS_PORT + site.len() as u16;
         site.push((a.clone(), slot, Arc::new(Mutex::new(rx)), port));
     }
+    // Where each agent's liveness endpoint is: its site's host and port.
+    let endpoints: BTreeMap<String, (String, u16)> = sites
+        .iter()
+        .flat_map(|(site, agents)| {
+            agents
+                .iter()
+                .map(move |(a, _, _, port)| (a.name.clone(), (format!("site-{site}"), *port)))
+        })
+        .collect();
+    let extra_probes: Vec<(Duration, String, String, u16)> = spec
+        .liveness_probes
+        .iter()
+        .filter_map(|(at, name)| {
+            endpoints
+                .get(name)
+                .map(|(host, port)| (*at, name.clone(), host.clone(), *port))
+        })
+        .collect();
     let probes: Vec<(Arc<AgentSlot>, String, u16)> = sites
         .iter()
         .flat_map(|(site, agents)| {
@@ -653,7 +677,27 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
                 point: MONITOR_HOST.into(),
             };
             let probes = probes.clone();
+            let extra = extra_probes.clone();
             async move {
+                // The experiment's probes, each logged with its answers.
+                for (at, name, host, port) in extra {
+                    let env = env.clone();
+                    tokio::spawn(async move {
+                        proto::time::sleep(at).await;
+                        for failon in ["failed", "degraded"] {
+                            let query = format!("failon={failon}");
+                            let probe = agent::liveness::probe(&env, &host, port, &query);
+                            let status = match proto::time::timeout(PROBE_TIMEOUT, probe).await {
+                                Ok(Ok(c)) => Some(c),
+                                _ => None,
+                            };
+                            env.event(
+                                "liveness.probed",
+                                fields! {"agent" => name.clone(), "failon" => failon, "status" => status},
+                            );
+                        }
+                    });
+                }
                 proto::time::sleep(probe_at).await;
                 let mut tasks = Vec::new();
                 for (slot, host, port) in probes {

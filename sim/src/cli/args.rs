@@ -101,6 +101,35 @@ pub enum Command {
     /// Run conformance cases on real sockets (a Linux network namespace) and in the simulator; compare.
     #[command(after_help = CONFORM_EXAMPLES)]
     Conform(ConformArgs),
+    /// Run a scenario, run the engine's next experiment on a copy, show how the verdicts change.
+    #[command(after_help = NEXT_EXAMPLES)]
+    Next(NextArgs),
+}
+
+const NEXT_EXAMPLES: &str = "\
+Examples:
+  simbench next liveness-misses-fleet-failure-legacy
+  simbench next h3-agent-command-path-broken --format json
+
+Runs the scenario; wherever the engine leaves two or more hypotheses
+standing, takes its next step's plan (a dispatch, an eviction, a liveness
+probe, reading the agent's own logs), runs a copy of the scenario with it
+and the same seed, and prints each verdict before -> after. Exit 0 when
+every experiment separated its hypotheses (or there was none), 1 when one
+did not or a run failed, 2 bad input. Docs: docs/cli.md";
+
+/// `simbench next`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct NextArgs {
+    /// A shipped scenario's name or a path to a .toml file.
+    #[arg(value_name = "NAME|PATH")]
+    pub scenario: String,
+    /// The seed of both runs; default: the scenario file's `seed`.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// What stdout gets: tables, or the experiments as JSON.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
+    pub format: OutputFormat,
 }
 
 const CONFORM_EXAMPLES: &str = "\

@@ -21,6 +21,7 @@ mod check;
 mod conform;
 mod diagnose;
 mod list;
+mod next;
 mod pool;
 mod run;
 pub mod settings;
@@ -109,6 +110,7 @@ pub fn execute(
         Settings::Diagnose(d) => diagnose::diagnose(&d, out, err),
         Settings::Bench(b) => bench::bench(&b, out, err),
         Settings::Conform(c) => conform::conform(&c, out, err),
+        Settings::Next(n) => next::next(&n, out, err),
     }
 }
 

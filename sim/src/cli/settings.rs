@@ -26,6 +26,8 @@ pub enum Settings {
     Bench(BenchSettings),
     /// `simbench conform` (its flags need no resolving).
     Conform(super::args::ConformArgs),
+    /// `simbench next` (its flags need no resolving).
+    Next(super::args::NextArgs),
 }
 
 /// `simbench bench`, resolved.
@@ -118,6 +120,7 @@ impl Settings {
             Command::List => Settings::List,
             Command::Diagnose(d) => Settings::Diagnose(d),
             Command::Conform(c) => Settings::Conform(c),
+            Command::Next(n) => Settings::Next(n),
             Command::Bench(BenchArgs {
                 filter,
                 repeat,
