@@ -85,16 +85,18 @@ fn run_one(job: &Job<'_>) -> Done {
         .iter()
         .filter(|a| {
             !spec.truth(&a.name).is_empty()
-                && out.outcome["agents"][&a.name]["diagnosis"]
-                    .get("full")
-                    .is_none()
+                && out
+                    .doc
+                    .agents
+                    .get(&a.name)
+                    .is_none_or(|x| x.diagnosis.full.is_none())
         })
         .map(|a| format!("{} (truth {:?})", a.name, spec.truth(&a.name)))
         .collect();
     Done {
         name: job.name.to_owned(),
         seed: job.seed,
-        cases: cases(&out.outcome),
+        cases: cases(&out.doc),
         undiagnosed,
     }
 }
