@@ -15,6 +15,7 @@ Examples:
   simbench check --junit target/simbench.xml
   simbench sweep smoke --seeds 1..50 --partition 1/4 --jobs 2
   simbench bench --filter fleet-day --repeat 3
+  simbench next liveness-misses-fleet-failure-legacy
 
 Exit codes: 0 every expectation holds, 1 an expectation (or a run) failed,
 2 bad input (unknown scenario, malformed file, bad flag).
