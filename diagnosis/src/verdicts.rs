@@ -394,10 +394,7 @@ fn server_view(a: &Agent, row: Option<&RowMatch>) -> Verdicts {
             );
             v.set(5, R, rr.clone(), why("The connection the Commands were written to answers Pings: it is the agent's live session."));
             if m.row == 5 {
-                // Positive evidence for a site is another agent of it losing
-                // Text too (the site rule); one agent's persistent loss
-                // points at the agent or its own path as much.
-                let mut x = verdict("H4", I, rr.clone(), why("Persistent agent-side or path Text loss: a fresh connection does not help; one agent cannot tell whether its site's path is at fault."));
+                let mut x = verdict("H4", S, rr.clone(), why("Persistent agent-side or site-path Text loss: a fresh connection does not help."));
                 x.events = m.events.clone();
                 v.0[3] = x;
             } else {
