@@ -112,10 +112,7 @@ fn report_json(
         ExpectationResult::all(&finished.results),
         replay.to_string(),
     );
-    reports::json::pretty(&reports::json::report_json(
-        &finished.output.outcome,
-        &verdict,
-    ))
+    reports::json::pretty(&reports::json::report_json(&finished.output.doc, &verdict))
 }
 
 /// The scenario's `name` as one directory name inside `out/`: letters,
