@@ -21,12 +21,14 @@ mod rows;
 pub mod score;
 mod verdicts;
 
+pub use records::outcome::{
+    ConnSummary, DiagnosisDoc, NextDoc, Plan, PlanStep, Queued, Status, VerdictDoc, View,
+};
 pub use records::read;
 
 pub use named::{INCIDENT1, INCIDENT3, INCIDENT4, INCIDENT5};
 
 use records::frame::{EventRecord, FrameRecord};
-use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 /// How long after its last record a Ping, an enqueued Text or a Command
@@ -40,30 +42,6 @@ pub const HYPOTHESES: [&str; 7] = ["H1", "H2", "H3", "H4", "H5", "H6", "H7"];
 /// Most record numbers one verdict cites per kind of evidence; longer lists
 /// keep their first and last halves.
 pub const MAX_CITED: usize = 12;
-
-/// Which observation points the engine may read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum View {
-    /// Only frame records with `point == "server"` and events with
-    /// `host == "server"`: what a field engineer has.
-    Server,
-    /// Every point (`server`, `agent:<name>`, `path:<name>`) and every event.
-    Full,
-}
-
-/// A hypothesis's verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// The evidence points at it (several may be supported at once when the
-    /// view cannot separate them, as in outcome row 1: "H2 or H3").
-    Supported,
-    /// The evidence contradicts it.
-    Refuted,
-    /// The evidence in this view does not decide it.
-    Inconclusive,
-}
 
 /// The verdict on one hypothesis for one agent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -81,34 +59,6 @@ pub struct Verdict {
     pub reason: String,
 }
 
-/// What the server-side log shows on one of the agent's connections.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ConnSummary {
-    /// The server's connection id.
-    pub conn: String,
-    /// Record number of the connection's first server record.
-    pub first_record: usize,
-    /// Pings whose socket write completed.
-    pub pings_written: usize,
-    /// Pongs read that answer a Ping written earlier on this connection.
-    pub pongs_matched: usize,
-    /// Pongs read that answer no Ping written on this connection (ignored).
-    pub pongs_unmatched: usize,
-    /// Heartbeats read.
-    pub heartbeats: usize,
-    /// `Command` Text frames accepted by the send channel.
-    pub commands_enqueued: usize,
-    /// `Command` Text frames whose socket write completed.
-    pub commands_written: usize,
-    /// `Command` Text frames whose socket write failed.
-    pub command_write_errors: usize,
-    /// `CommandAck`s read.
-    pub acks: usize,
-    /// Outcome-table row of this connection, when it carried unacked Commands
-    /// and matched one.
-    pub row: Option<u8>,
-}
-
 /// The one experiment that would separate hypotheses the evidence leaves
 /// standing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -117,21 +67,10 @@ pub struct NextStep {
     pub between: Vec<&'static str>,
     /// What to do, in one sentence.
     pub experiment: String,
-}
-
-/// A command that waits in the server's queue: dispatched, never offered.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Queued {
-    /// `cmd-0001`, ...
-    pub command_id: String,
-    /// Its last `command.status` (`pending` when none).
-    pub status: String,
-    /// The agent's last connection's records that tell why.
-    pub records: Vec<usize>,
-    /// `command.dispatched` and `command.status` event lines.
-    pub events: Vec<usize>,
-    /// Its state and the last connection's evidence.
-    pub reason: String,
+    /// The same experiment for a program (`simbench next` turns it into
+    /// actions on a copy of the scenario), when it is one a bench can run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
 }
 
 /// The engine's answer for one agent in one view.
@@ -190,22 +129,46 @@ impl Diagnosis {
     }
 }
 
+impl Diagnosis {
+    /// The answer as plain data: what the outcome document holds at
+    /// `agents.<name>.diagnosis.<view>` and what [`Diagnosis`] serializes as.
+    pub fn doc(&self) -> DiagnosisDoc {
+        let ids = |v: Vec<&'static str>| v.into_iter().map(str::to_string).collect();
+        let verdict = |v: &Verdict| VerdictDoc {
+            hypothesis: v.hypothesis.to_string(),
+            status: v.status,
+            records: v.records.clone(),
+            events: v.events.clone(),
+            reason: v.reason.clone(),
+        };
+        DiagnosisDoc {
+            agent: self.agent.clone(),
+            view: self.view,
+            affected: self.affected,
+            row: self.row,
+            supported: ids(self.supported()),
+            unacked: self.unacked.clone(),
+            verdicts: self.verdicts.iter().map(verdict).collect(),
+            conns: self.conns.clone(),
+            refuted: ids(self.with(Status::Refuted)),
+            named: self.named.iter().map(verdict).collect(),
+            queued: self.queued.clone(),
+            next: self
+                .next
+                .iter()
+                .map(|n| NextDoc {
+                    between: ids(n.between.clone()),
+                    experiment: n.experiment.clone(),
+                    plan: n.plan.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 impl Serialize for Diagnosis {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Diagnosis", 13)?;
-        st.serialize_field("agent", &self.agent)?;
-        st.serialize_field("view", &self.view)?;
-        st.serialize_field("affected", &self.affected)?;
-        st.serialize_field("row", &self.row)?;
-        st.serialize_field("supported", &self.supported())?;
-        st.serialize_field("unacked", &self.unacked)?;
-        st.serialize_field("verdicts", &self.verdicts)?;
-        st.serialize_field("conns", &self.conns)?;
-        st.serialize_field("refuted", &self.with(Status::Refuted))?;
-        st.serialize_field("named", &self.named)?;
-        st.serialize_field("queued", &self.queued)?;
-        st.serialize_field("next", &self.next)?;
-        st.end()
+        self.doc().serialize(s)
     }
 }
 

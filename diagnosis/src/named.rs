@@ -13,7 +13,7 @@ use records::frame::{Dir, EventRecord, FrameKind, FrameRecord};
 use serde_json::Value;
 
 use super::facts::Log;
-use super::{cite, NextStep, Status, Verdict, View, GRACE_US};
+use super::{cite, NextStep, Plan, PlanStep, Status, Verdict, View, GRACE_US};
 
 use Status::{Inconclusive as I, Refuted as R, Supported as S};
 
@@ -212,10 +212,11 @@ impl Out {
     fn standing(&self, h: &str) -> bool {
         matches!(self.status(h), Some(S | I))
     }
-    fn step(&mut self, between: &[&'static str], experiment: String) {
+    fn step(&mut self, between: &[&'static str], experiment: String, plan: Option<Plan>) {
         self.next.push(NextStep {
             between: between.to_vec(),
             experiment,
+            plan,
         });
     }
 }
@@ -498,7 +499,7 @@ fn incident1(log: &Log<'_>, name: &str, f: &Facts<'_>, o: &mut Out) {
         );
     }
     if o.status("I1-udp-blocked") == Some(S) && o.standing("I1-up-interrupted") && !full {
-        o.step(&["I1-udp-blocked", "I1-up-interrupted"], format!("run `fleet-agent up` on {name} again and read its exit code and message: a tunnel probe timeout (exit 4) => I1-udp-blocked; a clean exit with a tunnel => the first `up` was interrupted (I1-up-interrupted)"));
+        o.step(&["I1-udp-blocked", "I1-up-interrupted"], format!("read {name}'s own install events (or run `fleet-agent up` on it again and read its exit code): a tunnel probe timeout (exit 4) => I1-udp-blocked; `up` killed before agent.json => I1-up-interrupted"), Some(Plan { after_us: log.end_t, steps: vec![PlanStep::ReadAgentLogs { agent: name.to_string() }] }));
     }
 }
 
@@ -715,11 +716,42 @@ fn incident3(log: &Log<'_>, name: &str, f: &Facts<'_>, o: &mut Out) {
         );
     }
 
-    // I3-liveness-masks: the logs hold the fleet state, not what /liveness
-    // answered.
-    if !bad_state.is_empty() || (!full && !refused.is_empty()) {
+    // I3-liveness-masks: the logs hold the fleet state; what /liveness
+    // answered only when a monitor logged its probes (`liveness.probed`).
+    let state_at = |t: u64| {
+        states
+            .iter()
+            .rev()
+            .find(|(_, e)| e.t_us <= t)
+            .and_then(|(_, e)| s(e, "to"))
+    };
+    // Probes while the fleet state was as bad as the probe's `failon`.
+    let mut masked = Vec::new();
+    let mut caught = Vec::new();
+    for (n, e) in f.named("liveness.probed") {
+        let bad = matches!(
+            (s(e, "failon"), state_at(e.t_us)),
+            (Some("failed"), Some("failed")) | (Some("degraded"), Some("failed" | "degraded"))
+        );
+        match u(e, "status") {
+            Some(200) if bad => masked.push(n),
+            Some(500) if bad => caught.push(n),
+            _ => {}
+        }
+    }
+    if !masked.is_empty() {
+        o.put("I3-liveness-masks", S, Vec::new(), [ns(&bad_state), masked].concat(), "A liveness probe answered 200 (healthy) for the failon level the agent's fleet state had reached while its check-ins failed: liveness masks the failure.");
+    } else if !caught.is_empty() {
+        o.put("I3-liveness-masks", R, Vec::new(), [ns(&bad_state), caught].concat(), "A liveness probe answered 500 while the agent's fleet state was degraded or failed: liveness reports the failure.");
+    } else if !bad_state.is_empty() || (!full && !refused.is_empty()) {
         o.put("I3-liveness-masks", I, Vec::new(), [ns(&bad_state), ns(&refused)].concat(), "The fleet state went degraded or failed; the logs do not hold what /liveness answered then.");
-        o.step(&["I3-liveness-masks"], format!("probe /liveness?failon=failed (and failon=degraded) on {name} while its check-ins fail: 200 => I3-liveness-masks, 500 refutes it"));
+        let after_us = bad_state
+            .iter()
+            .chain(&refused)
+            .map(|(_, e)| e.t_us)
+            .min()
+            .unwrap_or(log.end_t);
+        o.step(&["I3-liveness-masks"], format!("probe /liveness?failon=failed (and failon=degraded) on {name} while its check-ins fail: 200 => I3-liveness-masks, 500 refutes it"), Some(Plan { after_us, steps: vec![PlanStep::ProbeLiveness { agent: name.to_string() }] }));
     } else if full && !states.is_empty() {
         o.put(
             "I3-liveness-masks",
@@ -952,7 +984,7 @@ fn incident4(log: &Log<'_>, name: &str, f: &Facts<'_>, o: &mut Out) {
             o.put("I4-never-started", I, Vec::new(), vec![mn], "Nothing from the agent during the missed wake in this view: not started, or cut off.");
         }
         if o.standing("I4-never-started") && o.standing("I4-no-checkin-network") {
-            o.step(&["I4-never-started", "I4-no-checkin-network"], format!("check on {name}'s machine that the agent service runs (process started, its tunnel up) and whether TCP 8443 to the server connects, then wake it"));
+            o.step(&["I4-never-started", "I4-no-checkin-network"], format!("check on {name}'s machine that the agent service runs (process started, its tunnel up) and whether TCP 8443 to the server connects, then wake it"), Some(Plan { after_us: log.end_t, steps: vec![PlanStep::ReadAgentLogs { agent: name.to_string() }] }));
         }
     } else if !skip.is_empty() {
         o.put(
@@ -1102,7 +1134,7 @@ fn incident5(log: &Log<'_>, name: &str, f: &Facts<'_>, o: &mut Out) {
         for h in ["I5-stage-failure", "I5-self-test-failure"] {
             o.put(h, I, Vec::new(), [op_named("staging"), op_named("reverted")].concat(), "The operator saw the upgrade revert before any cutover: staging or the self-test failed, and the server's log does not say which.");
         }
-        o.step(&["I5-stage-failure", "I5-self-test-failure"], format!("read {name}'s upgrade events (upgrade.downloaded: SHA-256 against the announced one; process.self_test) or its revert reason in the device record"));
+        o.step(&["I5-stage-failure", "I5-self-test-failure"], format!("read {name}'s upgrade events (upgrade.downloaded: SHA-256 against the announced one; process.self_test) or its revert reason in the device record"), Some(Plan { after_us: log.end_t, steps: vec![PlanStep::ReadAgentLogs { agent: name.to_string() }] }));
     } else if op_has("cutover-ready") || op_has("done") {
         for h in ["I5-stage-failure", "I5-self-test-failure"] {
             o.put(
@@ -1246,7 +1278,7 @@ fn incident5(log: &Log<'_>, name: &str, f: &Facts<'_>, o: &mut Out) {
         );
     }
     if o.standing("I5-new-silent") && o.standing("I5-new-crashes") && cut_t.is_some() {
-        o.step(&["I5-new-silent", "I5-new-crashes"], format!("read {name}'s process events for {to_version}: an exit right after its start => I5-new-crashes; running without heartbeats => I5-new-silent"));
+        o.step(&["I5-new-silent", "I5-new-crashes"], format!("read {name}'s process events for {to_version}: an exit right after its start => I5-new-crashes; running without heartbeats => I5-new-silent"), Some(Plan { after_us: log.end_t, steps: vec![PlanStep::ReadAgentLogs { agent: name.to_string() }] }));
     }
 
     // I5-stop-on-word.

@@ -1,8 +1,8 @@
 //! Scoring the hypothesis engine against the truth: a confusion table per
 //! view.
 //!
-//! Sans-IO: the input is outcome documents (report.json as a
-//! [`serde_json::Value`]), the output counts and a plain-text rendering. For
+//! Sans-IO: the input is outcome documents (report.json read as a typed
+//! [`records::outcome::Outcome`]), the output counts and a plain-text rendering. For
 //! every agent of every outcome (one *case*), every view (`server`, `full`)
 //! and every hypothesis H1..H7:
 //!
@@ -16,8 +16,9 @@
 //!
 //! An agent without a `diagnosis` key (the engine never saw it, e.g. it never
 //! reached the command channel) counts as supported = [] in both views and
-//! truth = []; a missing view or `truth` inside a present `diagnosis`, and
-//! any entry that is not a string, count as absent the same way.
+//! truth = []; a missing view or `truth` inside a present `diagnosis`
+//! counts as absent the same way. A document whose entries have the wrong
+//! type does not read ([`records::outcome::Outcome::from_value`] says where).
 //!
 //! The rendering uses comfy-table with content arrangement disabled and no
 //! tty styling, so it does not depend on the terminal.
@@ -26,7 +27,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
-use serde_json::Value;
+use records::outcome::{DiagnosisDoc, Outcome};
 
 use crate::View;
 
@@ -101,42 +102,24 @@ impl Case {
     }
 }
 
-fn ids(v: &Value) -> BTreeSet<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Every agent of an outcome document, sorted by name.
-pub fn cases(outcome: &Value) -> Vec<Case> {
-    let scenario = outcome["scenario"].as_str().unwrap_or_default().to_owned();
-    let seed = outcome["seed"].as_u64();
-    let mut out: Vec<Case> = outcome["agents"]
-        .as_object()
-        .map(|agents| {
-            agents
-                .iter()
-                .map(|(name, a)| {
-                    let d = &a["diagnosis"];
-                    Case {
-                        scenario: scenario.clone(),
-                        seed,
-                        agent: name.clone(),
-                        truth: ids(&d["truth"]),
-                        server: ids(&d["server"]["supported"]),
-                        full: ids(&d["full"]["supported"]),
-                    }
-                })
-                .collect()
+pub fn cases(outcome: &Outcome) -> Vec<Case> {
+    let ids = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+    let supported =
+        |d: &Option<DiagnosisDoc>| d.as_ref().map(|d| ids(&d.supported)).unwrap_or_default();
+    // `agents` is a sorted map: the cases come back sorted by name.
+    outcome
+        .agents
+        .iter()
+        .map(|(name, a)| Case {
+            scenario: outcome.scenario.clone(),
+            seed: Some(outcome.seed),
+            agent: name.clone(),
+            truth: ids(&a.diagnosis.truth),
+            server: supported(&a.diagnosis.server),
+            full: supported(&a.diagnosis.full),
         })
-        .unwrap_or_default();
-    out.sort_by(|a, b| a.agent.cmp(&b.agent));
-    out
+        .collect()
 }
 
 /// One hypothesis's confusion counts in one view.
@@ -300,7 +283,7 @@ impl Score {
     }
 
     /// Scores every agent of every outcome.
-    pub fn of<'a>(outcomes: impl IntoIterator<Item = &'a Value>) -> Self {
+    pub fn of<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Self {
         let mut s = Self::new();
         for o in outcomes {
             s.add_outcome(o);
@@ -323,7 +306,7 @@ impl Score {
     }
 
     /// Adds every agent of an outcome; returns its cases.
-    pub fn add_outcome(&mut self, outcome: &Value) -> Vec<Case> {
+    pub fn add_outcome(&mut self, outcome: &Outcome) -> Vec<Case> {
         let cs = cases(outcome);
         for c in &cs {
             self.add_case(c);
@@ -364,8 +347,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn outcome() -> Value {
-        json!({
+    fn outcome() -> Outcome {
+        Outcome::from_value(&json!({
             "scenario": "hand-built",
             "seed": 3,
             "agents": {
@@ -387,7 +370,8 @@ mod tests {
                     "full": { "supported": [] },
                 }},
             }
-        })
+        }))
+        .expect("a partial document reads")
     }
 
     fn c(tp: u64, fp: u64, fn_: u64, tn: u64) -> Counts {
@@ -455,8 +439,11 @@ mod tests {
     #[test]
     fn merging_shares_equals_scoring_at_once() {
         let mut other = outcome();
-        other["seed"] = json!(4);
-        other["agents"]["b-missed"]["diagnosis"]["full"]["supported"] = json!(["H5"]);
+        other.seed = 4;
+        other.agents.get_mut("b-missed").unwrap().diagnosis.full = Some(DiagnosisDoc {
+            supported: vec!["H5".into()],
+            ..DiagnosisDoc::default()
+        });
         let whole = Score::of([&outcome(), &other]);
         let mut a = Score::of([&outcome()]);
         a.merge(&Score::of([&other]));
@@ -466,17 +453,20 @@ mod tests {
     }
 
     #[test]
-    fn an_outcome_without_agents_or_with_odd_entries_scores_what_it_has() {
-        assert_eq!(Score::of([&json!({})]), Score::new());
+    fn an_empty_outcome_scores_nothing_and_an_odd_one_does_not_read() {
+        let empty = Outcome::from_value(&json!({})).unwrap();
+        assert_eq!(Score::of([&empty]), Score::new());
+        let bare = Outcome::from_value(&json!({"agents": {"x": {}}})).unwrap();
+        let cs = cases(&bare);
+        assert!(cs[0].truth.is_empty() && cs[0].server.is_empty() && cs[0].full.is_empty());
+        assert_eq!(cs[0].scenario, "");
+        // A typed document refuses what is not one, naming what is wrong,
+        // instead of scoring it as empty.
         let odd = json!({"agents": {"x": {"diagnosis": {
             "truth": ["H7", 7, null],
-            "server": {"supported": "H7"},
         }}}});
-        let cs = cases(&odd);
-        assert_eq!(cs[0].truth, BTreeSet::from(["H7".to_owned()]));
-        assert!(cs[0].server.is_empty() && cs[0].full.is_empty());
-        assert_eq!(cs[0].scenario, "");
-        assert_eq!(cs[0].seed, None);
+        let e = Outcome::from_value(&odd).unwrap_err().to_string();
+        assert!(e.contains("invalid type"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::facts::{Agent, Cmd, Conn, Log};
 use super::rows::{agent_row, list, RowMatch};
-use super::{cite, Diagnosis, NextStep, Queued, Status, Verdict, View, HYPOTHESES};
+use super::{
+    cite, Diagnosis, NextStep, Plan, PlanStep, Queued, Status, Verdict, View, GRACE_US, HYPOTHESES,
+};
 use records::frame::{Dir, FrameKind, Stage};
 use serde_json::Value;
 
@@ -70,7 +72,7 @@ pub(crate) fn decide(log: &Log<'_>, agents: &BTreeMap<String, Agent>) -> Vec<Dia
     fleet_rule(&mut pre);
     pre.into_iter()
         .map(|p| {
-            let next = next_steps(&p);
+            let next = next_steps(log, &p);
             Diagnosis {
                 agent: p.a.name.clone(),
                 view: log.view,
@@ -93,9 +95,28 @@ pub(crate) fn decide(log: &Log<'_>, agents: &BTreeMap<String, Agent>) -> Vec<Dia
         .collect()
 }
 
+/// The commands the server logged dispatching to `agent`
+/// (`command.dispatched`), sorted and without repeats.
+fn dispatched(log: &Log<'_>, agent: &str) -> Vec<String> {
+    let field = |e: &records::frame::EventRecord, k: &str| {
+        e.fields.get(k).and_then(Value::as_str).map(str::to_string)
+    };
+    let mut v: Vec<String> = log
+        .events
+        .iter()
+        .filter(|(_, e)| {
+            e.event == "command.dispatched" && field(e, "agent").as_deref() == Some(agent)
+        })
+        .filter_map(|(_, e)| field(e, "command"))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// Incident 2: the experiment that separates what the evidence leaves
 /// standing.
-fn next_steps(p: &Pre<'_>) -> Vec<NextStep> {
+fn next_steps(log: &Log<'_>, p: &Pre<'_>) -> Vec<NextStep> {
     let st = |h: usize| p.v.get(h).status;
     let name = &p.a.name;
     let cmd = p.a.unacked.iter().next().cloned().unwrap_or_default();
@@ -103,10 +124,21 @@ fn next_steps(p: &Pre<'_>) -> Vec<NextStep> {
     if !p.affected {
         return out;
     }
+    // The evidence is complete once the grace after the latest unacked
+    // command's first record has passed.
+    let after_us =
+        p.a.unacked
+            .iter()
+            .filter_map(|id| p.a.commands.get(id))
+            .map(|(_, t)| t.saturating_add(GRACE_US))
+            .max()
+            .unwrap_or(log.end_t);
+    let plan = |steps: Vec<PlanStep>| Some(Plan { after_us, steps });
     if st(2) == S && st(3) == S {
         out.push(NextStep {
             between: vec!["H2", "H3"],
             experiment: format!("read {name}'s own frame log (or capture at its site's path) for {cmd}: the Command Text read with no CommandAck => H3; never read => H2"),
+            plan: plan(vec![PlanStep::ReadAgentLogs { agent: name.clone() }]),
         });
     }
     if st(4) == I && p.loss.is_some() {
@@ -114,19 +146,36 @@ fn next_steps(p: &Pre<'_>) -> Vec<NextStep> {
             out.push(NextStep {
                 between: vec!["H2", "H4"],
                 experiment: format!("dispatch a command to another agent of site {}: acked => not the site (H2 for this agent); lost too => H4", site.name),
+                plan: plan(vec![PlanStep::DispatchSite {
+                    site: site.name.clone(),
+                    except: name.clone(),
+                }]),
             });
         }
     }
-    if st(3) == I && st(7) == S {
+    // Only while no other command was acked: once one was (the server
+    // view's interleave rule), the second command has already been tried.
+    if st(3) == I && st(7) == S && p.a.acked.is_empty() {
         out.push(NextStep {
             between: vec!["H3", "H7"],
             experiment: format!("dispatch a second command kind to {name}: acked => the first command's message is at fault (H7); not acked => its command path is broken (H3)"),
+            plan: plan(vec![PlanStep::Dispatch {
+                agent: name.clone(),
+                not: dispatched(log, name),
+            }]),
         });
     }
     if st(1) == S && st(5) == S {
         out.push(NextStep {
             between: vec!["H1", "H5"],
             experiment: format!("evict {name} and dispatch one tiny command on its fresh connection: acked => the registry pointed at a dead sender (H5); Pongs still missing => a half-open path (H1)"),
+            plan: plan(vec![
+                PlanStep::Evict { agent: name.clone() },
+                PlanStep::Dispatch {
+                    agent: name.clone(),
+                    not: Vec::new(),
+                },
+            ]),
         });
     }
     out

@@ -5,6 +5,8 @@
 //!   event-log record ([`frame::EventRecord`]), the JSON Lines contract of
 //!   docs/observation.md, and the caps a real process applies to what peers
 //!   sent;
+//! - [`outcome`]: the typed outcome document of a run, written and read
+//!   by the same types, with the engine's answer as plain data;
 //! - [`read`]: reading such logs with a bound on every record, a tolerated
 //!   cut last line, and the merge of several processes' logs in time order.
 //!
@@ -12,4 +14,5 @@
 //! builds on this crate alone.
 
 pub mod frame;
+pub mod outcome;
 pub mod read;

@@ -143,11 +143,12 @@ impl RunVerdict {
     }
 }
 
-/// report.json: the outcome document with the run's verdict under
-/// `verdict` (the outcome's own keys are untouched; the digest covers the
-/// outcome without `digest` and `verdict`).
-pub fn report_json(outcome: &Value, verdict: &RunVerdict) -> Value {
-    let mut doc = outcome.clone();
+/// report.json: the typed outcome document (its sorted-key JSON form)
+/// with the run's verdict under `verdict` (the outcome's own keys are
+/// untouched; the digest covers the outcome without `digest` and
+/// `verdict`). [`records::outcome::Outcome::from_value`] reads it back.
+pub fn report_json(outcome: &records::outcome::Outcome, verdict: &RunVerdict) -> Value {
+    let mut doc = outcome.to_value();
     if let Value::Object(map) = &mut doc {
         map.insert(
             "verdict".into(),
@@ -294,8 +295,15 @@ mod tests {
             ExpectationResult::all(&[(expect.clone(), failed), (expect, held)]),
             "simbench run never-99 --seed 3".into(),
         );
-        let doc = report_json(&json!({"seed": 3, "digest": "d1"}), &v);
+        let outcome =
+            records::outcome::Outcome::from_value(&json!({"seed": 3, "digest": "d1"})).unwrap();
+        let doc = report_json(&outcome, &v);
         assert_eq!(doc["seed"], 3, "the outcome's keys stay");
+        assert_eq!(
+            records::outcome::Outcome::from_value(&doc).unwrap(),
+            outcome,
+            "report.json reads back as the document it was written from"
+        );
         let verdict = &doc["verdict"];
         assert_eq!(verdict["kind"], "run");
         assert_eq!(verdict["schema"], SCHEMA);

@@ -15,7 +15,13 @@ use agent::{AgentConfig, AgentSwitches, StatusCell};
 use proto::env::Env;
 use proto::fields;
 use proto::frame::{EventRecord, FrameRecord};
-use serde_json::{json, Value};
+use records::outcome::{
+    AgentCommands, AgentDiagnosis, AgentOutcome, CheckinOutcome, CommandOutcome, Counts,
+    EnrollOutcome, HealthOutcome, HostNet, InstallOutcome, LinkOutcome, LivenessOutcome,
+    NetworkOutcome, Outcome, PhaseAt, RegistryOutcome, ServerEnroll, ServerOutcome, TunnelConn,
+    UpgradeOutcome, WorldStats,
+};
+use serde_json::Value;
 use server::{ServerConfig, ServerHandle, ServerSwitches};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -188,6 +194,11 @@ pub struct RunSpec {
     /// Agents whose calendar clock is off (`clock-skew`): behind when the
     /// flag is set, by the duration.
     pub clock_skew: Vec<(String, bool, Duration)>,
+    /// Extra liveness probes of the bench's monitor, `(at, agent)`, whose
+    /// answers it logs as `liveness.probed` events (host `monitor`); the
+    /// experiment of `simbench next` for `I3-liveness-masks`. No scenario
+    /// file sets it, so shipped runs are unchanged.
+    pub liveness_probes: Vec<(Duration, String)>,
 }
 
 impl RunSpec {
@@ -222,6 +233,7 @@ impl RunSpec {
             worker_down: false,
             links: Vec::new(),
             clock_skew: Vec::new(),
+            liveness_probes: Vec::new(),
         }
     }
 
@@ -333,8 +345,12 @@ pub enum RunError {
 /// The result of a run.
 #[derive(Debug)]
 pub struct RunOutput {
-    /// The outcome document (report.json), with `digest`.
+    /// The outcome document (report.json), with `digest`, as JSON: what
+    /// outcome paths (`[[expect]] observe`) are looked up in. Written from
+    /// [`RunOutput::doc`].
     pub outcome: Value,
+    /// The same document, typed.
+    pub doc: Outcome,
     /// frames.jsonl.
     pub frames: Vec<FrameRecord>,
     /// events.jsonl.
@@ -594,6 +610,24 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         let port = agent::LIVENESS_PORT + site.len() as u16;
         site.push((a.clone(), slot, Arc::new(Mutex::new(rx)), port));
     }
+    // Where each agent's liveness endpoint is: its site's host and port.
+    let endpoints: BTreeMap<String, (String, u16)> = sites
+        .iter()
+        .flat_map(|(site, agents)| {
+            agents
+                .iter()
+                .map(move |(a, _, _, port)| (a.name.clone(), (format!("site-{site}"), *port)))
+        })
+        .collect();
+    let extra_probes: Vec<(Duration, String, String, u16)> = spec
+        .liveness_probes
+        .iter()
+        .filter_map(|(at, name)| {
+            endpoints
+                .get(name)
+                .map(|(host, port)| (*at, name.clone(), host.clone(), *port))
+        })
+        .collect();
     let probes: Vec<(Arc<AgentSlot>, String, u16)> = sites
         .iter()
         .flat_map(|(site, agents)| {
@@ -663,7 +697,27 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
                 point: MONITOR_HOST.into(),
             };
             let probes = probes.clone();
+            let extra = extra_probes.clone();
             async move {
+                // The experiment's probes, each logged with its answers.
+                for (at, name, host, port) in extra {
+                    let env = env.clone();
+                    tokio::spawn(async move {
+                        proto::time::sleep(at).await;
+                        for failon in ["failed", "degraded"] {
+                            let query = format!("failon={failon}");
+                            let probe = agent::liveness::probe(&env, &host, port, &query);
+                            let status = match proto::time::timeout(PROBE_TIMEOUT, probe).await {
+                                Ok(Ok(c)) => Some(c),
+                                _ => None,
+                            };
+                            env.event(
+                                "liveness.probed",
+                                fields! {"agent" => name.clone(), "failon" => failon, "status" => status},
+                            );
+                        }
+                    });
+                }
                 proto::time::sleep(probe_at).await;
                 let mut tasks = Vec::new();
                 for (slot, host, port) in probes {
@@ -795,34 +849,28 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
     })?;
     let mut outcome = outcome(spec, sim_time_us, &handle, &slots);
     // What each host's TCP counted (netstat's view).
-    let network: serde_json::Map<String, Value> = lock(&kernels)
-        .iter()
-        .map(|k| {
-            let s = k.stats();
-            (
-                k.name().to_string(),
-                json!({
-                    "listen_overflows": s.listen_overflows,
-                    "retransmits": s.retransmits,
-                    "resets_sent": s.resets_sent,
-                }),
-            )
-        })
-        .collect::<BTreeMap<_, _>>()
-        .into_iter()
-        .collect();
-    outcome["network"] = Value::Object(network);
+    for k in lock(&kernels).iter() {
+        let st = k.stats();
+        outcome.network.hosts.insert(
+            k.name().to_string(),
+            HostNet {
+                listen_overflows: st.listen_overflows,
+                retransmits: st.retransmits,
+                resets_sent: st.resets_sent,
+            },
+        );
+    }
     // How the world ran: what it cost, and whether any host ran late (a
     // timer that did not announce itself; must stay 0).
     let w = sim.stats();
-    outcome["network"]["world"] = json!({
-        "instants": w.instants,
-        "host_runs": w.host_runs,
-        "datagrams": w.datagrams,
-        "datagrams_lost": w.datagrams_lost,
-        "late_datagrams": w.late_datagrams,
-        "late_wakes": w.late_wakes,
-    });
+    outcome.network.world = WorldStats {
+        instants: w.instants,
+        host_runs: w.host_runs,
+        datagrams: w.datagrams,
+        datagrams_lost: w.datagrams_lost,
+        late_datagrams: w.late_datagrams,
+        late_wakes: w.late_wakes,
+    };
     let secrets = observer.key_log_text();
     let pcap = capture.map(|c| c.take_pcapng(&secrets));
     drop(sim);
@@ -1067,10 +1115,10 @@ fn outcome(
     sim_time_us: u64,
     server: &ServerHandle,
     slots: &BTreeMap<String, Arc<AgentSlot>>,
-) -> Value {
+) -> Outcome {
     let views = server.agents().unwrap_or_default();
     let upgrades = server.upgrades().unwrap_or_default();
-    let mut agents = serde_json::Map::new();
+    let mut agents = BTreeMap::new();
     for a in &spec.agents {
         let slot = &slots[&a.name];
         let procs = slot.procs.snapshot();
@@ -1104,85 +1152,141 @@ fn outcome(
         let status = view
             .map(|v| v.status.clone())
             .unwrap_or_else(|| "unknown".into());
+        let liveness = *lock(&slot.liveness);
         agents.insert(
             a.name.clone(),
-            json!({
-                "agent_id": st.agent_id,
-                "site": a.site,
-                "version": view.map(|v| v.record.version.clone()).unwrap_or_else(|| a.version.clone()),
-                "online": status == "online" && st.ws_connected && st.tunnel_connected,
-                "status": status,
-                "install": {
-                    "exit_code": install.as_ref().map(|i| i.exit_code),
-                    "result": install.as_ref().map(|i| i.result),
-                    "error": install.as_ref().and_then(|i| i.error.clone()),
-                    "certs_after": certs_after,
-                    "rolled_back": install.as_ref().map(|i| i.rolled_back.clone()),
-                    "agent_json": files.contains_key(agent::install::AGENT_JSON),
-                    "client_certs": files.keys().filter(|p| p.ends_with(".crt")).count(),
-                    "orphans": files.keys().filter(|p| p.ends_with(".crt") && !referenced.contains(p)).count(),
-                    "finished_us": install.as_ref().map(|i| i.finished_us),
+            AgentOutcome {
+                agent_id: st.agent_id.clone(),
+                site: a.site.clone(),
+                version: view
+                    .map(|v| v.record.version.clone())
+                    .unwrap_or_else(|| a.version.clone()),
+                online: status == "online" && st.ws_connected && st.tunnel_connected,
+                status,
+                install: InstallOutcome {
+                    exit_code: install.as_ref().map(|i| i.exit_code),
+                    result: install.as_ref().map(|i| wire_name(&i.result)),
+                    error: install.as_ref().and_then(|i| i.error.clone()),
+                    certs_after,
+                    rolled_back: install.as_ref().map(|i| i.rolled_back.clone()),
+                    agent_json: files.contains_key(agent::install::AGENT_JSON),
+                    client_certs: files.keys().filter(|p| p.ends_with(".crt")).count(),
+                    orphans: files
+                        .keys()
+                        .filter(|p| p.ends_with(".crt") && !referenced.contains(p))
+                        .count(),
+                    finished_us: install.as_ref().map(|i| i.finished_us),
                 },
-                "enroll": {
-                    "requests": st.enroll_requests,
-                    "max_per_minute": max_per_minute(&st.enroll_request_times_us),
-                    "state": st.enroll_state,
+                enroll: EnrollOutcome {
+                    requests: st.enroll_requests,
+                    max_per_minute: max_per_minute(&st.enroll_request_times_us),
+                    state: st.enroll_state.clone(),
                 },
-                "tunnel": { "connected": st.tunnel_connected, "connects": st.tunnel_connects },
-                "ws": { "connected": st.ws_connected, "connects": st.ws_connects },
-                "commands": { "completed": st.commands_completed },
-                "last_error": st.last_error,
-                "fleet_state": st.health.fleet.state.name(),
-                "fleet_message": st.health.fleet.message,
-                "health": {
-                    "coordinator": st.health.coordinator.state.name(),
-                    "tunnel": st.health.components.get(agent::health::TUNNEL).map(|c| c.state.name()),
-                    "channel": st.health.components.get(agent::health::CHANNEL).map(|c| c.state.name()),
+                tunnel: LinkOutcome {
+                    connected: st.tunnel_connected,
+                    connects: st.tunnel_connects,
                 },
-                "liveness": {
-                    "failed": lock(&slot.liveness).0,
-                    "degraded": lock(&slot.liveness).1,
+                ws: LinkOutcome {
+                    connected: st.ws_connected,
+                    connects: st.ws_connects,
                 },
-                "checkins": { "sent": st.checkins, "failed": st.checkin_failures },
-                "wake_attempts": view.and_then(|v| v.wake.as_ref()).map(|w| w.wake_attempts),
-                "last_provision_error": view.and_then(|v| v.wake.as_ref()).and_then(|w| w.last_provision_error.clone()),
-                "upgrade": upgrade_outcome(&procs, st.agent_id.as_deref(), &upgrades, &files, sim_time_us),
-            }),
+                commands: AgentCommands {
+                    completed: st.commands_completed,
+                },
+                last_error: st.last_error.clone(),
+                fleet_state: st.health.fleet.state.name().to_string(),
+                fleet_message: st.health.fleet.message.clone(),
+                health: HealthOutcome {
+                    coordinator: st.health.coordinator.state.name().to_string(),
+                    tunnel: st
+                        .health
+                        .components
+                        .get(agent::health::TUNNEL)
+                        .map(|c| c.state.name().to_string()),
+                    channel: st
+                        .health
+                        .components
+                        .get(agent::health::CHANNEL)
+                        .map(|c| c.state.name().to_string()),
+                },
+                liveness: LivenessOutcome {
+                    failed: liveness.0,
+                    degraded: liveness.1,
+                },
+                checkins: CheckinOutcome {
+                    sent: st.checkins,
+                    failed: st.checkin_failures,
+                },
+                wake_attempts: view.and_then(|v| v.wake.as_ref()).map(|w| w.wake_attempts),
+                last_provision_error: view
+                    .and_then(|v| v.wake.as_ref())
+                    .and_then(|w| w.last_provision_error.clone()),
+                upgrade: upgrade_outcome(
+                    &procs,
+                    st.agent_id.as_deref(),
+                    &upgrades,
+                    &files,
+                    sim_time_us,
+                ),
+                diagnosis: AgentDiagnosis::default(),
+            },
         );
     }
-    let mut commands = serde_json::Map::new();
-    for c in server.commands().unwrap_or_default() {
-        commands.insert(
-            c.command_id.clone(),
-            json!({
-                "agent": c.agent_name,
-                "command": c.command,
-                "status": c.status,
-                "attempts": c.attempts,
-                "exit_code": c.exit_code,
-                "output": c.output,
-            }),
-        );
-    }
-    let tunnels = server.tunnels();
-    let tunnel_conns: Vec<Value> = tunnels
-        .iter()
-        .map(|(agent_id, conn, role)| json!({"agent_id": agent_id, "conn": conn, "role": role}))
+    let commands = server
+        .commands()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            (
+                c.command_id.clone(),
+                CommandOutcome {
+                    status: wire_name(&c.status),
+                    agent: c.agent_name,
+                    command: c.command,
+                    attempts: c.attempts,
+                    exit_code: c.exit_code,
+                    output: c.output,
+                },
+            )
+        })
         .collect();
-    json!({
-        "scenario": spec.name,
-        "seed": spec.seed,
-        "sim_time_us": sim_time_us,
-        "agents": agents,
-        "commands": commands,
-        "server": {
-            "registry": { "tunnels": tunnels.len(), "tunnel_conns": tunnel_conns },
-            "enroll": {
-                "requests": server.enroll_requests(),
-                "max_per_minute": server.enroll_max_per_minute(),
+    let tunnels = server.tunnels();
+    Outcome {
+        scenario: spec.name.clone(),
+        seed: spec.seed,
+        sim_time_us,
+        agents,
+        commands,
+        server: ServerOutcome {
+            registry: RegistryOutcome {
+                tunnels: tunnels.len(),
+                tunnel_conns: tunnels
+                    .into_iter()
+                    .map(|(agent_id, conn, role)| TunnelConn {
+                        agent_id,
+                        conn,
+                        role,
+                    })
+                    .collect(),
+            },
+            enroll: ServerEnroll {
+                requests: server.enroll_requests(),
+                max_per_minute: server.enroll_max_per_minute(),
             },
         },
-    })
+        counts: Counts::default(),
+        network: NetworkOutcome::default(),
+        digest: None,
+    }
+}
+
+/// The name a serde enum (kebab-case) has on the wire: `failed-rolled-back`.
+fn wire_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("<{e}>"),
+    }
 }
 
 /// A process counts as heartbeating when its last heartbeat is at most this
@@ -1197,10 +1301,10 @@ fn upgrade_outcome(
     upgrades: &[server::upgrade::UpgradeRecord],
     files: &BTreeMap<String, Vec<u8>>,
     sim_time_us: u64,
-) -> Value {
+) -> UpgradeOutcome {
     let rec = agent_id.and_then(|id| upgrades.iter().find(|u| u.agent_id == id));
-    let running: Vec<&str> = procs.iter().filter(|p| p.2).map(|p| p.0.as_str()).collect();
-    let heartbeating: Vec<&str> = procs
+    let running: Vec<String> = procs.iter().filter(|p| p.2).map(|p| p.0.clone()).collect();
+    let heartbeating: Vec<String> = procs
         .iter()
         .filter(|p| {
             p.2 && p
@@ -1208,7 +1312,7 @@ fn upgrade_outcome(
                 .last_heartbeat_us
                 .is_some_and(|t| t + HEARTBEAT_WINDOW_US >= sim_time_us)
         })
-        .map(|p| p.0.as_str())
+        .map(|p| p.0.clone())
         .collect();
     // The agent's own view: the newest process that took part in an upgrade.
     let agent_phase = procs.iter().rev().find_map(|p| p.1.upgrade_phase.clone());
@@ -1223,23 +1327,31 @@ fn upgrade_outcome(
     let active = files
         .get(agent::upgrade::driver::ACTIVE)
         .map(|b| String::from_utf8_lossy(b).trim().to_string());
-    json!({
-        "phase": rec.map(|r| r.phase.name()),
-        "from_version": rec.map(|r| r.from_version.clone()),
-        "to_version": rec.map(|r| r.to_version.clone()),
-        "stops_sent": rec.map_or(0, |r| r.stops_sent),
-        "reason": rec.and_then(|r| r.reason.clone()),
-        "history": rec.map(|r| r.history.iter().map(|c| json!({"phase": c.phase.name(), "at_us": c.at_us})).collect::<Vec<_>>()),
-        "agent_phase": agent_phase,
-        "processes": running.len(),
-        "running_versions": running,
-        "heartbeating_versions": heartbeating,
-        "processes_started": procs.len(),
-        "stops_received": procs.iter().map(|p| p.1.upgrade_stops_received).sum::<u64>(),
-        "stops_acted": procs.iter().map(|p| p.1.upgrade_stops_acted).sum::<u64>(),
-        "active": active,
-        "versions_on_disk": versions_on_disk,
-    })
+    UpgradeOutcome {
+        phase: rec.map(|r| r.phase.name().to_string()),
+        from_version: rec.map(|r| r.from_version.clone()),
+        to_version: rec.map(|r| r.to_version.clone()),
+        stops_sent: rec.map_or(0, |r| u64::from(r.stops_sent)),
+        reason: rec.and_then(|r| r.reason.clone()),
+        history: rec.map(|r| {
+            r.history
+                .iter()
+                .map(|c| PhaseAt {
+                    phase: c.phase.name().to_string(),
+                    at_us: c.at_us,
+                })
+                .collect()
+        }),
+        agent_phase,
+        processes: running.len(),
+        running_versions: running,
+        heartbeating_versions: heartbeating,
+        processes_started: procs.len(),
+        stops_received: procs.iter().map(|p| p.1.upgrade_stops_received).sum(),
+        stops_acted: procs.iter().map(|p| p.1.upgrade_stops_acted).sum(),
+        active,
+        versions_on_disk,
+    }
 }
 
 /// The most requests in any 60 s window (times in microseconds, ascending).
@@ -1257,42 +1369,53 @@ fn max_per_minute(times_us: &[u64]) -> usize {
 
 fn finish(
     spec: &RunSpec,
-    mut outcome: Value,
+    mut doc: Outcome,
     frames: Vec<FrameRecord>,
     events: Vec<EventRecord>,
 ) -> RunOutput {
     let frames_jsonl = to_jsonl(&frames);
     let events_jsonl = to_jsonl(&events);
-    outcome["counts"] = json!({
-        "frames": frames.len(),
-        "events": events.len(),
-        "commands_completed": outcome["commands"].as_object().map(|m| m.values().filter(|c| c["status"] == "completed").count()).unwrap_or(0),
-        "agents_online": outcome["agents"].as_object().map(|m| m.values().filter(|a| a["online"] == true).count()).unwrap_or(0),
-    });
+    doc.counts = Counts {
+        frames: frames.len(),
+        events: events.len(),
+        commands_completed: doc
+            .commands
+            .values()
+            .filter(|c| c.status == "completed")
+            .count(),
+        agents_online: doc.agents.values().filter(|a| a.online).count(),
+    };
     // The hypothesis engine, twice: what the server's log alone tells, and
     // what every observation point tells; truth is what the run injected.
     // Every agent gets its truth, so one the engine did not return scores
     // as a miss.
     for a in &spec.agents {
-        if let Some(agent) = outcome["agents"].get_mut(&a.name) {
-            agent["diagnosis"]["truth"] = json!(spec.truth(&a.name));
+        if let Some(agent) = doc.agents.get_mut(&a.name) {
+            agent.diagnosis.truth = spec.truth(&a.name).iter().map(|h| h.to_string()).collect();
         }
     }
-    for (view, key) in [(View::Server, "server"), (View::Full, "full")] {
+    for view in [View::Server, View::Full] {
         for d in diagnose(&frames, &events, view) {
-            if let Some(agent) = outcome["agents"].get_mut(&d.agent) {
-                agent["diagnosis"][key] = serde_json::to_value(&d).expect("diagnoses serialize");
+            if let Some(agent) = doc.agents.get_mut(&d.agent) {
+                let slot = match view {
+                    View::Server => &mut agent.diagnosis.server,
+                    View::Full => &mut agent.diagnosis.full,
+                };
+                *slot = Some(d.doc());
             }
         }
     }
+    // The digest covers the document with its keys sorted (what the
+    // `json!`-built document serialized as), without the digest.
     let mut h = Sha256::new();
     h.update(frames_jsonl.as_bytes());
     h.update(events_jsonl.as_bytes());
-    h.update(serde_json::to_vec(&outcome).expect("outcome serializes"));
+    h.update(serde_json::to_vec(&doc.to_value()).expect("outcome serializes"));
     let digest = hex::encode(h.finalize());
-    outcome["digest"] = Value::String(digest.clone());
+    doc.digest = Some(digest.clone());
     RunOutput {
-        outcome,
+        outcome: doc.to_value(),
+        doc,
         frames,
         events,
         digest,

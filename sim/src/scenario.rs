@@ -346,6 +346,7 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         worker_down,
         links,
         clock_skew,
+        liveness_probes: Vec::new(),
     })
 }
 

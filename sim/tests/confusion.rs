@@ -39,9 +39,11 @@ use common::shipped;
 /// Hypotheses the server view must never miss when they are injected.
 const SERVER_MUST_SEE: [&str; 3] = ["H1", "H5", "H7"];
 
-/// Hypotheses no log decides, so the full view may leave them
-/// inconclusive when injected (docs/diagnosis.md): what `/liveness`
-/// answered is not in frames.jsonl or events.jsonl.
+/// Hypotheses no log of a shipped run decides, so the full view may leave
+/// them inconclusive when injected (docs/diagnosis.md): what `/liveness`
+/// answered is not in frames.jsonl or events.jsonl. The engine decides it
+/// from a logged probe (`liveness.probed`), which `simbench next` adds to
+/// a copy of the run (sim/tests/next.rs checks it against the truth).
 const UNDECIDABLE: [&str; 1] = ["I3-liveness-masks"];
 
 /// Seeds after the scenario's own that every scenario also runs with.
@@ -85,16 +87,18 @@ fn run_one(job: &Job<'_>) -> Done {
         .iter()
         .filter(|a| {
             !spec.truth(&a.name).is_empty()
-                && out.outcome["agents"][&a.name]["diagnosis"]
-                    .get("full")
-                    .is_none()
+                && out
+                    .doc
+                    .agents
+                    .get(&a.name)
+                    .is_none_or(|x| x.diagnosis.full.is_none())
         })
         .map(|a| format!("{} (truth {:?})", a.name, spec.truth(&a.name)))
         .collect();
     Done {
         name: job.name.to_owned(),
         seed: job.seed,
-        cases: cases(&out.outcome),
+        cases: cases(&out.doc),
         undiagnosed,
     }
 }

@@ -965,3 +965,61 @@ fn one_unparsable_command_and_no_other_supports_h7_and_leaves_h3_inconclusive_wi
         x.next
     );
 }
+
+#[test]
+fn the_outcome_document_reads_back_as_the_type_it_was_written_with() {
+    let out = run(&smoke(7, true)).expect("run completes");
+    let read = records::outcome::Outcome::from_value(&out.outcome).expect("the outcome reads");
+    assert_eq!(read, out.doc, "written and read by the same types");
+    assert_eq!(read.digest.as_deref(), Some(out.digest.as_str()));
+    assert_eq!(read.to_value(), out.outcome);
+    // Every agent carries both views, as the engine's own answer.
+    for a in ["a-1", "a-2", "a-3"] {
+        let d = &read.agents[a].diagnosis;
+        for view in [View::Server, View::Full] {
+            let engine = diagnose(&out.frames, &out.events, view)
+                .into_iter()
+                .find(|x| x.agent == a)
+                .unwrap();
+            assert_eq!(d.view(view), Some(&engine.doc()), "{a} {view:?}");
+        }
+    }
+}
+
+#[test]
+fn a_command_queued_while_its_agent_is_down_gets_a_diagnosis() {
+    let mut spec = smoke(7, false);
+    // a-3 crashes at 100 s (no FIN, no RST: its machine loses power) and a
+    // command is dispatched to it at 120 s; it never comes back.
+    spec.actions.push(ActionSpec {
+        at: Duration::from_secs(100),
+        kind: ActionKind::Crash(format::scenario::Target::Agent("a-3".into())),
+    });
+    spec.actions.push(ActionSpec {
+        at: Duration::from_secs(120),
+        kind: ActionKind::Dispatch {
+            agent: "a-3".into(),
+            command: "hostname".into(),
+        },
+    });
+    let out = run(&spec).expect("run completes");
+    let d = diagnose(&out.frames, &out.events, View::Server);
+    let a3 = d
+        .iter()
+        .find(|x| x.agent == "a-3")
+        .expect("a-3 is diagnosed");
+    // Smoke's own dispatch at 110 s and ours at 120 s both wait.
+    let ids: Vec<&str> = a3.queued.iter().map(|q| q.command_id.as_str()).collect();
+    assert_eq!(ids, ["cmd-0005", "cmd-0006"], "{a3:#?}");
+    for q in &a3.queued {
+        assert_eq!(q.status, "pending", "{q:#?}");
+        assert!(!q.events.is_empty() && !q.records.is_empty(), "{q:#?}");
+        assert!(
+            q.reason.contains("Pong"),
+            "the last connection's evidence: {}",
+            q.reason
+        );
+        // Never offered: no unacked command of the channel.
+        assert!(!a3.unacked.contains(&q.command_id), "{a3:#?}");
+    }
+}

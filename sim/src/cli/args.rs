@@ -15,6 +15,7 @@ Examples:
   simbench check --junit target/simbench.xml
   simbench sweep smoke --seeds 1..50 --partition 1/4 --jobs 2
   simbench bench --filter fleet-day --repeat 3
+  simbench next liveness-misses-fleet-failure-legacy
 
 Exit codes: 0 every expectation holds, 1 an expectation (or a run) failed,
 2 bad input (unknown scenario, malformed file, bad flag).
@@ -107,6 +108,9 @@ pub enum Command {
     /// Merge the JUnit files of several `check --partition` machines into one.
     #[command(after_help = JUNIT_MERGE_EXAMPLES)]
     JunitMerge(JunitMergeArgs),
+    /// Run a scenario, run the engine's next experiment on a copy, show how the verdicts change.
+    #[command(after_help = NEXT_EXAMPLES)]
+    Next(NextArgs),
 }
 
 const JUNIT_MERGE_EXAMPLES: &str = "\
@@ -128,6 +132,32 @@ pub struct JunitMergeArgs {
     /// The JUnit files to merge, in order.
     #[arg(value_name = "IN.xml", required = true, num_args = 1..)]
     pub inputs: Vec<PathBuf>,
+}
+
+const NEXT_EXAMPLES: &str = "\
+Examples:
+  simbench next liveness-misses-fleet-failure-legacy
+  simbench next h3-agent-command-path-broken --format json
+
+Runs the scenario; wherever the engine leaves two or more hypotheses
+standing, takes its next step's plan (a dispatch, an eviction, a liveness
+probe, reading the agent's own logs), runs a copy of the scenario with it
+and the same seed, and prints each verdict before -> after. Exit 0 when
+every experiment separated its hypotheses (or there was none), 1 when one
+did not or a run failed, 2 bad input. Docs: docs/cli.md";
+
+/// `simbench next`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct NextArgs {
+    /// A shipped scenario's name or a path to a .toml file.
+    #[arg(value_name = "NAME|PATH")]
+    pub scenario: String,
+    /// The seed of both runs; default: the scenario file's `seed`.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// What stdout gets: tables, or the experiments as JSON.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, value_name = "FORMAT")]
+    pub format: OutputFormat,
 }
 
 const CONFORM_EXAMPLES: &str = "\

@@ -66,7 +66,7 @@ pub(super) fn bench(
             match result {
                 Ok(o) => {
                     walls.push(wall);
-                    row.sim_s = o.outcome["sim_time_us"].as_u64().unwrap_or(0) as f64 / 1e6;
+                    row.sim_s = o.doc.sim_time_us as f64 / 1e6;
                     row.frames = o.frames.len() as u64;
                 }
                 Err(e) => {

@@ -7,7 +7,7 @@
 //! - [`settings`]: the same, checked and resolved (seed ranges, partitions,
 //!   job counts), the second of ripgrep's two steps;
 //! - [`source`]: scenario names and paths, the shipped catalogue;
-//! - `list`, `run`, `check`, `sweep`, `diagnose`, `bench`, `conform`: one file per subcommand;
+//! - `list`, `run`, `check`, `sweep`, `diagnose`, `bench`, `conform`, `next`: one file per subcommand;
 //! - `pool`: J runs at once on scoped threads, and the stderr progress line.
 //!
 //! Exit codes ([`Exit`]): 0 every expectation holds, 1 an expectation or a
@@ -21,6 +21,7 @@ mod check;
 mod conform;
 mod diagnose;
 mod list;
+mod next;
 mod pool;
 mod run;
 pub mod settings;
@@ -110,6 +111,7 @@ pub fn execute(
         Settings::Bench(b) => bench::bench(&b, out, err),
         Settings::Conform(c) => conform::conform(&c, out, err),
         Settings::JunitMerge(m) => junit_merge(&m, out),
+        Settings::Next(n) => next::next(&n, out, err),
     }
 }
 

@@ -222,7 +222,7 @@ fn report_json(
         ExpectationResult::all(&finished.results),
         replay.to_string(),
     );
-    reports::json::report_json(&finished.output.outcome, &verdict)
+    reports::json::report_json(&finished.output.doc, &verdict)
 }
 
 /// The scenario's `name` as one directory name inside `out/`: letters,

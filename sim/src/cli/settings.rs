@@ -28,6 +28,8 @@ pub enum Settings {
     Conform(super::args::ConformArgs),
     /// `simbench junit-merge` (its arguments need no resolving).
     JunitMerge(super::args::JunitMergeArgs),
+    /// `simbench next` (its flags need no resolving).
+    Next(super::args::NextArgs),
 }
 
 /// `simbench bench`, resolved.
@@ -133,6 +135,7 @@ impl Settings {
             Command::Diagnose(d) => Settings::Diagnose(d),
             Command::Conform(c) => Settings::Conform(c),
             Command::JunitMerge(m) => Settings::JunitMerge(m),
+            Command::Next(n) => Settings::Next(n),
             Command::Bench(BenchArgs {
                 filter,
                 repeat,
