@@ -195,9 +195,9 @@ pub struct RunSpec {
     /// flag is set, by the duration.
     pub clock_skew: Vec<(String, bool, Duration)>,
     /// Extra liveness probes of the bench's monitor, `(at, agent)`, whose
-    /// answers it logs as `liveness.probed` events (host `monitor`); the
-    /// experiment of `simbench next` for `I3-liveness-masks`. No scenario
-    /// file sets it, so shipped runs are unchanged.
+    /// answers it logs as `liveness.probed` events (host `monitor`), as it
+    /// logs its probe of every agent before the end; the experiment of
+    /// `simbench next` for `I3-liveness-masks`. No scenario file sets it.
     pub liveness_probes: Vec<(Duration, String)>,
 }
 
@@ -628,12 +628,12 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
                 .map(|(host, port)| (*at, name.clone(), host.clone(), *port))
         })
         .collect();
-    let probes: Vec<(Arc<AgentSlot>, String, u16)> = sites
+    let probes: Vec<(Arc<AgentSlot>, String, String, u16)> = sites
         .iter()
         .flat_map(|(site, agents)| {
-            agents
-                .iter()
-                .map(move |(_, slot, _, port)| (slot.clone(), format!("site-{site}"), *port))
+            agents.iter().map(move |(a, slot, _, port)| {
+                (slot.clone(), a.name.clone(), format!("site-{site}"), *port)
+            })
         })
         .collect();
     for (site, agents) in sites {
@@ -720,18 +720,24 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
                 }
                 proto::time::sleep(probe_at).await;
                 let mut tasks = Vec::new();
-                for (slot, host, port) in probes {
+                for (slot, name, host, port) in probes {
                     let env = env.clone();
                     tasks.push(tokio::spawn(async move {
                         let mut codes = [None, None];
-                        for (code, query) in
-                            codes.iter_mut().zip(["failon=failed", "failon=degraded"])
-                        {
-                            let probe = agent::liveness::probe(&env, &host, port, query);
+                        for (code, failon) in codes.iter_mut().zip(["failed", "degraded"]) {
+                            let query = format!("failon={failon}");
+                            let probe = agent::liveness::probe(&env, &host, port, &query);
                             *code = match proto::time::timeout(PROBE_TIMEOUT, probe).await {
                                 Ok(Ok(c)) => Some(c),
                                 _ => None,
                             };
+                            // Logged as a monitoring system logs its checks,
+                            // so the engine's full view can decide
+                            // I3-liveness-masks.
+                            env.event(
+                                "liveness.probed",
+                                fields! {"agent" => name.clone(), "failon" => failon, "status" => *code},
+                            );
                         }
                         *lock(&slot.liveness) = (codes[0], codes[1]);
                     }));

@@ -39,13 +39,6 @@ use common::shipped;
 /// Hypotheses the server view must never miss when they are injected.
 const SERVER_MUST_SEE: [&str; 3] = ["H1", "H5", "H7"];
 
-/// Hypotheses no log of a shipped run decides, so the full view may leave
-/// them inconclusive when injected (docs/diagnosis.md): what `/liveness`
-/// answered is not in frames.jsonl or events.jsonl. The engine decides it
-/// from a logged probe (`liveness.probed`), which `simbench next` adds to
-/// a copy of the run (sim/tests/next.rs checks it against the truth).
-const UNDECIDABLE: [&str; 1] = ["I3-liveness-masks"];
-
 /// Seeds after the scenario's own that every scenario also runs with.
 const EXTRA_SEEDS: u64 = 2;
 
@@ -169,13 +162,10 @@ fn the_engine_against_the_truth_over_the_catalogue() {
             for s in &mut scores {
                 s.add_case(c);
             }
-            let decidable = |s: &std::collections::BTreeSet<String>| -> Vec<String> {
-                s.iter()
-                    .filter(|h| !UNDECIDABLE.contains(&h.as_str()))
-                    .cloned()
-                    .collect()
-            };
-            if decidable(c.supported(View::Full)) != decidable(&c.truth) {
+            // Every hypothesis, I3-liveness-masks too: the bench's monitor
+            // logs its probes (`liveness.probed`), so the full view holds
+            // what /liveness answered.
+            if c.supported(View::Full) != &c.truth {
                 failures.push(failure(d, c, View::Full, "not exactly the truth"));
             }
             let missed: Vec<_> = c

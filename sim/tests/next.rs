@@ -61,9 +61,30 @@ fn assert_separates(doc: &Value, agent: &str, between: &[&str], plan_do: &str) -
     e
 }
 
+/// `liveness-checkin-recovers` with legacy behaviours and no expectations:
+/// the check-ins fail for 40 s and recover, so the monitor's probe before
+/// the end (logged) sees a healthy agent and leaves I3-liveness-masks
+/// standing; only a probe during the failure decides it.
+fn legacy_recovering_copy() -> String {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/liveness-checkin-recovers.toml");
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let text = text[..text.find("[[expect]]").unwrap()]
+        .replace(
+            "name = \"liveness-checkin-recovers\"",
+            "name = \"liveness-recovers-legacy\"",
+        )
+        .replace("behavior = \"fixed\"", "behavior = \"legacy\"");
+    let dir = std::env::temp_dir().join(format!("simbench-next-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("liveness-recovers-legacy.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
 #[test]
 fn a_liveness_probe_confirms_that_legacy_liveness_masks_failing_checkins() {
-    let doc = next_json("liveness-misses-fleet-failure-legacy");
+    let doc = next_json(&legacy_recovering_copy());
     let e = assert_separates(&doc, "kiosk", &["I3-liveness-masks"], "probe-liveness");
     assert_eq!(e["standing"][0]["before"], "inconclusive");
     assert_eq!(e["standing"][0]["truth"], true);
@@ -77,9 +98,43 @@ fn a_liveness_probe_confirms_that_legacy_liveness_masks_failing_checkins() {
 
 #[test]
 fn a_liveness_probe_refutes_masking_when_liveness_counts_the_fleet_state() {
-    let doc = next_json("liveness-fleet-failure");
+    let doc = next_json("liveness-checkin-recovers");
     let e = assert_separates(&doc, "kiosk", &["I3-liveness-masks"], "probe-liveness");
     assert_eq!(e["standing"][0]["truth"], false);
+}
+
+#[test]
+fn the_monitors_probe_before_the_end_decides_masking_in_the_shipped_runs() {
+    // The failure lasts to the end: the logged probe of the bench's monitor
+    // decides it, and `next` has nothing left to separate for it.
+    for (scenario, want) in [
+        ("liveness-misses-fleet-failure-legacy", "supported"),
+        ("liveness-fleet-failure", "refuted"),
+    ] {
+        let dir = std::env::temp_dir().join(format!(
+            "simbench-next-run-{scenario}-{}",
+            std::process::id()
+        ));
+        let (code, out, err) = simbench(&[
+            "run",
+            scenario,
+            "--format",
+            "json",
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{scenario}: {err}");
+        let doc: Value = serde_json::from_str(&out).unwrap();
+        let named = doc["agents"]["kiosk"]["diagnosis"]["full"]["named"]
+            .as_array()
+            .unwrap();
+        let v = named
+            .iter()
+            .find(|n| n["hypothesis"] == "I3-liveness-masks")
+            .unwrap_or_else(|| panic!("{scenario}: {named:#?}"));
+        assert_eq!(v["status"], want, "{scenario}: {v:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[test]
@@ -93,7 +148,7 @@ fn the_agents_own_log_separates_h2_from_h3() {
 
 #[test]
 fn the_table_shows_each_verdict_before_and_after() {
-    let (code, out, err) = simbench(&["next", "liveness-misses-fleet-failure-legacy"]);
+    let (code, out, err) = simbench(&["next", &legacy_recovering_copy()]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains("Experiment 1: I3-liveness-masks (kiosk, full view)"),

@@ -64,7 +64,8 @@ pub struct Experiment {
     /// experiment reads a log the run already has (`read-agent-logs`).
     pub applied: Vec<String>,
     /// Where the "after" verdicts come from: the copy's `server` or `full`
-    /// view, or the same run's `full` view for `read-agent-logs`.
+    /// view, or the `full` view for `read-agent-logs` (the same run) and
+    /// `probe-liveness` (the monitor's log).
     pub after_view: &'static str,
     /// Set when the copy runs longer than the scenario to leave the
     /// experiment time (both runs then use the longer duration).
@@ -322,7 +323,13 @@ pub fn next_report(spec: &RunSpec) -> Result<NextReport, String> {
             } else {
                 &before
             };
-            (after, view, before_v)
+            // A liveness probe's answer is in the monitor's log, which only
+            // the full view reads (what the server's own log cannot show).
+            let probes = plan
+                .steps
+                .iter()
+                .any(|s| matches!(s, PlanStep::ProbeLiveness { .. }));
+            (after, if probes { "full" } else { view }, before_v)
         };
         let standing_changes: Vec<Change> = step
             .between
