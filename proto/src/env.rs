@@ -107,6 +107,11 @@ pub trait File: Send + Sync + Debug {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes everything written so far durable.
     fn sync(&self) -> io::Result<()>;
+    /// Takes an exclusive advisory lock on the file, held until this handle
+    /// is dropped (or its process dies), as `flock(LOCK_EX | LOCK_NB)`
+    /// does: an error of kind [`io::ErrorKind::WouldBlock`] when another
+    /// handle, of this process or another, holds it.
+    fn try_lock(&self) -> io::Result<()>;
 }
 
 /// A component's own disk: flat relative paths such as `certs/<id>.crt`.

@@ -241,6 +241,17 @@ impl File for FsFile {
             .sync_data()
             .map_err(|e| annotate(e, "sync", &self.path))
     }
+
+    fn try_lock(&self) -> io::Result<()> {
+        match self.lock().try_lock() {
+            Ok(()) => Ok(()),
+            Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is locked by another process", self.path.display()),
+            )),
+            Err(fs::TryLockError::Error(e)) => Err(annotate(e, "lock", &self.path)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -273,6 +284,22 @@ mod tests {
         assert!(disk.root().is_dir());
         assert_eq!(disk.list().unwrap(), Vec::<String>::new());
         disk.sync_dir().unwrap();
+    }
+
+    #[test]
+    fn a_lock_refuses_a_second_handle_until_the_first_is_closed() {
+        let tmp = TempDir::new("lock");
+        let disk = FsDisk::new(&tmp.0).unwrap();
+        let first = disk.open("server.redb", true).unwrap();
+        first.try_lock().unwrap();
+        // flock locks belong to the open file: a second open is refused,
+        // as a second process would be.
+        let second = disk.open("server.redb", false).unwrap();
+        let err = second.try_lock().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+        assert!(err.to_string().contains("server.redb"), "{err}");
+        drop(first);
+        second.try_lock().unwrap();
     }
 
     #[test]

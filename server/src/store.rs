@@ -194,6 +194,15 @@ pub enum StoreError {
         /// The disk's error.
         source: io::Error,
     },
+    /// Another process (or another store of this one) has the file open.
+    #[error(
+        "the store {path} is in use by another server process (it holds the file's lock); \
+         stop that process, or give this server a data directory of its own"
+    )]
+    InUse {
+        /// Path of the store on the disk.
+        path: String,
+    },
     /// redb refused the file.
     #[error(
         "cannot open store {path}: {source}; if it is not a store written by this server, \
@@ -361,7 +370,20 @@ impl Store {
     }
 
     /// Opens (or initializes, when `file` is empty) the redb database in `file`.
+    ///
+    /// The file is locked first, as redb's own file backend does: two
+    /// databases on one file would each write their allocator state over
+    /// the other's.
     fn database(path: &str, file: Box<dyn File>) -> Result<Database, StoreError> {
+        file.try_lock().map_err(|source| match source.kind() {
+            io::ErrorKind::WouldBlock => StoreError::InUse {
+                path: path.to_string(),
+            },
+            _ => StoreError::File {
+                path: path.to_string(),
+                source,
+            },
+        })?;
         // An empty file is a fresh store being initialized: nothing to repair.
         let fresh = file.is_empty().unwrap_or(false);
         Builder::new()
@@ -905,6 +927,19 @@ mod tests {
         let debug = format!("{ca:?}");
         assert!(!debug.contains("secret"), "{debug}");
         assert!(debug.contains("BEGIN CERTIFICATE"), "{debug}");
+    }
+
+    #[test]
+    fn a_store_open_in_one_process_is_refused_to_a_second_until_it_closes() {
+        let tmp = TempDir::new("in-use");
+        let first = Store::open(&tmp.disk(), "server.redb").unwrap();
+        first.put_agent(&agent("a1", "fp1")).unwrap();
+        let err = Store::open(&tmp.disk(), "server.redb").unwrap_err();
+        assert!(matches!(err, StoreError::InUse { .. }), "{err:?}");
+        assert!(err.to_string().contains("stop that process"), "{err}");
+        drop(first);
+        let again = Store::open(&tmp.disk(), "server.redb").unwrap();
+        assert_eq!(again.agents().unwrap().len(), 1);
     }
 
     #[test]

@@ -71,6 +71,8 @@ struct State {
     /// The namespace a crash returns to.
     durable_names: BTreeMap<String, u64>,
     next_inode: u64,
+    /// The id the next opened handle gets (for [`File::try_lock`]).
+    next_handle: u64,
     /// Bumped at every crash; handles from an older epoch are dead.
     epoch: u64,
     /// Mutating operations performed so far.
@@ -89,6 +91,8 @@ struct Inode {
     dirty: BTreeSet<u64>,
     /// Live handles of the current epoch.
     open: usize,
+    /// The handle holding the file's lock ([`File::try_lock`]), if one does.
+    locked_by: Option<u64>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -177,6 +181,7 @@ impl SimDisk {
                         durable: inode.durable.clone(),
                         dirty: inode.dirty.clone(),
                         open: 0,
+                        locked_by: None,
                     };
                     (id, copy)
                 })
@@ -254,6 +259,7 @@ impl State {
         self.names = self.durable_names.clone();
         for inode in self.inodes.values_mut() {
             inode.open = 0;
+            inode.locked_by = None;
             match &mut rng {
                 None => inode.lose_unsynced(),
                 Some(rng) => inode.tear(rng),
@@ -424,9 +430,12 @@ impl Disk for SimDisk {
         if let Some(inode) = state.inodes.get_mut(&id) {
             inode.open += 1;
         }
+        let handle = state.next_handle;
+        state.next_handle += 1;
         Ok(Box::new(SimFile {
             state: Arc::clone(&self.state),
             inode: id,
+            handle,
             epoch: state.epoch,
             path: path.to_string(),
         }))
@@ -487,6 +496,8 @@ impl Disk for SimDisk {
 struct SimFile {
     state: Arc<Mutex<State>>,
     inode: u64,
+    /// This handle's id, unique on the disk.
+    handle: u64,
     epoch: u64,
     path: String,
 }
@@ -530,6 +541,9 @@ impl Drop for SimFile {
         }
         if let Some(inode) = state.inodes.get_mut(&self.inode) {
             inode.open = inode.open.saturating_sub(1);
+            if inode.locked_by == Some(self.handle) {
+                inode.locked_by = None;
+            }
         }
         state.collect_garbage();
     }
@@ -573,6 +587,19 @@ impl File for SimFile {
         self.with(true, |inode| {
             inode.sync();
             Ok(())
+        })
+    }
+
+    fn try_lock(&self) -> io::Result<()> {
+        self.with(false, |inode| match inode.locked_by {
+            Some(holder) if holder != self.handle => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is locked by another handle", self.path),
+            )),
+            _ => {
+                inode.locked_by = Some(self.handle);
+                Ok(())
+            }
         })
     }
 }
@@ -937,5 +964,27 @@ mod tests {
         assert_eq!(disk.crashes(), 1);
         assert!(!disk.disarm());
         assert_eq!(read(&disk, "a"), b"A");
+    }
+
+    #[test]
+    fn a_lock_is_held_until_its_handle_goes_and_dies_with_a_crash() {
+        let disk = SimDisk::new();
+        let first = disk.open("db", true).unwrap();
+        disk.sync_dir().unwrap();
+        first.try_lock().unwrap();
+        first.try_lock().unwrap(); // its own lock again
+        let second = disk.open("db", false).unwrap();
+        let err = second.try_lock().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        // Another file is not locked by it.
+        disk.open("other", true).unwrap().try_lock().unwrap();
+        drop(first);
+        second.try_lock().unwrap();
+        // A crash kills the holder: the restarted process takes the lock.
+        disk.crash();
+        let after = disk.open("db", false).unwrap();
+        after.try_lock().unwrap();
+        // A fork has no holders.
+        disk.fork().open("db", false).unwrap().try_lock().unwrap();
     }
 }

@@ -139,11 +139,16 @@ impl Proxy {
             proto::time::sleep(Duration::from_millis(100)).await;
         };
         let (cert_pem, key_pem) = handle.tls_identity();
+        let ca_pem = handle.ca_pem();
+        // Only the identity is kept: the handle holds the server process's
+        // state, its open store among it, which must die with that process
+        // when the server restarts (the new one locks the store again).
+        drop(handle);
         let tls = proto::tls::server_config(
             &self.env,
             &cert_pem,
             &key_pem,
-            Some(&handle.ca_pem()),
+            Some(&ca_pem),
             &[b"http/1.1"],
         )
         .map_err(std::io::Error::other)?;
