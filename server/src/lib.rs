@@ -444,9 +444,26 @@ pub struct Shared {
     // Agent ids by the name they enrolled with (rebuilt from the store at
     // start), for the uniqueness check of enrollment.
     names: Mutex<std::collections::BTreeMap<String, Vec<String>>>,
+    // When each agent was last heard from and when that was last written
+    // to the store, by agent id (see `Shared::seen`).
+    seen: Mutex<std::collections::HashMap<String, Seen>>,
     // What opening the store migrated (a store of an older server).
     migration: Option<store::TimeMigration>,
 }
+
+/// When an agent was last heard from, and when the store last got it.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    heard_us: u64,
+    stored_us: u64,
+}
+
+/// How stale the stored `last_seen_us` may get before a heartbeat writes it
+/// again. Every heartbeat of every agent updates the in-memory time, which
+/// is what the server reports; the store gets it at most this often, so a
+/// fleet's heartbeats (two channels, every 30 s) do not cost a durable
+/// commit each. After a crash the stored time is at most this old.
+pub const LAST_SEEN_STORE_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The ports the server actually listens on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -794,7 +811,8 @@ impl ServerHandle {
             .store
             .agents()?
             .into_iter()
-            .map(|record| {
+            .map(|mut record| {
+                record.last_seen_us = self.shared.last_seen(&record);
                 let ws_conn = sessions.get(&record.agent_id).map(|e| e.conn.clone());
                 let tunnel_conn = tunnels.get(&record.agent_id).map(|e| e.conn.clone());
                 let wake = self.shared.store.wake(&record.agent_id).ok().flatten();
@@ -919,6 +937,7 @@ pub async fn start(env: Env, cfg: ServerConfig) -> Result<ServerHandle, ServerEr
         sites: Mutex::default(),
         enroll_limiter: Mutex::default(),
         names: Mutex::new(agent_names),
+        seen: Mutex::new(std::collections::HashMap::new()),
         migration,
     });
     shared.resume_upgrades();
@@ -1404,13 +1423,48 @@ impl Shared {
             .collect()
     }
 
-    /// The agent was heard from (its channel Auth, its tunnel Hello, a
-    /// heartbeat on either): its stored `last_seen_us` is now.
+    /// The agent was heard from (a heartbeat on either channel): the time
+    /// is kept in memory and written to the store when the stored one is
+    /// [`LAST_SEEN_STORE_PERIOD`] old.
     pub(crate) fn seen(&self, agent_id: &str) {
-        if let Ok(Some(mut a)) = self.store.agent(agent_id) {
-            a.last_seen_us = Some(self.env.unix_us());
-            let _ = self.store.put_agent(&a);
+        let now = self.env.unix_us();
+        let store = {
+            let mut seen = lock(&self.seen);
+            let period = LAST_SEEN_STORE_PERIOD.as_micros() as u64;
+            match seen.get_mut(agent_id) {
+                Some(s) => {
+                    s.heard_us = now;
+                    let due = now.saturating_sub(s.stored_us) >= period;
+                    if due {
+                        s.stored_us = now;
+                    }
+                    due
+                }
+                None => {
+                    seen.insert(
+                        agent_id.to_string(),
+                        Seen {
+                            heard_us: now,
+                            stored_us: now,
+                        },
+                    );
+                    true
+                }
+            }
+        };
+        if store {
+            if let Ok(Some(mut a)) = self.store.agent(agent_id) {
+                a.last_seen_us = Some(now);
+                let _ = self.store.put_agent(&a);
+            }
         }
+    }
+
+    /// When the agent of `record` was last heard from: the later of the
+    /// stored time and the one in memory.
+    pub(crate) fn last_seen(&self, record: &AgentRecord) -> Option<u64> {
+        let heard = lock(&self.seen).get(&record.agent_id).map(|s| s.heard_us);
+        record.last_seen_us.max(heard)
     }
 
     fn handle_heartbeat(&self, agent_id: &str) {
