@@ -366,7 +366,6 @@ fn the_operators_settle_window_outlasts_the_agents_revert_window() {
 /// session of the old version" for "the old agent exited": done, while the
 /// old agent, still armed, reverted at 180 s and 1.0.0 ran on.
 #[test]
-#[ignore = "fails: the operator settles done on no session of the old version, see the next commit"]
 fn seed_40_a_sound_build_and_a_restart_at_90_1_s() {
     let out = sim::run::run(&spec(40, None, Power::Restart(90_100))).unwrap();
     let r = check(&out.outcome);
