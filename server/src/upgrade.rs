@@ -204,8 +204,13 @@ impl Coordinator {
     // Settled by observation alone (fixed operator only), once the old
     // agent's revert window has passed since the cutover, when one version
     // heartbeats and no session of the other is left:
-    // - the new one, and no stop went out: the old agent is gone (it died
-    //   before the stop could reach it): done;
+    // - the new one: the old agent is gone (it acted on the stop and its
+    //   `done` report was lost, or it died before a stop could reach it):
+    //   done. Before the window has passed, no session of the old version
+    //   proves nothing: a stop that was sent may not have arrived, and an
+    //   old agent that is only disconnected (a network outage, the server
+    //   itself restarted and the old agent has not reconnected yet) is
+    //   still armed and reverts when its window ends;
     // - the old one: the new one is gone (a restart ended the trial and the
     //   boot guard brought the old version back, which knows nothing of
     //   the upgrade and ignores a stop): reverted.
@@ -228,7 +233,7 @@ impl Coordinator {
         if cutover.is_none_or(|c| now_us < c + ALONE_AFTER_US) {
             return;
         }
-        let (phase, reason) = if version == r.to_version && !s.old_live && r.stops_sent == 0 {
+        let (phase, reason) = if version == r.to_version && !s.old_live {
             (
                 OpPhase::Done,
                 "no session of the old version is left and the new one heartbeats past the revert window: it runs alone",
@@ -261,15 +266,6 @@ impl Coordinator {
             r.go(OpPhase::Stopping, now_us);
             d.changed = true;
             d.send_stop = true;
-        }
-    }
-
-    fn decide_done(&self, r: &mut UpgradeRecord, s: Sessions, now_us: u64, d: &mut Decision) {
-        // Done by observation: the stop went out, the old agent's sessions
-        // are gone and the new version heartbeats.
-        if r.phase == OpPhase::Stopping && !s.old_live && r.new_heartbeat_us.is_some() {
-            r.go(OpPhase::Done, now_us);
-            d.changed = true;
         }
     }
 
@@ -329,7 +325,6 @@ impl Coordinator {
             d.changed = true;
         }
         self.decide_stop(r, s, now_us, &mut d);
-        self.decide_done(r, s, now_us, &mut d);
         self.decide_alone(r, s, now_us, version, &mut d);
         d
     }
@@ -347,7 +342,6 @@ impl Coordinator {
             ..Decision::default()
         };
         self.decide_stop(r, s, now_us, &mut d);
-        self.decide_done(r, s, now_us, &mut d);
         d
     }
 }
@@ -729,8 +723,8 @@ mod tests {
                 .send_stop
         );
         assert!(!FIXED.handle_sessions(&mut r, 7 * S, OLD).send_stop);
-        // The old agent's sessions are gone and the new one heartbeats: done.
-        let d = FIXED.handle_heartbeat(&mut r, 35 * S, "1.1.0", NO_OLD);
+        // The old agent reports that it acted on the stop: done.
+        let d = report(FIXED, &mut r, 8, "done");
         assert!(d.changed && !d.send_stop);
         assert_eq!(r.phase, OpPhase::Done);
         let phases: Vec<_> = r.history.iter().map(|c| c.phase.name()).collect();
@@ -799,6 +793,39 @@ mod tests {
         let d = FIXED.handle_sessions(&mut r, 62 * S, OLD);
         assert!(d.send_stop && !d.send_upgrade);
         assert_eq!(r.stops_sent, 1);
+    }
+
+    #[test]
+    fn no_session_of_the_old_version_after_the_stop_is_not_done() {
+        // The property's seed 40, server restarted at 90.1 s: the stop went
+        // out at 90.095 s, the restart lost it on the old agent's session,
+        // and the new version's session came back first. That the old
+        // version has no session proves nothing: it is still armed.
+        let mut r = rec();
+        report(FIXED, &mut r, 3, "cutover-ready");
+        assert!(
+            FIXED
+                .handle_heartbeat(&mut r, 33 * S, "1.1.0", BOTH)
+                .send_stop
+        );
+        FIXED.handle_sessions(&mut r, 34 * S, NO_OLD);
+        FIXED.handle_heartbeat(&mut r, 60 * S, "1.1.0", NO_OLD);
+        assert_eq!(r.phase, OpPhase::Stopping);
+        // It reconnects (no second stop) and, its window over, reports reverted.
+        assert!(!FIXED.handle_sessions(&mut r, 61 * S, BOTH).send_stop);
+        let d = FIXED.handle_report(&mut r, 123 * S, "1.1.0", "reverted", Some("timeout"), OLD);
+        assert!(d.changed && !d.send_stop);
+        assert_eq!((r.phase, r.stops_sent), (OpPhase::Reverted, 1));
+        // Had it acted on the stop (and its report been lost), the new
+        // version alone past the window is done.
+        let mut r = rec();
+        report(FIXED, &mut r, 3, "cutover-ready");
+        FIXED.handle_heartbeat(&mut r, 33 * S, "1.1.0", BOTH);
+        FIXED.handle_heartbeat(&mut r, 3 * S + ALONE_AFTER_US - 1, "1.1.0", NO_OLD);
+        assert_eq!(r.phase, OpPhase::Stopping);
+        let d = FIXED.handle_heartbeat(&mut r, 3 * S + ALONE_AFTER_US, "1.1.0", NO_OLD);
+        assert!(d.changed && !d.send_stop);
+        assert_eq!((r.phase, r.stops_sent), (OpPhase::Done, 1));
     }
 
     #[test]

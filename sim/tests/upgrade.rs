@@ -357,3 +357,27 @@ fn the_operators_settle_window_outlasts_the_agents_revert_window() {
         server::upgrade::ALONE_AFTER_US
     );
 }
+
+/// Regression (`UPGRADE_PROPERTY_SEEDS=40` found it): seed 40, a sound
+/// build, the server restarted at 90.1 s. The operator sent the stop at
+/// 90.095 s to both sessions; the restart lost it on the old agent's, only
+/// the new agent got it (`upgrade.stop_received`, acted false). The new
+/// version's session came back first (90.78 s), and the operator took "no
+/// session of the old version" for "the old agent exited": done, while the
+/// old agent, still armed, reverted at 180 s and 1.0.0 ran on.
+#[test]
+fn seed_40_a_sound_build_and_a_restart_at_90_1_s() {
+    let out = sim::run::run(&spec(40, None, Power::Restart(90_100))).unwrap();
+    let r = check(&out.outcome);
+    if r.is_err() {
+        for e in out
+            .events
+            .iter()
+            .filter(|e| e.event.starts_with("upgrade."))
+        {
+            let fields = serde_json::Value::Object(e.fields.clone());
+            println!("{:>10} {:<12} {:<28} {fields}", e.t_us, e.host, e.event);
+        }
+    }
+    r.unwrap();
+}
