@@ -1205,10 +1205,16 @@ impl Shared {
             .push(agent_id.to_string());
     }
 
+    /// The newest unrevoked agent enrolled as `name`: read through the name
+    /// index, so an operator action costs the agents of that name, not a
+    /// scan of the fleet. Candidates go in the store's key order, so a tie
+    /// in enrollment time picks what a scan of the store would.
     fn agent_by_name(&self, name: &str) -> Option<AgentRecord> {
-        let agents = self.store.agents().ok()?;
-        agents
-            .into_iter()
+        let mut ids = lock(&self.names).get(name).cloned().unwrap_or_default();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.iter()
+            .filter_map(|id| self.store.agent(id).ok().flatten())
             .filter(|a| a.name == name && !a.revoked)
             .max_by_key(|a| a.enrolled_at_us)
     }
