@@ -361,13 +361,25 @@ fn a_copied_binary_has_the_catalogue_and_replays_from_anywhere() {
     let bin = tmp.join("simbench");
     std::fs::copy(env!("CARGO_BIN_EXE_simbench"), &bin).unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(&bin)
-            .args(args)
+        let mut cmd = Command::new(&bin);
+        cmd.args(args)
             .current_dir(&*tmp)
             .env_remove("SIMBENCH_SCENARIOS")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
+            .env_remove("RUST_LOG");
+        // The copy's write descriptor can live on for a moment in a child
+        // that another test thread forked while it was open (until that
+        // child execs): exec then fails with ETXTBSY. Try again, a bounded
+        // number of times.
+        let mut tries = 0;
+        let out = loop {
+            match cmd.output() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.unwrap(),
+            }
+        };
         (
             out.status.code().unwrap(),
             String::from_utf8(out.stdout).unwrap(),
