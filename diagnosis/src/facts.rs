@@ -228,6 +228,20 @@ fn agent_name(peer: &str) -> Option<&str> {
     (!peer.is_empty() && peer != "?" && peer != "server").then_some(peer)
 }
 
+// The agent named `name`, added when new (no key allocated for one known).
+fn entry<'m>(agents: &'m mut BTreeMap<String, Agent>, name: &str) -> &'m mut Agent {
+    if !agents.contains_key(name) {
+        agents.insert(
+            name.to_string(),
+            Agent {
+                name: name.to_string(),
+                ..Agent::default()
+            },
+        );
+    }
+    agents.get_mut(name).expect("just added")
+}
+
 /// Builds the per-agent facts of a view, keyed (and so sorted) by name.
 pub(crate) fn agents(log: &Log<'_>) -> BTreeMap<String, Agent> {
     let mut agents: BTreeMap<String, Agent> = BTreeMap::new();
@@ -241,10 +255,7 @@ pub(crate) fn agents(log: &Log<'_>) -> BTreeMap<String, Agent> {
             let Some(name) = agent_name(&r.peer) else {
                 continue;
             };
-            let a = agents.entry(name.to_string()).or_insert_with(|| Agent {
-                name: name.to_string(),
-                ..Agent::default()
-            });
+            let a = entry(&mut agents, name);
             if r.frame == FrameKind::Quic {
                 continue; // the tunnel, not the command channel
             }
@@ -302,16 +313,15 @@ pub(crate) fn agents(log: &Log<'_>) -> BTreeMap<String, Agent> {
                 _ => {}
             }
         } else if let Some(name) = r.point.strip_prefix("agent:") {
-            let a = agents.entry(name.to_string()).or_insert_with(|| Agent {
-                name: name.to_string(),
-                ..Agent::default()
-            });
+            let a = entry(&mut agents, name);
             a.has_point = true;
             if r.frame == FrameKind::Text && r.dir == Dir::Rx && r.stage == Stage::Read {
-                text_reads
-                    .entry(name.to_string())
-                    .or_default()
-                    .push((n, r.t_us, r.msg.clone()));
+                match text_reads.get_mut(name) {
+                    Some(v) => v.push((n, r.t_us, r.msg.clone())),
+                    None => {
+                        text_reads.insert(name.to_string(), vec![(n, r.t_us, r.msg.clone())]);
+                    }
+                }
                 match (&r.msg, &r.command_id) {
                     (None, _) => {
                         a.bad_reads.push(n);
@@ -339,10 +349,10 @@ pub(crate) fn agents(log: &Log<'_>) -> BTreeMap<String, Agent> {
         }
         let by_peer = agent_name(&r.peer).filter(|p| agents.contains_key(*p));
         let by_cmd = r.command_id.as_ref().and_then(|id| owner.get(id));
-        let Some(name) = by_peer.map(str::to_string).or_else(|| by_cmd.cloned()) else {
+        let Some(name) = by_peer.or(by_cmd.map(String::as_str)) else {
             continue;
         };
-        let a = agents.get_mut(&name).expect("owner is a known agent");
+        let a = agents.get_mut(name).expect("owner is a known agent");
         a.paths.entry(r.point.clone()).or_insert(n);
         if r.frame == FrameKind::Text && r.msg.as_deref() == Some("Command") {
             if let Some(id) = &r.command_id {
@@ -357,11 +367,9 @@ pub(crate) fn agents(log: &Log<'_>) -> BTreeMap<String, Agent> {
 
     for &(en, e) in &log.events {
         let field = |k: &str| e.fields.get(k).and_then(Value::as_str);
-        let subject = field("agent")
-            .map(str::to_string)
-            .or_else(|| e.host.strip_prefix("agent:").map(str::to_string));
+        let subject = field("agent").or_else(|| e.host.strip_prefix("agent:"));
         let Some(name) = subject else { continue };
-        let Some(a) = agents.get_mut(&name) else {
+        let Some(a) = agents.get_mut(name) else {
             continue;
         };
         if e.event == "registry.evicted" {
@@ -376,10 +384,10 @@ pub(crate) fn agents(log: &Log<'_>) -> BTreeMap<String, Agent> {
                 });
             }
         }
-        if e.event == "channel.bad_message" && e.host == format!("agent:{name}") {
+        if e.event == "channel.bad_message" && e.host.strip_prefix("agent:") == Some(name) {
             // Tie it to the agent's latest Text read at or before it.
             let read = text_reads
-                .get(&name)
+                .get(name)
                 .and_then(|v| v.iter().rev().find(|(_, t, _)| *t <= e.t_us));
             match read {
                 Some((rn, _, msg)) if msg.is_none() || msg.as_deref() == Some("Command") => {

@@ -181,8 +181,9 @@ pub fn diagnose(frames: &[FrameRecord], events: &[EventRecord], view: View) -> V
     let mut out = verdicts::decide(&log, &agents);
     // Agents only the events name (never on the command channel): H1..H7
     // are not exercised.
+    let known: std::collections::BTreeSet<String> = out.iter().map(|d| d.agent.clone()).collect();
     for name in named::agents(&log) {
-        if out.iter().all(|d| d.agent != name) {
+        if !known.contains(&name) {
             out.push(Diagnosis {
                 agent: name.clone(),
                 view,

@@ -180,6 +180,12 @@ fn facts<'a>(log: &Log<'a>) -> BTreeMap<String, Facts<'a>> {
     m
 }
 
+/// What the view's logs say once for every agent.
+struct Shared {
+    /// The server's `enroll.unavailable` events (they name no agent).
+    unavailable: usize,
+}
+
 /// Collects verdicts and next steps for one agent.
 struct Out {
     verdicts: Vec<Verdict>,
@@ -227,6 +233,13 @@ fn ns(v: &[Ev<'_>]) -> Vec<usize> {
 
 /// The named verdicts and next steps of every agent of the view.
 pub(crate) fn decide(log: &Log<'_>) -> BTreeMap<String, (Vec<Verdict>, Vec<NextStep>)> {
+    let shared = Shared {
+        unavailable: log
+            .events
+            .iter()
+            .filter(|(_, e)| e.host == "server" && e.event == "enroll.unavailable")
+            .count(),
+    };
     let mut out = BTreeMap::new();
     for (name, f) in facts(log) {
         let mut o = Out {
@@ -234,7 +247,7 @@ pub(crate) fn decide(log: &Log<'_>) -> BTreeMap<String, (Vec<Verdict>, Vec<NextS
             next: Vec::new(),
         };
         incident1(log, &name, &f, &mut o);
-        incident3(log, &name, &f, &mut o);
+        incident3(log, &shared, &name, &f, &mut o);
         incident4(log, &name, &f, &mut o);
         incident5(log, &name, &f, &mut o);
         out.insert(name, (o.verdicts, o.next));
@@ -515,7 +528,7 @@ fn per_minute(ts: &[u64]) -> usize {
     best
 }
 
-fn incident3(log: &Log<'_>, name: &str, f: &Facts<'_>, o: &mut Out) {
+fn incident3(log: &Log<'_>, shared: &Shared, name: &str, f: &Facts<'_>, o: &mut Out) {
     let full = log.view == View::Full;
     let enroll = f.any(&[
         "enroll.request",
@@ -673,11 +686,7 @@ fn incident3(log: &Log<'_>, name: &str, f: &Facts<'_>, o: &mut Out) {
             );
         }
     } else {
-        let unnamed = log
-            .events
-            .iter()
-            .filter(|(_, e)| e.host == "server" && e.event == "enroll.unavailable")
-            .count();
+        let unnamed = shared.unavailable;
         for h in ["I3-enroll-unavailable", "I3-transient-storm"] {
             o.put(h, I, Vec::new(), Vec::new(), format!("The server's transient-error events ({unnamed} in the log) do not name the agent."));
         }

@@ -194,29 +194,41 @@ pub(crate) fn queued(log: &Log<'_>, out: &mut [Diagnosis]) {
         .filter(|(_, r)| r.point == "server" && r.msg.as_deref() == Some("Command"))
         .filter_map(|(_, r)| r.command_id.as_deref())
         .collect();
-    for d in out.iter_mut() {
-        let mut ids: Vec<(usize, String)> = Vec::new();
-        for (n, e) in &log.events {
-            if e.host == "server"
-                && e.event == "command.dispatched"
-                && field(e, "agent").as_deref() == Some(d.agent.as_str())
-            {
-                if let Some(id) = field(e, "command_id") {
-                    if !offered.contains(id.as_str()) && log.decided(e.t_us) {
-                        ids.push((*n, id));
-                    }
+    // One pass over the events: the commands dispatched per agent that were
+    // never offered, and every status event per command, in file order.
+    let mut waiting: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+    let mut states: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+    for (n, e) in &log.events {
+        if e.host == "server" && e.event == "command.dispatched" {
+            if let (Some(agent), Some(id)) = (field(e, "agent"), field(e, "command_id")) {
+                if !offered.contains(id.as_str()) && log.decided(e.t_us) {
+                    waiting.entry(agent).or_default().push((*n, id));
                 }
             }
         }
+        if e.event == "command.status" {
+            if let (Some(id), Some(status)) = (field(e, "command_id"), field(e, "status")) {
+                states.entry(id).or_default().push((*n, status));
+            }
+        }
+    }
+    if waiting.is_empty() {
+        return;
+    }
+    // The server's command-channel records per agent, for the evidence.
+    let mut channel: BTreeMap<&str, Vec<&(usize, &records::frame::FrameRecord)>> = BTreeMap::new();
+    for f in &log.frames {
+        if f.1.point == "server" && f.1.frame != FrameKind::Quic {
+            channel.entry(f.1.peer.as_str()).or_default().push(f);
+        }
+    }
+    let none = Vec::new();
+    for d in out.iter_mut() {
+        let Some(ids) = waiting.remove(&d.agent) else {
+            continue;
+        };
         for (n, id) in ids {
-            let states: Vec<(usize, String)> = log
-                .events
-                .iter()
-                .filter(|(_, e)| {
-                    e.event == "command.status" && field(e, "command_id").as_deref() == Some(&id)
-                })
-                .filter_map(|(sn, e)| field(e, "status").map(|s| (*sn, s)))
-                .collect();
+            let states = states.get(&id).unwrap_or(&none);
             if states.iter().any(|(_, s)| s == "acked" || s == "completed") {
                 continue;
             }
@@ -225,7 +237,8 @@ pub(crate) fn queued(log: &Log<'_>, out: &mut [Diagnosis]) {
                 .map_or_else(|| "pending".to_string(), |s| s.1.clone());
             let mut events = vec![n];
             events.extend(states.iter().map(|s| s.0));
-            let (records, reason) = last_connection(log, &d.agent);
+            let recs = channel.get(d.agent.as_str()).map_or(&[][..], Vec::as_slice);
+            let (records, reason) = last_connection(recs);
             d.queued.push(Queued {
                 command_id: id.clone(),
                 status,
@@ -238,13 +251,9 @@ pub(crate) fn queued(log: &Log<'_>, out: &mut [Diagnosis]) {
 }
 
 /// What the server saw on the agent's last command-channel connection:
-/// the last Pong, the unanswered Pings after it, when it went away.
-fn last_connection(log: &Log<'_>, agent: &str) -> (Vec<usize>, String) {
-    let recs: Vec<&(usize, &records::frame::FrameRecord)> = log
-        .frames
-        .iter()
-        .filter(|(_, r)| r.point == "server" && r.peer == agent && r.frame != FrameKind::Quic)
-        .collect();
+/// the last Pong, the unanswered Pings after it, when it went away. `recs`:
+/// the server's command-channel records with the agent, in file order.
+fn last_connection(recs: &[&(usize, &records::frame::FrameRecord)]) -> (Vec<usize>, String) {
     let Some(last) = recs.last() else {
         return (
             Vec::new(),
