@@ -16,21 +16,33 @@
 //!
 //! Payloads are the real TLS records and QUIC packets, so they are
 //! encrypted; the secrets of every session of the run
-//! ([`crate::crypto::SecretLog`]) are in a Decryption Secrets Block ahead of
-//! the packets, so Wireshark and tshark show the HTTP requests, the
-//! WebSocket frames and the QUIC streams inside without a key log file.
+//! ([`crate::crypto::SecretLog`]) are in Decryption Secrets Blocks, each
+//! written just before the first packet that follows the secrets' logging,
+//! so every secret precedes the packets it decrypts (the placement the
+//! pcapng format asks for, and what lets tshark decrypt in one pass):
+//! Wireshark and tshark show the HTTP requests, the WebSocket frames and
+//! the QUIC streams inside without a key log file.
 //! The capture repeats byte for byte with the seed: TLS randoms and key
 //! shares come from the seeded provider ([`crate::crypto`]), QUIC's from
 //! seeded configurations, and the agent's WebSocket masks from its
 //! handshake key ([`proto::ws::KeyedMasks`]).
+//!
+//! A capture goes to memory ([`Capture::new`]) or to a file as the run
+//! makes it ([`Capture::to_file`]): a 10,000-agent run sends about a GB of
+//! packets, which a file-backed capture never holds, and a run that fails
+//! half way leaves on disk what it captured so far.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::frame::Dir;
+use sha2::Digest;
 
+use crate::crypto::SecretLog;
 use crate::net::DatagramTap;
 
 /// The packets of one run, in the order they were sent.
@@ -39,21 +51,81 @@ pub struct Capture {
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     epoch_unix_s: u64,
-    // The packets as pcapng Enhanced Packet Blocks back to back, in the
-    // order they were sent. The world runs hosts one after another
-    // and lets a lagging host catch up, so that order is not always
-    // simulated-time order.
-    records: Vec<u8>,
+    // Where the blocks go: the section header and interface first, then
+    // secrets and packets as they come.
+    sink: Sink,
     count: usize,
     last_us: u64,
+    // The world runs hosts one after another; a host that ran late would
+    // stamp a packet earlier than one already written. Then the file is
+    // put in time order when it is finished ([`in_time_order`]).
     out_of_order: bool,
     // The address of each network owner's host, for UDP sockets bound to
     // 0.0.0.0 (the world fills the host's address in only on the wire).
     owners: BTreeMap<String, Ipv4Addr>,
     ip_id: u16,
+    // The run's secrets, and how much of their text is in the file.
+    secrets: Option<Arc<SecretLog>>,
+    secrets_written: usize,
+    // One block being built (reused: no allocation per packet).
+    scratch: Vec<u8>,
+}
+
+/// Where a capture's bytes go.
+#[derive(Debug)]
+enum Sink {
+    Memory(Vec<u8>),
+    File {
+        path: PathBuf,
+        out: std::io::BufWriter<std::fs::File>,
+        hash: sha2::Sha256,
+        bytes: u64,
+        // The first write that failed; nothing more is written after it.
+        error: Option<String>,
+    },
+}
+
+impl Sink {
+    fn put(&mut self, block: &[u8]) {
+        match self {
+            Sink::Memory(v) => v.extend_from_slice(block),
+            Sink::File {
+                out,
+                hash,
+                bytes,
+                error,
+                ..
+            } => {
+                if error.is_some() {
+                    return;
+                }
+                match out.write_all(block) {
+                    Ok(()) => {
+                        hash.update(block);
+                        *bytes += block.len() as u64;
+                    }
+                    Err(e) => *error = Some(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// A capture written to a file: where, its size and SHA-256, or why it
+/// could not be written whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptureFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// The first write that failed (the file then holds what came before).
+    pub error: Option<String>,
 }
 
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -74,15 +146,82 @@ fn v4(ip: IpAddr) -> Ipv4Addr {
     }
 }
 
+// The file's head: Section Header Block (byte-order magic, version 1.0,
+// length unknown) and one Interface Description Block (raw IPv4,
+// microsecond timestamps, the default).
+fn head() -> Vec<u8> {
+    let mut head = Vec::with_capacity(128);
+    let mut shb = Vec::new();
+    shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+    shb.extend_from_slice(&1u16.to_le_bytes());
+    shb.extend_from_slice(&0u16.to_le_bytes());
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    option(&mut shb, 4, b"simbench"); // shb_userappl
+    end_of_options(&mut shb);
+    block(&mut head, 0x0a0d_0d0a, &shb);
+    let mut idb = Vec::new();
+    idb.extend_from_slice(&101u16.to_le_bytes()); // LINKTYPE_RAW
+    idb.extend_from_slice(&0u16.to_le_bytes());
+    idb.extend_from_slice(&65_535u32.to_le_bytes()); // snaplen
+    option(&mut idb, 2, b"sim"); // if_name
+    end_of_options(&mut idb);
+    block(&mut head, 1, &idb);
+    head
+}
+
+// A Decryption Secrets Block of TLS key log lines (0x544c534b "TLSK").
+fn secrets_block(out: &mut Vec<u8>, key_log: &[u8]) {
+    let mut dsb = Vec::with_capacity(8 + key_log.len() + 3);
+    dsb.extend_from_slice(&0x544c_534bu32.to_le_bytes());
+    dsb.extend_from_slice(&(key_log.len() as u32).to_le_bytes());
+    dsb.extend_from_slice(key_log);
+    pad(&mut dsb);
+    block(out, 0x0000_000a, &dsb);
+}
+
 impl Capture {
-    /// An empty capture whose timestamps count from `epoch_unix_s`.
+    /// An empty capture in memory whose timestamps count from `epoch_unix_s`.
     pub fn new(epoch_unix_s: u64) -> Capture {
+        Capture::with_sink(epoch_unix_s, Sink::Memory(Vec::new()))
+    }
+
+    /// A capture written to `path` (created or truncated) as packets come.
+    pub fn to_file(epoch_unix_s: u64, path: &Path) -> std::io::Result<Capture> {
+        let file = std::fs::File::create(path)?;
+        Ok(Capture::with_sink(
+            epoch_unix_s,
+            Sink::File {
+                path: path.to_path_buf(),
+                out: std::io::BufWriter::with_capacity(1 << 16, file),
+                hash: sha2::Sha256::new(),
+                bytes: 0,
+                error: None,
+            },
+        ))
+    }
+
+    fn with_sink(epoch_unix_s: u64, mut sink: Sink) -> Capture {
+        sink.put(&head());
         Capture {
             state: Mutex::new(State {
                 epoch_unix_s,
-                ..State::default()
+                sink,
+                count: 0,
+                last_us: 0,
+                out_of_order: false,
+                owners: BTreeMap::new(),
+                ip_id: 0,
+                secrets: None,
+                secrets_written: 0,
+                scratch: Vec::new(),
             }),
         }
+    }
+
+    /// The run's secrets: what they hold is written into the capture ahead
+    /// of the next packet.
+    pub fn keep_secrets(&self, secrets: Arc<SecretLog>) {
+        lock(&self.state).secrets = Some(secrets);
     }
 
     /// Tells which host address each network owner (`server`, an agent's
@@ -109,53 +248,69 @@ impl Capture {
     pub fn tcp(&self, src: SocketAddr, dst: SocketAddr, segment: &[u8]) {
         let t = now_us();
         let mut s = lock(&self.state);
-        s.ip(t, v4(src.ip()), v4(dst.ip()), 6, segment.to_vec(), 16);
+        s.ip(t, v4(src.ip()), v4(dst.ip()), 6, segment, 16);
     }
 
-    /// The pcapng file, taking the packets out of the capture: a section
-    /// header, one raw-IPv4 interface, the run's TLS secrets `key_log` (NSS
-    /// key log text) in a Decryption Secrets Block when there are any, then
-    /// one Enhanced Packet Block per packet, in time order.
-    pub fn take_pcapng(&self, key_log: &str) -> Vec<u8> {
+    /// The pcapng file of an in-memory capture, taking the packets out of
+    /// it: a section header, one raw-IPv4 interface, then Decryption
+    /// Secrets Blocks and Enhanced Packet Blocks, every secret before the
+    /// packets after it, in time order. Empty for a capture to a file.
+    pub fn take_pcapng(&self) -> Vec<u8> {
         let mut s = lock(&self.state);
-        let mut records = std::mem::take(&mut s.records);
-        if std::mem::take(&mut s.out_of_order) {
-            records = in_time_order(&records);
-        }
+        s.write_secrets();
+        let out_of_order = std::mem::take(&mut s.out_of_order);
         s.count = 0;
         s.last_us = 0;
-        let mut head = Vec::with_capacity(128 + key_log.len());
-        // Section Header Block: byte-order magic, version 1.0, length unknown.
-        let mut shb = Vec::new();
-        shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
-        shb.extend_from_slice(&1u16.to_le_bytes());
-        shb.extend_from_slice(&0u16.to_le_bytes());
-        shb.extend_from_slice(&(-1i64).to_le_bytes());
-        option(&mut shb, 4, b"simbench"); // shb_userappl
-        end_of_options(&mut shb);
-        block(&mut head, 0x0a0d_0d0a, &shb);
-        // Interface Description Block: raw IPv4, microsecond timestamps (the default).
-        let mut idb = Vec::new();
-        idb.extend_from_slice(&101u16.to_le_bytes()); // LINKTYPE_RAW
-        idb.extend_from_slice(&0u16.to_le_bytes());
-        idb.extend_from_slice(&65_535u32.to_le_bytes()); // snaplen
-        option(&mut idb, 2, b"sim"); // if_name
-        end_of_options(&mut idb);
-        block(&mut head, 1, &idb);
-        if !key_log.is_empty() {
-            // Decryption Secrets Block, TLS key log (0x544c534b "TLSK").
-            let mut dsb = Vec::new();
-            dsb.extend_from_slice(&0x544c_534bu32.to_le_bytes());
-            dsb.extend_from_slice(&(key_log.len() as u32).to_le_bytes());
-            dsb.extend_from_slice(key_log.as_bytes());
-            pad(&mut dsb);
-            block(&mut head, 0x0000_000a, &dsb);
+        let Sink::Memory(v) = &mut s.sink else {
+            return Vec::new();
+        };
+        let file = std::mem::replace(v, head());
+        if out_of_order {
+            in_time_order(&file)
+        } else {
+            file
         }
-        // The packets are Enhanced Packet Blocks already: the head goes in
-        // front of them in place (a long run's capture is hundreds of MB,
-        // and a second copy of it would double the run's peak memory).
-        records.splice(0..0, head);
-        records
+    }
+
+    /// Finishes a capture to a file: the last secrets, flushed, put in time
+    /// order if a packet came late. `None` for a capture in memory.
+    pub fn finish_file(&self) -> Option<CaptureFile> {
+        let mut s = lock(&self.state);
+        s.write_secrets();
+        let out_of_order = s.out_of_order;
+        let Sink::File {
+            path,
+            out,
+            hash,
+            bytes,
+            error,
+        } = &mut s.sink
+        else {
+            return None;
+        };
+        if error.is_none() {
+            if let Err(e) = out.flush() {
+                *error = Some(e.to_string());
+            }
+        }
+        let mut done = CaptureFile {
+            path: path.clone(),
+            bytes: *bytes,
+            sha256: hex::encode(hash.clone().finalize()),
+            error: error.clone(),
+        };
+        if out_of_order && done.error.is_none() {
+            // Rare (a host ran late): read it back and rewrite it in order.
+            let sorted = std::fs::read(&done.path).map(|f| in_time_order(&f));
+            match sorted.and_then(|f| std::fs::write(&done.path, &f).map(|()| f)) {
+                Ok(f) => {
+                    done.bytes = f.len() as u64;
+                    done.sha256 = hex::encode(sha2::Sha256::digest(&f));
+                }
+                Err(e) => done.error = Some(e.to_string()),
+            }
+        }
+        Some(done)
     }
 }
 
@@ -195,87 +350,112 @@ impl State {
         seg.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
         seg.extend_from_slice(&[0, 0]);
         seg.extend_from_slice(payload);
-        self.ip(t, v4(src.ip()), v4(dst.ip()), 17, seg, 6);
+        self.ip(t, v4(src.ip()), v4(dst.ip()), 17, &seg, 6);
     }
 
-    // Wraps a transport segment in an IPv4 header and fills in both
-    // checksums (`sum_at`: where the transport checksum goes).
-    fn ip(
-        &mut self,
-        t: u64,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        proto: u8,
-        mut seg: Vec<u8>,
-        sum_at: usize,
-    ) {
-        let mut pseudo = Vec::with_capacity(12);
-        pseudo.extend_from_slice(&src.octets());
-        pseudo.extend_from_slice(&dst.octets());
-        pseudo.extend_from_slice(&[0, proto]);
-        pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
-        let mut sum = checksum(&[&pseudo, &seg]);
+    // The secrets logged since the last block, in a block of their own.
+    fn write_secrets(&mut self) {
+        let Some(log) = &self.secrets else {
+            return;
+        };
+        let Some(new) = log.since(self.secrets_written) else {
+            return;
+        };
+        self.secrets_written += new.len();
+        self.scratch.clear();
+        secrets_block(&mut self.scratch, new.as_bytes());
+        self.sink.put(&self.scratch);
+    }
+
+    // Wraps a transport segment in an IPv4 header, fills in both checksums
+    // (`sum_at`: where the transport checksum goes) and writes the packet.
+    fn ip(&mut self, t: u64, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, seg: &[u8], sum_at: usize) {
+        self.write_secrets();
+        let mut pseudo = [0u8; 12];
+        pseudo[..4].copy_from_slice(&src.octets());
+        pseudo[4..8].copy_from_slice(&dst.octets());
+        pseudo[9] = proto;
+        pseudo[10..].copy_from_slice(&(seg.len() as u16).to_be_bytes());
+        // The transport checksum over the segment with its checksum field zero.
+        let zero = [0u8; 2];
+        let mut sum = checksum(&[&pseudo, &seg[..sum_at], &zero, &seg[sum_at + 2..]]);
         if proto == 17 && sum == 0 {
             sum = 0xffff; // UDP: zero means "no checksum"
         }
-        seg[sum_at..sum_at + 2].copy_from_slice(&sum.to_be_bytes());
         let total = 20 + seg.len();
-        let mut p = Vec::with_capacity(total);
-        p.push(0x45);
-        p.push(0);
-        p.extend_from_slice(&(total.min(usize::from(u16::MAX)) as u16).to_be_bytes());
-        p.extend_from_slice(&self.ip_id.to_be_bytes());
+        let mut ip = [0u8; 20];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(total.min(usize::from(u16::MAX)) as u16).to_be_bytes());
+        ip[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
         self.ip_id = self.ip_id.wrapping_add(1);
-        p.extend_from_slice(&[0x40, 0]); // don't fragment
-        p.push(64);
-        p.push(proto);
-        p.extend_from_slice(&[0, 0]);
-        p.extend_from_slice(&src.octets());
-        p.extend_from_slice(&dst.octets());
-        let header_sum = checksum(&[&p]);
-        p[10..12].copy_from_slice(&header_sum.to_be_bytes());
-        p.extend_from_slice(&seg);
+        ip[6] = 0x40; // don't fragment
+        ip[8] = 64;
+        ip[9] = proto;
+        ip[12..16].copy_from_slice(&src.octets());
+        ip[16..20].copy_from_slice(&dst.octets());
+        let header_sum = checksum(&[&ip]);
+        ip[10..12].copy_from_slice(&header_sum.to_be_bytes());
         self.out_of_order |= t < self.last_us;
         self.last_us = self.last_us.max(t);
         // Enhanced Packet Block: interface 0, microseconds since the Unix
         // epoch (high and low words), captured and original length, the
         // packet padded to 4 bytes, the block's length again.
         let ts = self.epoch_unix_s * 1_000_000 + t;
-        let padded = p.len().div_ceil(4) * 4;
-        let total = (32 + padded) as u32;
-        self.records.extend_from_slice(&6u32.to_le_bytes());
-        self.records.extend_from_slice(&total.to_le_bytes());
-        self.records.extend_from_slice(&0u32.to_le_bytes());
-        self.records
-            .extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
-        self.records.extend_from_slice(&(ts as u32).to_le_bytes());
-        self.records
-            .extend_from_slice(&(p.len() as u32).to_le_bytes());
-        self.records
-            .extend_from_slice(&(p.len() as u32).to_le_bytes());
-        self.records.extend_from_slice(&p);
-        self.records
-            .resize(self.records.len() + padded - p.len(), 0);
-        self.records.extend_from_slice(&total.to_le_bytes());
+        let padded = total.div_ceil(4) * 4;
+        let block_len = (32 + padded) as u32;
+        let b = &mut self.scratch;
+        b.clear();
+        b.extend_from_slice(&6u32.to_le_bytes());
+        b.extend_from_slice(&block_len.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        b.extend_from_slice(&(ts as u32).to_le_bytes());
+        b.extend_from_slice(&(total as u32).to_le_bytes());
+        b.extend_from_slice(&(total as u32).to_le_bytes());
+        b.extend_from_slice(&ip);
+        b.extend_from_slice(&seg[..sum_at]);
+        b.extend_from_slice(&sum.to_be_bytes());
+        b.extend_from_slice(&seg[sum_at + 2..]);
+        b.resize(b.len() + padded - total, 0);
+        b.extend_from_slice(&block_len.to_le_bytes());
+        self.sink.put(&self.scratch);
         self.count += 1;
     }
 }
 
-/// Enhanced Packet Blocks sorted by their timestamps; blocks with equal
-/// times keep their order.
-fn in_time_order(records: &[u8]) -> Vec<u8> {
-    let word = |at: usize| u32::from_le_bytes(records[at..at + 4].try_into().expect("4 bytes"));
-    let mut index = Vec::new();
+/// A whole capture file put in time order: its head (section header,
+/// interface), every secret in one Decryption Secrets Block ahead of every
+/// packet, then the Enhanced Packet Blocks sorted by their timestamps
+/// (blocks with equal times keep their order).
+fn in_time_order(file: &[u8]) -> Vec<u8> {
+    let word = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().expect("4 bytes"));
+    let mut head = Vec::new();
+    let mut secrets = Vec::new();
+    let mut packets = Vec::new();
     let mut at = 0;
-    while at < records.len() {
-        let len = word(at + 4) as usize;
-        index.push(((word(at + 12), word(at + 16)), at, len));
+    while at + 12 <= file.len() {
+        let (kind, len) = (word(at), word(at + 4) as usize);
+        if len < 12 || at + len > file.len() {
+            break;
+        }
+        match kind {
+            6 => packets.push(((word(at + 12), word(at + 16)), at, len)),
+            0x0a => {
+                let n = word(at + 12) as usize;
+                secrets.extend_from_slice(&file[at + 16..(at + 16 + n).min(at + len - 4)]);
+            }
+            _ => head.extend_from_slice(&file[at..at + len]),
+        }
         at += len;
     }
-    index.sort_by_key(|(t, _, _)| *t);
-    let mut out = Vec::with_capacity(records.len());
-    for (_, at, len) in index {
-        out.extend_from_slice(&records[at..at + len]);
+    packets.sort_by_key(|(t, _, _)| *t);
+    let mut out = Vec::with_capacity(file.len());
+    out.extend_from_slice(&head);
+    if !secrets.is_empty() {
+        secrets_block(&mut out, &secrets);
+    }
+    for (_, at, len) in packets {
+        out.extend_from_slice(&file[at..at + len]);
     }
     out
 }
@@ -385,7 +565,7 @@ mod tests {
                 s.udp(t, a, b, &[byte]);
             }
         }
-        let order: Vec<(u32, u8)> = packets(&c.take_pcapng(""))
+        let order: Vec<(u32, u8)> = packets(&c.take_pcapng())
             .iter()
             .map(|((_, us), p)| (*us, p[28]))
             .collect();
@@ -420,7 +600,7 @@ mod tests {
             payload: b"hello".to_vec(),
         };
         c.tcp(a, b, &seg.encode());
-        let all = packets(&c.take_pcapng(""));
+        let all = packets(&c.take_pcapng());
         assert!(c.is_empty(), "taken out");
         let (_, p) = &all[0];
         assert_eq!(p[9], 6);
@@ -435,8 +615,12 @@ mod tests {
 
     #[test]
     fn the_file_is_pcapng_with_the_secrets_and_raw_ipv4_sent_datagrams_once() {
+        use rustls::KeyLog;
         let c = Capture::new(1_767_225_600);
+        let secrets = Arc::new(SecretLog::default());
+        c.keep_secrets(secrets.clone());
         c.set_owners([("pst-1".to_string(), "192.168.0.3".parse().unwrap())]);
+        secrets.log("CLIENT_TRAFFIC_SECRET_0", &[0], &[0x11]);
         c.datagram(
             "pst-1",
             Dir::Tx,
@@ -451,13 +635,13 @@ mod tests {
             addr("192.168.0.1:4433"),
             b"x",
         );
-        let keys = "CLIENT_TRAFFIC_SECRET_0 00 11\n";
-        let f = c.take_pcapng(keys);
+        let f = c.take_pcapng();
         let all = blocks(&f);
         assert_eq!(all[0].0, 0x0a0d_0d0a, "section header first");
         assert_eq!(&all[0].1[..4], &0x1a2b_3c4du32.to_le_bytes());
         assert_eq!((all[1].0, &all[1].1[..2]), (1, &101u16.to_le_bytes()[..]));
-        // The secrets, in a Decryption Secrets Block before any packet.
+        // The secrets, in a Decryption Secrets Block before the packet.
+        let keys = "CLIENT_TRAFFIC_SECRET_0 00 11\n";
         let (kind, dsb) = &all[2];
         assert_eq!(*kind, 0x0a);
         assert_eq!(&dsb[..4], &0x544c_534bu32.to_le_bytes());
@@ -466,6 +650,7 @@ mod tests {
             keys.len()
         );
         assert_eq!(&dsb[8..8 + keys.len()], keys.as_bytes());
+        assert_eq!(all[3].0, 6);
         // One record (the receive is the sender's datagram, not recorded twice),
         // stamped with the epoch (no simulation runs here: time 0).
         let all = packets(&f);
@@ -475,5 +660,93 @@ mod tests {
         assert_eq!(&p[12..16], &[192, 168, 0, 3], "the owner's host address");
         assert_eq!(p[9], 17);
         assert_eq!(&p[28..], b"quic");
+    }
+
+    // Two secrets logged around two packets, and one after the last.
+    fn secrets_between_packets(c: &Capture) {
+        use rustls::KeyLog;
+        let secrets = Arc::new(SecretLog::default());
+        c.keep_secrets(secrets.clone());
+        let (a, b) = (addr("10.0.0.1:1000"), addr("10.0.0.2:2000"));
+        secrets.log("SERVER_HANDSHAKE_TRAFFIC_SECRET", &[1], &[1]);
+        c.datagram("x", Dir::Tx, a, b, b"one");
+        secrets.log("SERVER_TRAFFIC_SECRET_0", &[1], &[2]);
+        secrets.log("SERVER_TRAFFIC_SECRET_0", &[1], &[2]);
+        c.datagram("x", Dir::Tx, a, b, b"two");
+        secrets.log("EXPORTER_SECRET", &[1], &[3]);
+    }
+
+    #[test]
+    fn each_secret_comes_before_the_packets_sent_after_it_was_logged() {
+        let c = Capture::new(0);
+        secrets_between_packets(&c);
+        let kinds: Vec<(u32, String)> = blocks(&c.take_pcapng())
+            .into_iter()
+            .skip(2)
+            .map(|(k, b)| match k {
+                0x0a => (
+                    k,
+                    String::from_utf8_lossy(&b[8..])
+                        .trim_end_matches('\0')
+                        .to_string(),
+                ),
+                _ => (k, String::from_utf8_lossy(&b[48..]).to_string()),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (0x0a, "SERVER_HANDSHAKE_TRAFFIC_SECRET 01 01\n".to_string()),
+                (6, "one\0".to_string()),
+                (0x0a, "SERVER_TRAFFIC_SECRET_0 01 02\n".to_string()),
+                (6, "two\0".to_string()),
+                (0x0a, "EXPORTER_SECRET 01 03\n".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_capture_to_a_file_is_the_capture_in_memory_with_its_size_and_hash() {
+        let dir = std::env::temp_dir().join(format!("simbench-capture-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("capture.pcapng");
+        let file = Capture::to_file(7, &path).unwrap();
+        secrets_between_packets(&file);
+        assert!(
+            file.take_pcapng().is_empty(),
+            "a file capture holds nothing"
+        );
+        let done = file.finish_file().expect("a file capture");
+        let memory = Capture::new(7);
+        secrets_between_packets(&memory);
+        assert!(memory.finish_file().is_none());
+        let bytes = memory.take_pcapng();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert_eq!(done.path, path);
+        assert_eq!(done.bytes, bytes.len() as u64);
+        assert_eq!(done.sha256, hex::encode(sha2::Sha256::digest(&bytes)));
+        assert_eq!(done.error, None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_late_packet_puts_the_file_in_time_order_with_the_secrets_first() {
+        use rustls::KeyLog;
+        let c = Capture::new(0);
+        let secrets = Arc::new(SecretLog::default());
+        c.keep_secrets(secrets.clone());
+        let (a, b) = (addr("10.0.0.1:1000"), addr("10.0.0.2:2000"));
+        {
+            let mut s = lock(&c.state);
+            s.udp(5, a, b, &[1]);
+            secrets.log("K", &[1], &[1]);
+            s.udp(3, a, b, &[2]);
+        }
+        let all = blocks(&c.take_pcapng());
+        let kinds: Vec<u32> = all.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, [0x0a0d_0d0a, 1, 0x0a, 6, 6]);
+        assert_eq!(&all[2].1[8..16], b"K 01 01\n");
+        let order: Vec<u8> = all[3..].iter().map(|(_, b)| b[20 + 28]).collect();
+        assert_eq!(order, [2, 1], "time 3 before time 5");
     }
 }

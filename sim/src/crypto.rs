@@ -156,6 +156,16 @@ impl SecretLog {
             .text
             .clone()
     }
+
+    /// What was logged after the first `from` bytes of the text, if
+    /// anything was.
+    pub fn since(&self, from: usize) -> Option<String> {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.text
+            .get(from..)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    }
 }
 
 impl rustls::KeyLog for SecretLog {

@@ -33,6 +33,11 @@ impl RunObserver {
         self.secrets.as_ref().map(|s| s.text()).unwrap_or_default()
     }
 
+    /// The secrets being kept, when they are.
+    pub fn secrets(&self) -> Option<Arc<SecretLog>> {
+        self.secrets.clone()
+    }
+
     /// Takes what was recorded so far.
     pub fn take(&self) -> (Vec<FrameRecord>, Vec<EventRecord>) {
         let f = std::mem::take(&mut *self.frames.lock().unwrap_or_else(|e| e.into_inner()));

@@ -340,6 +340,24 @@ pub enum RunError {
     /// The server never came up.
     #[error("the server did not start: {0}")]
     ServerStart(String),
+    /// The capture file could not be created.
+    #[error("cannot create the capture file {path}: {message}")]
+    Capture {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// capture.pcapng as a run left it.
+#[derive(Debug)]
+pub enum Pcap {
+    /// The file's bytes: a capture in memory.
+    Bytes(Vec<u8>),
+    /// A capture written to a file as the run went
+    /// ([`RunOptions::capture_file`]).
+    File(crate::capture::CaptureFile),
 }
 
 /// The result of a run.
@@ -358,7 +376,7 @@ pub struct RunOutput {
     /// SHA-256 of frames.jsonl, events.jsonl and the outcome without the digest.
     pub digest: String,
     /// capture.pcapng, when [`RunOptions::capture`] asked for it.
-    pub pcap: Option<Vec<u8>>,
+    pub pcap: Option<Pcap>,
     /// keylog.txt (every session's TLS secrets, NSS key log format), when
     /// [`RunOptions::key_log`] asked for it.
     pub key_log: Option<String>,
@@ -366,11 +384,15 @@ pub struct RunOutput {
 
 /// How to run, beyond what the scenario says; nothing here changes the run
 /// or its digest.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// Record every packet the hosts send, for capture.pcapng
     /// ([`crate::capture`]), with the sessions' secrets inside.
     pub capture: bool,
+    /// Where to write that capture as the run goes (created or truncated):
+    /// a long run then holds none of it in memory, and one that fails
+    /// leaves what it captured. `None`: in memory, in [`RunOutput::pcap`].
+    pub capture_file: Option<std::path::PathBuf>,
     /// Keep every session's TLS secrets, for keylog.txt.
     pub key_log: bool,
 }
@@ -443,9 +465,21 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
     } else {
         RunObserver::default()
     });
-    let capture = options
-        .capture
-        .then(|| Arc::new(Capture::new(EPOCH_UNIX_S)));
+    let capture = if options.capture {
+        let c = match &options.capture_file {
+            Some(path) => Capture::to_file(EPOCH_UNIX_S, path).map_err(|e| RunError::Capture {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?,
+            None => Capture::new(EPOCH_UNIX_S),
+        };
+        if let Some(secrets) = observer.secrets() {
+            c.keep_secrets(secrets);
+        }
+        Some(Arc::new(c))
+    } else {
+        None
+    };
     let clock = Arc::new(SimClock::new(epoch));
     let agent_sites: BTreeMap<String, String> = spec
         .agents
@@ -877,8 +911,11 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         late_datagrams: w.late_datagrams,
         late_wakes: w.late_wakes,
     };
+    let pcap = capture.map(|c| match c.finish_file() {
+        Some(file) => Pcap::File(file),
+        None => Pcap::Bytes(c.take_pcapng()),
+    });
     let secrets = observer.key_log_text();
-    let pcap = capture.map(|c| c.take_pcapng(&secrets));
     drop(sim);
     let (frames, events) = observer.take();
     let mut output = finish(spec, outcome, frames, events);

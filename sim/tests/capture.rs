@@ -259,12 +259,16 @@ fn capture_of(name: &str) -> Vec<u8> {
         sim::run::RunOptions {
             capture: true,
             key_log: true,
+            ..Default::default()
         },
     )
     .expect("the run finishes");
     let keys = out.key_log.expect("secrets kept");
     assert!(keys.lines().count() >= 4, "{name}: {keys}");
-    out.pcap.expect("captured")
+    let Some(sim::run::Pcap::Bytes(pcap)) = out.pcap else {
+        panic!("{name}: captured in memory")
+    };
+    pcap
 }
 
 #[test]

@@ -387,7 +387,9 @@ fn one_way_loss_end_to_end_one_heartbeat_and_the_dead_session_kept_until_replace
     );
     // The capture shows the agent's TCP retransmitting (same sequence
     // number and data sent again).
-    let pcap = out.pcap.expect("captured");
+    let Some(sim::run::Pcap::Bytes(pcap)) = out.pcap else {
+        panic!("captured in memory")
+    };
     assert!(retransmissions(&pcap) > 5, "{}", retransmissions(&pcap));
     tshark_agrees(&pcap);
 }

@@ -12,7 +12,7 @@ use reports::timeline::TimelineOptions;
 use super::args::OutputFormat;
 use super::settings::{Artifact, Artifacts, RunSettings};
 use super::{replay_command, source, CliError, Exit};
-use crate::run::{RunError, RunOptions, RunOutput};
+use crate::run::{Pcap, RunError, RunOptions, RunOutput};
 use crate::scenario::{evaluate, resolve, Unsupported};
 
 /// A run that went to its end, judged.
@@ -82,8 +82,19 @@ pub(super) fn write_outputs(
     // a 10,000-agent run's capture and frame log are hundreds of MB each,
     // and holding every file at once multiplied the run's peak memory.
     let mut written: Vec<(Artifact, u64, String)> = Vec::new();
+    let mut capture_error = None;
     for a in artifacts.iter().filter(|a| *a != Artifact::Report) {
         let path = dir.join(a.file());
+        if let (Artifact::Capture, Some(Pcap::File(f))) = (a, &output.pcap) {
+            // The run wrote it as it went.
+            if f.path == path {
+                if let Some(e) = &f.error {
+                    capture_error = Some(fail(&path, std::io::Error::other(e.clone())));
+                }
+                written.push((a, f.bytes, f.sha256.clone()));
+                continue;
+            }
+        }
         let (bytes, sha256) = write_hashed(&path, |w| match a {
             Artifact::Report => Ok(()),
             Artifact::Frames => write_jsonl(w, &output.frames),
@@ -91,7 +102,13 @@ pub(super) fn write_outputs(
             Artifact::Html => {
                 w.write_all(reports::html::render(view, &timeline_options()).as_bytes())
             }
-            Artifact::Capture => w.write_all(output.pcap.as_deref().unwrap_or_default()),
+            Artifact::Capture => match &output.pcap {
+                Some(Pcap::Bytes(b)) => w.write_all(b),
+                Some(Pcap::File(f)) => {
+                    std::io::copy(&mut std::fs::File::open(&f.path)?, w).map(drop)
+                }
+                None => Ok(()),
+            },
             Artifact::Keylog => {
                 w.write_all(output.key_log.as_deref().unwrap_or_default().as_bytes())
             }
@@ -105,7 +122,10 @@ pub(super) fn write_outputs(
         std::fs::write(&path, artifacts_json(report, &written)).map_err(|e| fail(&path, e))?;
         names.insert(0, Artifact::Report.file());
     }
-    Ok(names)
+    match capture_error {
+        Some(e) => Err(e),
+        None => Ok(names),
+    }
 }
 
 /// Writes the file at `path` through `body`, counting and hashing the bytes.
@@ -198,10 +218,10 @@ pub(super) fn save(
 /// SHA-256 of a run's capture, when it recorded one.
 pub(super) fn capture_sha256(output: &RunOutput) -> Option<String> {
     use sha2::Digest;
-    output
-        .pcap
-        .as_ref()
-        .map(|p| hex::encode(sha2::Sha256::digest(p)))
+    output.pcap.as_ref().map(|p| match p {
+        Pcap::Bytes(b) => hex::encode(sha2::Sha256::digest(b)),
+        Pcap::File(f) => f.sha256.clone(),
+    })
 }
 
 /// report.json: the outcome document with the run's verdict under
@@ -265,7 +285,23 @@ pub(super) fn run(
     let sc = &loaded.scenario;
     let seed = s.seed.unwrap_or(sc.seed);
     let replay = replay_command(&loaded.shown, seed);
-    let finished = match run_once(sc, Some(seed), s.artifacts.run_options())? {
+    let dir = s
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", dir_name(&sc.name))));
+    let mut options = s.artifacts.run_options();
+    if options.capture {
+        // The capture goes to its file as the run makes it (a large run's
+        // is hundreds of MB, and a failed run leaves it).
+        std::fs::create_dir_all(&dir).map_err(|e| CliError::Write {
+            path: dir.display().to_string(),
+            flag: "--out DIR",
+            source: e,
+        })?;
+        options.capture_file = Some(dir.join(Artifact::Capture.file()));
+    }
+    let capture_file = options.capture_file.clone();
+    let finished = match run_once(sc, Some(seed), options)? {
         Ok(f) => f,
         Err(e) => {
             writeln!(
@@ -273,14 +309,17 @@ pub(super) fn run(
                 "error: scenario `{}` with seed {seed} did not run to its end: {e}",
                 sc.name
             )?;
+            if let Some(path) = capture_file.filter(|p| p.exists()) {
+                writeln!(
+                    err,
+                    "the packets captured until then are in {}",
+                    path.display()
+                )?;
+            }
             writeln!(err, "replay: {replay}")?;
             return Ok(Exit::Failed);
         }
     };
-    let dir = s
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out").join(format!("{}-{seed}", dir_name(&sc.name))));
     let view = RunView {
         scenario: sc,
         outcome: &finished.output.outcome,

@@ -343,6 +343,7 @@ impl Artifacts {
     pub fn run_options(self) -> crate::run::RunOptions {
         crate::run::RunOptions {
             capture: self.contains(Artifact::Capture),
+            capture_file: None,
             key_log: self.contains(Artifact::Keylog),
         }
     }
