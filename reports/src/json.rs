@@ -148,7 +148,12 @@ impl RunVerdict {
 /// untouched; the digest covers the outcome without `digest` and
 /// `verdict`). [`records::outcome::Outcome::from_value`] reads it back.
 pub fn report_json(outcome: &records::outcome::Outcome, verdict: &RunVerdict) -> Value {
-    let mut doc = outcome.to_value();
+    with_verdict(outcome.to_value(), verdict)
+}
+
+/// The same from the outcome document already as JSON
+/// ([`records::outcome::Outcome::to_value`]).
+pub fn with_verdict(mut doc: Value, verdict: &RunVerdict) -> Value {
     if let Value::Object(map) = &mut doc {
         map.insert(
             "verdict".into(),

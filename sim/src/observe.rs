@@ -75,10 +75,20 @@ impl Observer for RunObserver {
 
 /// Serialises records as JSON Lines.
 pub fn to_jsonl<T: serde::Serialize>(records: &[T]) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
+    write_jsonl(&mut out, records).expect("records serialize");
+    String::from_utf8(out).expect("JSON is UTF-8")
+}
+
+/// The same JSON Lines, written to `w` record by record (a long run's frame
+/// log is hundreds of MB: hashing it or writing it needs no copy of it).
+pub fn write_jsonl<T: serde::Serialize>(
+    w: &mut dyn std::io::Write,
+    records: &[T],
+) -> std::io::Result<()> {
     for r in records {
-        out.push_str(&serde_json::to_string(r).expect("records serialize"));
-        out.push('\n');
+        serde_json::to_writer(&mut *w, r)?;
+        w.write_all(b"\n")?;
     }
-    out
+    Ok(())
 }

@@ -1416,8 +1416,6 @@ fn finish(
     frames: Vec<FrameRecord>,
     events: Vec<EventRecord>,
 ) -> RunOutput {
-    let frames_jsonl = to_jsonl(&frames);
-    let events_jsonl = to_jsonl(&events);
     doc.counts = Counts {
         frames: frames.len(),
         events: events.len(),
@@ -1450,14 +1448,27 @@ fn finish(
     }
     // The digest covers the document with its keys sorted (what the
     // `json!`-built document serialized as), without the digest.
+    let mut outcome = doc.to_value();
     let mut h = Sha256::new();
-    h.update(frames_jsonl.as_bytes());
-    h.update(events_jsonl.as_bytes());
-    h.update(serde_json::to_vec(&doc.to_value()).expect("outcome serializes"));
+    {
+        // frames.jsonl and events.jsonl as they are written, hashed as they
+        // are serialized (no copy of a log of hundreds of MB).
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, &mut h);
+        crate::observe::write_jsonl(&mut w, &frames).expect("records serialize");
+        crate::observe::write_jsonl(&mut w, &events).expect("records serialize");
+        serde_json::to_writer(&mut w, &outcome).expect("outcome serializes");
+        std::io::Write::flush(&mut w).expect("hashing cannot fail");
+    }
     let digest = hex::encode(h.finalize());
     doc.digest = Some(digest.clone());
+    // The document with its digest: the same as `doc.to_value()` (the keys
+    // are sorted), without serializing the whole outcome again.
+    if let Value::Object(map) = &mut outcome {
+        map.insert("digest".into(), Value::String(digest.clone()));
+    }
+    debug_assert_eq!(outcome, doc.to_value());
     RunOutput {
-        outcome: doc.to_value(),
+        outcome,
         doc,
         frames,
         events,

@@ -97,8 +97,8 @@ pub(super) fn write_outputs(
         }
         let (bytes, sha256) = write_hashed(&path, |w| match a {
             Artifact::Report => Ok(()),
-            Artifact::Frames => write_jsonl(w, &output.frames),
-            Artifact::Events => write_jsonl(w, &output.events),
+            Artifact::Frames => crate::observe::write_jsonl(w, &output.frames),
+            Artifact::Events => crate::observe::write_jsonl(w, &output.events),
             Artifact::Html => {
                 w.write_all(reports::html::render(view, &timeline_options()).as_bytes())
             }
@@ -158,18 +158,6 @@ fn write_hashed(
     body(&mut w)?;
     std::io::Write::flush(&mut w)?;
     Ok((w.bytes, hex::encode(w.hash.finalize())))
-}
-
-/// JSON Lines, one record a line, as [`crate::observe::to_jsonl`] makes them.
-fn write_jsonl<T: serde::Serialize>(
-    w: &mut dyn std::io::Write,
-    records: &[T],
-) -> std::io::Result<()> {
-    for r in records {
-        serde_json::to_writer(&mut *w, r)?;
-        w.write_all(b"\n")?;
-    }
-    Ok(())
 }
 
 /// report.json with `artifacts`: each other file written, its size and SHA-256.
@@ -242,7 +230,9 @@ fn report_json(
         ExpectationResult::all(&finished.results),
         replay.to_string(),
     );
-    reports::json::report_json(&finished.output.doc, &verdict)
+    // The run's document is JSON already (`outcome`): a copy of it, not a
+    // second serialization of the typed one.
+    reports::json::with_verdict(finished.output.outcome.clone(), &verdict)
 }
 
 /// The scenario's `name` as one directory name inside `out/`: letters,
@@ -330,7 +320,6 @@ pub(super) fn run(
     let mut report = report_json(&finished, sc, seed, &loaded.file, &replay);
     // Files first: whatever happens to the terminal, the run is on disk.
     let written = write_outputs(&dir, &finished.output, &mut report, &view, s.artifacts);
-    let report = reports::json::pretty(&report);
     let failed = view.failed() > 0;
     match s.format {
         OutputFormat::Table => {
@@ -346,7 +335,7 @@ pub(super) fn run(
             }
         }
         OutputFormat::Json => {
-            out.write_all(report.as_bytes())?;
+            out.write_all(reports::json::pretty(&report).as_bytes())?;
             if failed {
                 writeln!(err, "{}", reports::run::verdict(&view))?;
                 writeln!(err, "replay: {replay}")?;
