@@ -11,18 +11,25 @@
 //!
 //! Signatures stay *ring*'s: Ed25519 signs deterministically, which is why the
 //! project's certificates use Ed25519 keys (ECDSA signing would draw fresh
-//! randomness from the OS).
+//! randomness from the OS). Verifying a certificate's signature is a pure
+//! function of the key, the certificate and the signature, and a fleet
+//! verifies the same server certificate in every handshake: those results
+//! are remembered ([`Remembered`]); a handshake's own signature
+//! (CertificateVerify, over its transcript) is new each time and always
+//! verified.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use rustls::crypto::{
     ActiveKeyExchange, CryptoProvider, GetRandomFailed, SecureRandom, SharedSecret,
-    SupportedKxGroup,
+    SupportedKxGroup, WebPkiSupportedAlgorithms,
 };
 use rustls::{NamedGroup, PeerMisbehaved};
+use rustls_pki_types::{AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm};
 use sha2::{Digest, Sha256};
 
 /// The 32-byte seed of one component's random stream, from the run's seed and
@@ -43,8 +50,9 @@ pub fn derive_seed(run_seed: u64, label: &str) -> [u8; 32] {
 /// - `secure_random` is a ChaCha20 generator seeded with `seed`;
 /// - `kx_groups` is a single X25519 group whose ephemeral secrets come from
 ///   that same generator (*ring*'s own X25519 reads the OS RNG);
-/// - cipher suites, signature verification algorithms and the key provider
-///   are *ring*'s defaults.
+/// - signature verification is *ring*'s, with certificate signatures
+///   remembered ([`Remembered`]);
+/// - cipher suites and the key provider are *ring*'s defaults.
 ///
 /// rustls wants `&'static` references for the random source and the groups,
 /// so each call leaks one small allocation (a few hundred bytes). Build one
@@ -57,7 +65,120 @@ pub fn seeded_provider(seed: [u8; 32]) -> Arc<CryptoProvider> {
     Arc::new(CryptoProvider {
         kx_groups: vec![source],
         secure_random: source,
+        signature_verification_algorithms: remembered(ring.signature_verification_algorithms),
         ..ring
+    })
+}
+
+/// Certificate signatures remembered: at most this many results, then the
+/// memo starts again (a run's certificates are one per agent and server).
+const REMEMBERED: usize = 1 << 16;
+
+/// A signature verification algorithm that remembers what it decided for a
+/// certificate: the same key, certificate and signature give the same
+/// answer, so asking again costs a hash, not a verification. Messages that
+/// are not DER (a TLS 1.3 CertificateVerify signs 64 spaces, a context and
+/// the transcript hash: never the same twice) go straight through.
+struct Remembered(&'static dyn SignatureVerificationAlgorithm);
+
+impl fmt::Debug for Remembered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Remembered({:?})", self.0)
+    }
+}
+
+fn memo() -> &'static Mutex<HashMap<[u8; 32], bool>> {
+    static MEMO: OnceLock<Mutex<HashMap<[u8; 32], bool>>> = OnceLock::new();
+    MEMO.get_or_init(Mutex::default)
+}
+
+impl SignatureVerificationAlgorithm for Remembered {
+    fn verify_signature(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), InvalidSignature> {
+        const DER_SEQUENCE: u8 = 0x30;
+        if message.first() != Some(&DER_SEQUENCE) {
+            return self.0.verify_signature(public_key, message, signature);
+        }
+        let mut h = Sha256::new();
+        for part in [
+            &self.0.signature_alg_id()[..],
+            &self.0.public_key_alg_id()[..],
+            public_key,
+            signature,
+            message,
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        let key: [u8; 32] = h.finalize().into();
+        let known = memo()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        let valid = match known {
+            Some(v) => v,
+            None => {
+                let v = self
+                    .0
+                    .verify_signature(public_key, message, signature)
+                    .is_ok();
+                let mut m = memo().lock().unwrap_or_else(|e| e.into_inner());
+                if m.len() >= REMEMBERED {
+                    m.clear();
+                }
+                m.insert(key, v);
+                v
+            }
+        };
+        if valid {
+            Ok(())
+        } else {
+            Err(InvalidSignature)
+        }
+    }
+
+    fn public_key_alg_id(&self) -> AlgorithmIdentifier {
+        self.0.public_key_alg_id()
+    }
+
+    fn signature_alg_id(&self) -> AlgorithmIdentifier {
+        self.0.signature_alg_id()
+    }
+
+    fn fips(&self) -> bool {
+        self.0.fips()
+    }
+}
+
+/// `algs` with every algorithm [`Remembered`]; built once per process (the
+/// provider wants `'static` tables).
+fn remembered(algs: WebPkiSupportedAlgorithms) -> WebPkiSupportedAlgorithms {
+    static TABLE: OnceLock<WebPkiSupportedAlgorithms> = OnceLock::new();
+    *TABLE.get_or_init(|| {
+        let wrap = |a: &'static dyn SignatureVerificationAlgorithm| {
+            let w: &'static dyn SignatureVerificationAlgorithm = Box::leak(Box::new(Remembered(a)));
+            w
+        };
+        let all: Vec<_> = algs.all.iter().map(|a| wrap(*a)).collect();
+        let mapping: Vec<_> = algs
+            .mapping
+            .iter()
+            .map(|(scheme, list)| {
+                let list: Vec<_> = list.iter().map(|a| wrap(*a)).collect();
+                let list: &'static [&'static dyn SignatureVerificationAlgorithm] =
+                    Box::leak(list.into_boxed_slice());
+                (*scheme, list)
+            })
+            .collect();
+        WebPkiSupportedAlgorithms {
+            all: Box::leak(all.into_boxed_slice()),
+            mapping: Box::leak(mapping.into_boxed_slice()),
+        }
     })
 }
 
@@ -247,6 +368,53 @@ mod tests {
             log.text(),
             "CLIENT_TRAFFIC_SECRET_0 ab01 ff\nSERVER_TRAFFIC_SECRET_0 ab01 10\n"
         );
+    }
+
+    #[test]
+    fn remembered_verification_decides_as_ring_does_the_first_time_and_after() {
+        use ring::signature::{Ed25519KeyPair, KeyPair};
+        let key = Ed25519KeyPair::from_seed_unchecked(&[7; 32]).unwrap();
+        let public = key.public_key().as_ref().to_vec();
+        let algs = seeded_provider([1; 32]).signature_verification_algorithms;
+        let ring_algs = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        let (ours, theirs) = (algs.all, ring_algs.all);
+        assert_eq!(ours.len(), theirs.len());
+        let ed = |list: &[&'static dyn SignatureVerificationAlgorithm]| {
+            *list
+                .iter()
+                .find(|a| a.signature_alg_id() == rustls_pki_types::alg_id::ED25519)
+                .expect("Ed25519 is supported")
+        };
+        let (ours, theirs) = (ed(ours), ed(theirs));
+        // A DER message (a certificate's signed part starts with a SEQUENCE),
+        // another one, and a TLS 1.3 CertificateVerify's (64 spaces first).
+        let cert = b"\x30\x82\x01\x00 to be signed".to_vec();
+        let other = b"\x30\x82\x01\x00 something else".to_vec();
+        let mut verify = vec![0x20; 64];
+        verify.extend_from_slice(b"TLS 1.3, server CertificateVerify\0transcript");
+        for message in [&cert, &other, &verify] {
+            let good = key.sign(message).as_ref().to_vec();
+            let mut bad = good.clone();
+            bad[0] ^= 1;
+            for _ in 0..3 {
+                for (sig, msg) in [
+                    (&good, message),
+                    (&bad, message),
+                    (&good, &cert),
+                    (&good, &other),
+                ] {
+                    assert_eq!(
+                        ours.verify_signature(&public, msg, sig).is_ok(),
+                        theirs.verify_signature(&public, msg, sig).is_ok(),
+                    );
+                }
+                assert!(ours.verify_signature(&public, message, &good).is_ok());
+                assert!(ours.verify_signature(&public, message, &bad).is_err());
+                let mut wrong_key = public.clone();
+                wrong_key[3] ^= 1;
+                assert!(ours.verify_signature(&wrong_key, message, &good).is_err());
+            }
+        }
     }
 
     #[test]
