@@ -288,16 +288,22 @@ impl HostStack {
             }
             let now = crate::world::elapsed().unwrap_or_default();
             let fw = &self.wire.firewall;
-            let packet = Packet {
-                proto: Proto::Tcp,
-                src: fw.party_at(Proto::Tcp, src),
-                dst: fw.party_at(Proto::Tcp, t.dst),
-                src_port: src.port(),
-                dst_port: t.dst.port(),
-                payload_len: t.segment.payload.len(),
-                pure_ack: t.segment.payload.is_empty() && t.segment.flags == ACK,
+            // No rule and no fault: nothing to place the packet for.
+            let verdict = if fw.is_empty() {
+                Verdict::Pass
+            } else {
+                let packet = Packet {
+                    proto: Proto::Tcp,
+                    src: fw.party_at(Proto::Tcp, src),
+                    dst: fw.party_at(Proto::Tcp, t.dst),
+                    src_port: src.port(),
+                    dst_port: t.dst.port(),
+                    payload_len: t.segment.payload.len(),
+                    pure_ack: t.segment.payload.is_empty() && t.segment.flags == ACK,
+                };
+                fw.judge(&packet, now)
             };
-            match fw.judge(&packet, now) {
+            match verdict {
                 Verdict::Pass => {
                     // A host that is not there (crashed) loses it, as a wire would.
                     let _ = nic.try_send_to(&bytes, SocketAddr::new(t.dst.ip(), NIC_PORT));
