@@ -257,12 +257,17 @@ impl Capture {
     /// packets after it, in time order. Empty for a capture to a file.
     pub fn take_pcapng(&self) -> Vec<u8> {
         let mut s = lock(&self.state);
+        if !matches!(s.sink, Sink::Memory(_)) {
+            return Vec::new();
+        }
         s.write_secrets();
         let out_of_order = std::mem::take(&mut s.out_of_order);
         s.count = 0;
         s.last_us = 0;
+        // The next file starts afresh: it carries every secret again.
+        s.secrets_written = 0;
         let Sink::Memory(v) = &mut s.sink else {
-            return Vec::new();
+            unreachable!("checked above")
         };
         let file = std::mem::replace(v, head());
         if out_of_order {
@@ -702,6 +707,16 @@ mod tests {
                 (6, "two\0".to_string()),
                 (0x0a, "EXPORTER_SECRET 01 03\n".to_string()),
             ]
+        );
+        // A file taken after that one holds the secrets again, ahead of its packet.
+        let (a, b) = (addr("10.0.0.1:1000"), addr("10.0.0.2:2000"));
+        c.datagram("x", Dir::Tx, a, b, b"three");
+        let next = blocks(&c.take_pcapng());
+        let kinds: Vec<u32> = next.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, [0x0a0d_0d0a, 1, 0x0a, 6]);
+        assert_eq!(
+            String::from_utf8_lossy(&next[2].1[8..]).trim_end_matches('\0'),
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET 01 01\nSERVER_TRAFFIC_SECRET_0 01 02\nEXPORTER_SECRET 01 03\n"
         );
     }
 
