@@ -95,11 +95,30 @@ pub const TOP_LEVEL_KEYS: &[KeyDoc] = &[
 ];
 
 /// The keys of the `[server]` table.
-pub const SERVER_KEYS: &[KeyDoc] = &[opt(
-    "behavior",
-    Some("\"fixed\""),
-    "a preset name, or a table of switches (optionally with `preset` as the base)",
-)];
+pub const SERVER_KEYS: &[KeyDoc] = &[
+    opt(
+        "behavior",
+        Some("\"fixed\""),
+        "a preset name, or a table of switches (optionally with `preset` as the base)",
+    ),
+    opt(
+        "cpu",
+        None,
+        "the server software's one CPU: a table of `connection` and `segment` costs; without it the software costs no time",
+    ),
+];
+
+/// The keys of `[server] cpu`.
+pub const CPU_KEYS: &[KeyDoc] = &[
+    req(
+        "connection",
+        "CPU per connection accepted, charged to its first data segment (the TLS handshake), e.g. \"2ms\" or \"400us\"",
+    ),
+    req(
+        "segment",
+        "CPU per other data segment received, e.g. \"50us\"",
+    ),
+];
 
 /// The keys of a `behavior` table (besides the switch names in [`SWITCHES`]).
 pub const BEHAVIOR_KEYS: &[KeyDoc] = &[opt(
@@ -744,9 +763,16 @@ pub const OBSERVE_PATHS: &[(&str, &str)] = &[
     ("counts.events", "how many event-log records the run wrote"),
     ("counts.commands_completed", "how many commands completed in the whole run"),
     ("counts.agents_online", "how many agents are online at the end"),
+    ("counts.last_install_finished_us", "simulated time at which the last agent's installer finished, in microseconds (null: none finished); how long a fleet took to come up"),
     ("network.server.listen_overflows", "SYNs the server host's TCP dropped because a listen backlog was full"),
     ("network.server.retransmits", "TCP segments the server host sent again (timeouts and fast retransmits)"),
     ("network.server.resets_sent", "RSTs the server host sent for segments no socket wanted"),
+    ("network.server.cpu_busy_ms", "with `[server] cpu`: the CPU time the server's software was charged, in milliseconds (absent without it)"),
+    ("network.server.cpu_lag_max_ms", "with `[server] cpu`: the longest a segment or an accept turn waited for the server's CPU, in milliseconds (absent without it)"),
+    ("network.agents.retransmits", "TCP segments the agents' hosts (every site together) sent again"),
+    ("network.agents.syn_retransmits", "SYNs the agents' hosts sent again (Linux's `TCPSynRetrans`): connects that waited for a full backlog, or a path that drops them"),
+    ("network.agents.resets_sent", "RSTs the agents' hosts sent for segments no socket wanted"),
+    ("network.server.syn_retransmits", "SYN-ACKs the server host sent again (Linux's `TCPSynRetrans`)"),
     ("network.proxy.listen_overflows", "SYNs the reverse proxy's TCP dropped because its backlog was full"),
     ("network.proxy.retransmits", "TCP segments the reverse proxy's host sent again"),
     ("network.world.instants", "instants of simulated time at which some host had something to do"),

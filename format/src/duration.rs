@@ -167,6 +167,30 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+/// Parses a CPU cost: any [`parse_duration`] form, or whole microseconds
+/// (`"400us"`), since the work of one connection takes less than the
+/// clock's millisecond.
+pub fn parse_cost(text: &str) -> Result<Duration, DurationError> {
+    if let Some(n) = text.strip_suffix("us") {
+        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(us) = n.parse::<u64>() {
+                return Ok(Duration::from_micros(us));
+            }
+        }
+    }
+    parse_duration(text)
+}
+
+/// Writes a CPU cost the way [`parse_cost`] reads it (microseconds when it
+/// is not a whole number of milliseconds).
+pub fn format_cost(d: Duration) -> String {
+    if d.subsec_nanos().is_multiple_of(1_000_000) {
+        format_duration(d)
+    } else {
+        format!("{}us", d.as_micros())
+    }
+}
+
 /// Adds an obvious fix for common near-misses: `"5 min"`, `"30 seconds"`,
 /// `"90"` (no unit), `"2M"`.
 fn with_suggestion(mut e: DurationError) -> DurationError {
@@ -196,6 +220,24 @@ mod tests {
 
     fn ok(text: &str) -> Duration {
         parse_duration(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn costs_take_microseconds_and_every_duration_form() {
+        assert_eq!(parse_cost("400us").unwrap(), Duration::from_micros(400));
+        assert_eq!(parse_cost("2ms").unwrap(), Duration::from_millis(2));
+        assert_eq!(parse_cost("1s").unwrap(), Duration::from_secs(1));
+        assert!(parse_cost("us").is_err());
+        assert!(parse_cost("-5us").is_err());
+        assert!(parse_cost("1.5us").is_err());
+        for d in [
+            Duration::from_micros(1_250),
+            Duration::from_millis(3),
+            Duration::from_micros(7),
+        ] {
+            assert_eq!(parse_cost(&format_cost(d)).unwrap(), d);
+        }
+        assert_eq!(format_cost(Duration::from_micros(1_250)), "1250us");
     }
 
     #[test]

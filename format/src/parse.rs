@@ -12,10 +12,12 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use crate::catalogue::{
-    KeyDoc, KindDoc, ACTIONS, ACTION_COMMON_KEYS, AGENT_KEYS, EXPECT_KEYS, FAULT_COMMON_KEYS,
-    FAULT_KINDS, SERVER_KEYS, SWITCHES, TOP_LEVEL_KEYS,
+    KeyDoc, KindDoc, ACTIONS, ACTION_COMMON_KEYS, AGENT_KEYS, CPU_KEYS, EXPECT_KEYS,
+    FAULT_COMMON_KEYS, FAULT_KINDS, SERVER_KEYS, SWITCHES, TOP_LEVEL_KEYS,
 };
-use crate::duration::{format_duration, parse_duration, parse_signed_duration, DurationError};
+use crate::duration::{
+    format_duration, parse_cost, parse_duration, parse_signed_duration, DurationError,
+};
 use crate::error::{ErrorKind, ScenarioError};
 use crate::outcome::{check_path, is_agent_name};
 use crate::scenario::*;
@@ -705,7 +707,55 @@ impl Parser<'_> {
             None => Behavior::default(),
             Some(b) => self.behavior(b, &t)?,
         };
-        Ok(Server { behavior })
+        let cpu = match t.get("cpu") {
+            None => None,
+            Some(c) => Some(self.cpu(c)?),
+        };
+        Ok(Server { behavior, cpu })
+    }
+
+    fn cpu(&self, node: &Node) -> R<ServerCpu> {
+        let t = self.table(
+            node,
+            "`cpu` in [server]",
+            "[server] cpu".into(),
+            CPU_KEYS.to_vec(),
+        )?;
+        self.check_keys(&t, "in [server] cpu")?;
+        self.check_required(&t)?;
+        let cost = |key: &str| -> R<Duration> {
+            let node = self.required(&t, key)?;
+            let label = t.label(key);
+            let Value::String(s) = &node.value else {
+                return Err(self.wrong_type(
+                    node,
+                    &label,
+                    "a duration string such as \"2ms\" or \"400us\"",
+                ));
+            };
+            let d = parse_cost(s).map_err(|_| {
+                self.err(
+                    &node.span,
+                    ErrorKind::BadDuration,
+                    format!("invalid CPU cost {s:?} for {label}: expected whole microseconds such as \"400us\" or a duration such as \"2ms\" (units: us, ms, s, m, h)"),
+                )
+            })?;
+            if d > MAX_CPU_COST {
+                return Err(self.err(
+                    &node.span,
+                    ErrorKind::BadValue,
+                    format!(
+                        "{label} is {s:?}; a CPU cost is at most {}",
+                        format_duration(MAX_CPU_COST)
+                    ),
+                ));
+            }
+            Ok(d)
+        };
+        Ok(ServerCpu {
+            connection: cost("connection")?,
+            segment: cost("segment")?,
+        })
     }
 
     fn preset(&self, node: &Node, label: &str) -> R<Preset> {

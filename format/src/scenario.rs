@@ -73,7 +73,28 @@ pub struct Scenario {
 pub struct Server {
     /// Which code paths the server runs.
     pub behavior: Behavior,
+    /// The server software's CPU, when modelled (`cpu = { ... }`); without
+    /// it the software costs no simulated time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<ServerCpu>,
 }
+
+/// `[server] cpu`: what the server's software spends of its one CPU on what
+/// the network brings it, in arrival order. The kernel still answers SYNs
+/// and acknowledges data at once; a connection waits in the listen backlog
+/// until the CPU gets to it, and SYNs are dropped while the backlog is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServerCpu {
+    /// Per connection accepted (accept, TLS handshake, first request).
+    #[serde(serialize_with = "ser_cost")]
+    pub connection: Duration,
+    /// Per data segment received.
+    #[serde(serialize_with = "ser_cost")]
+    pub segment: Duration,
+}
+
+/// The most either `cpu` cost may be.
+pub const MAX_CPU_COST: Duration = Duration::from_secs(10);
 
 /// A behavior preset: every switch off (`legacy`) or on (`fixed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -812,6 +833,10 @@ impl Serialize for Expect {
 
 fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_duration(*d))
+}
+
+fn ser_cost<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::duration::format_cost(*d))
 }
 
 fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {

@@ -477,6 +477,8 @@ pub struct Counts {
     pub commands_completed: usize,
     /// Agents online at the end.
     pub agents_online: usize,
+    /// When the last agent's installer finished (`None`: none finished).
+    pub last_install_finished_us: Option<u64>,
 }
 
 /// `network.<host>`: what a host's TCP counted.
@@ -487,8 +489,22 @@ pub struct HostNet {
     pub listen_overflows: u64,
     /// Segments retransmitted.
     pub retransmits: u64,
+    /// Of those, SYNs and SYN-ACKs (Linux's `TCPSynRetrans`).
+    pub syn_retransmits: u64,
     /// RSTs sent.
     pub resets_sent: u64,
+    /// With the server's CPU modelled (`[server] cpu`): the CPU time its
+    /// software was charged, in milliseconds (absent otherwise).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cpu_busy_ms: u64,
+    /// With the server's CPU modelled: the longest a new connection or a
+    /// segment waited for the CPU, in milliseconds (absent otherwise).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cpu_lag_max_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `network.world`: how the world ran.

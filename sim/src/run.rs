@@ -40,6 +40,7 @@ use crate::net::TurmoilNetwork;
 use crate::observe::{to_jsonl, RunObserver};
 use crate::proxy::{DropRule, Proxy, INTERNAL_WS_PORT, PROXY_HOST, PROXY_POINT};
 use crate::tcp::host::{HostStack, Wire};
+use crate::tcp::stack::Cpu;
 use crate::world::World;
 use format::scenario::{Endpoint, FrameDirection, FrameType, Target};
 use proto::frame::FrameKind;
@@ -53,6 +54,8 @@ pub const ENROLL_TOKEN: &str = "enroll-token";
 pub const REVOKED_TOKEN: &str = "revoked-enroll-token";
 /// The server's host name in the simulation.
 pub const SERVER_HOST: &str = "server";
+/// What every site's host name starts with (`site-<site>`).
+pub const SITE_HOST_PREFIX: &str = "site-";
 /// The bench's monitor host, which probes every agent's `/liveness`.
 pub const MONITOR_HOST: &str = "monitor";
 /// How long before the end of the run the monitor probes.
@@ -155,6 +158,8 @@ pub struct RunSpec {
     pub duration: Duration,
     /// Server behaviour.
     pub server_switches: ServerSwitches,
+    /// The server software's CPU, when modelled (`[server] cpu`).
+    pub server_cpu: Option<Cpu>,
     /// The fleet.
     pub agents: Vec<AgentSpec>,
     /// Actions, in any order.
@@ -216,6 +221,7 @@ impl RunSpec {
             seed,
             duration,
             server_switches: ServerSwitches::FIXED,
+            server_cpu: None,
             agents,
             actions,
             blocks: Vec::new(),
@@ -526,7 +532,14 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         k
     };
 
-    let server_kernel = kernel(SERVER_HOST);
+    let server_kernel = match spec.server_cpu {
+        None => kernel(SERVER_HOST),
+        Some(cpu) => {
+            let k = HostStack::with_cpu(SERVER_HOST, wire.clone(), cpu);
+            lock(&kernels).push(k.clone());
+            k
+        }
+    };
     // The server host. Its disk outlives the host closure, so a restart finds its store.
     let server_slot: ServerSlot = Arc::default();
     let server_disk = SimDisk::new();
@@ -888,18 +901,28 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         ))
     })?;
     let mut outcome = outcome(spec, sim_time_us, &handle, &slots);
-    // What each host's TCP counted (netstat's view).
+    // What each host's TCP counted (netstat's view), and the agents' hosts
+    // (every site) summed: a connect storm's SYN retries show there.
+    let mut agents = HostNet::default();
     for k in lock(&kernels).iter() {
         let st = k.stats();
-        outcome.network.hosts.insert(
-            k.name().to_string(),
-            HostNet {
-                listen_overflows: st.listen_overflows,
-                retransmits: st.retransmits,
-                resets_sent: st.resets_sent,
-            },
-        );
+        let net = HostNet {
+            listen_overflows: st.listen_overflows,
+            retransmits: st.retransmits,
+            syn_retransmits: st.syn_retransmits,
+            resets_sent: st.resets_sent,
+            cpu_busy_ms: st.cpu_busy.as_millis() as u64,
+            cpu_lag_max_ms: st.cpu_lag_max.as_millis() as u64,
+        };
+        if k.name().starts_with(SITE_HOST_PREFIX) {
+            agents.listen_overflows += net.listen_overflows;
+            agents.retransmits += net.retransmits;
+            agents.syn_retransmits += net.syn_retransmits;
+            agents.resets_sent += net.resets_sent;
+        }
+        outcome.network.hosts.insert(k.name().to_string(), net);
     }
+    outcome.network.hosts.insert("agents".into(), agents);
     // How the world ran: what it cost, and whether any host ran late (a
     // timer that did not announce itself; must stay 0).
     let w = sim.stats();
@@ -1425,6 +1448,11 @@ fn finish(
             .filter(|c| c.status == "completed")
             .count(),
         agents_online: doc.agents.values().filter(|a| a.online).count(),
+        last_install_finished_us: doc
+            .agents
+            .values()
+            .filter_map(|a| a.install.finished_us)
+            .max(),
     };
     // The hypothesis engine, twice: what the server's log alone tells, and
     // what every observation point tells; truth is what the run injected.

@@ -17,6 +17,7 @@ use crate::fault::{BlockRule, DropPayloadRule, HalfOpenRule, LinkRule, LinkShape
 use crate::proxy::DropRule;
 use crate::run::LossSpec;
 use crate::run::{ActionKind, ActionSpec, AgentSpec, RunSpec};
+use crate::tcp::stack::Cpu;
 
 /// A scenario uses something the bench cannot simulate yet.
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +320,10 @@ pub fn resolve(sc: &Scenario, seed: Option<u64>) -> Result<RunSpec, Unsupported>
         seed: seed.unwrap_or(sc.seed),
         duration: sc.duration,
         server_switches: server_switches(&sc.server.behavior),
+        server_cpu: sc.server.cpu.map(|c| Cpu {
+            connection: c.connection,
+            segment: c.segment,
+        }),
         agents: instances
             .iter()
             .map(|i| AgentSpec {

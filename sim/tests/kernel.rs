@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sim::tcp::conn::{Config, State};
 use sim::tcp::segment::{Segment, SYN};
-use sim::tcp::stack::{ConnId, Stack};
+use sim::tcp::stack::{ConnId, Cpu, Stack};
 
 struct Noop;
 impl Wake for Noop {
@@ -285,6 +285,117 @@ fn a_full_backlog_drops_syns_and_the_clients_retransmissions_get_in() {
     while p.b.accept(PORT, &waker()).is_some() {}
     p.run_until(Duration::from_millis(1500), &mut never);
     assert_eq!(up(&mut p), 4);
+}
+
+// ---- the server software's CPU (`[server] cpu`): the application's
+// pace, with the kernel's unchanged ----
+
+const BUSY: Cpu = Cpu {
+    connection: Duration::from_millis(30),
+    segment: Duration::from_millis(1),
+};
+
+fn busy_pair() -> Pair {
+    let mut p = Pair::new();
+    p.b = Stack::new(Config::default(), 2).with_cpu(BUSY);
+    p
+}
+
+#[test]
+fn a_busy_server_leaves_connections_in_its_backlog_and_the_syns_after_are_dropped() {
+    // The kernel completes handshakes at once (the clients are connected),
+    // but the accept loop waits for its turn behind the first connection's
+    // handshake work; the backlog fills and the next SYN is dropped. The
+    // same arrivals to a server without the CPU model, accepting as eagerly,
+    // are all accepted at once and none is dropped.
+    for cpu in [false, true] {
+        let mut p = if cpu { busy_pair() } else { Pair::new() };
+        p.b.listen(PORT, 2).unwrap();
+        let mut accepted: Vec<(Duration, ConnId)> = Vec::new();
+        let mut clients = Vec::new();
+        let mut first_server = None;
+        for ms in 0..=1200u64 {
+            p.run_until(Duration::from_millis(ms), &mut never);
+            match ms {
+                // SYN in at 10, SYN-ACK back at 20, the ACK in at 30.
+                0 => clients.push(p.a.connect(addr(B, PORT), p.now).unwrap().0),
+                // Its first flight, in at 45: handshake work that keeps the
+                // CPU to 75.
+                35 => {
+                    p.a.write(clients[0], b"client hello", &waker(), p.now)
+                        .unwrap()
+                        .unwrap();
+                }
+                // Two SYNs in at 50, established at 70.
+                40 => {
+                    for _ in 0..2 {
+                        clients.push(p.a.connect(addr(B, PORT), p.now).unwrap().0);
+                    }
+                }
+                // A SYN in at 72.
+                62 => clients.push(p.a.connect(addr(B, PORT), p.now).unwrap().0),
+                _ => {}
+            }
+            while let Some((id, _)) = p.b.accept(PORT, &waker()) {
+                first_server.get_or_insert(id);
+                accepted.push((p.now, id));
+            }
+        }
+        let at: Vec<u128> = accepted.iter().map(|(t, _)| t.as_millis()).collect();
+        let s = p.b.stats();
+        if cpu {
+            // The two of 70 ms wait for the handshake work to end at 75; the
+            // SYN of 72 found the backlog full and its retransmission (1 s
+            // later, in at 1072) got in.
+            assert_eq!(at, vec![30, 75, 75, 1092]);
+            assert_eq!(s.listen_overflows, 1);
+            assert_eq!(s.cpu_busy, Duration::from_millis(30));
+            // The accept turn queued at 70 behind the work that ends at 75.
+            assert_eq!(s.cpu_lag_max, Duration::from_millis(5));
+        } else {
+            assert_eq!(at, vec![30, 70, 70, 92]);
+            assert_eq!(s.listen_overflows, 0);
+            assert_eq!(s.cpu_busy, Duration::ZERO);
+        }
+        let server_first = first_server.unwrap();
+        assert_eq!(read_all(&mut p.b, server_first, p.now), b"client hello");
+    }
+}
+
+#[test]
+fn a_busy_server_reads_in_arrival_order_and_sees_the_end_only_after_the_bytes() {
+    // Two connections' segments queue for one CPU: the second's bytes are
+    // seen only after the first's work and its own; a FIN that follows
+    // bytes not yet seen is not an end of stream yet.
+    let mut p = busy_pair();
+    p.b.listen(PORT, 16).unwrap();
+    let c1 = p.a.connect(addr(B, PORT), p.now).unwrap().0;
+    let c2 = p.a.connect(addr(B, PORT), p.now).unwrap().0;
+    p.run_until(Duration::from_millis(35), &mut never);
+    let (s1, _) = p.b.accept(PORT, &waker()).unwrap();
+    let (s2, _) = p.b.accept(PORT, &waker()).unwrap();
+    p.a.write(c1, b"one", &waker(), p.now).unwrap().unwrap();
+    p.a.write(c2, b"two", &waker(), p.now).unwrap().unwrap();
+    p.a.shutdown(c2, p.now);
+    // Both arrive at 45 ms: s1's handshake work ends at 75, s2's at 105.
+    p.run_until(Duration::from_millis(76), &mut never);
+    assert_eq!(read_all(&mut p.b, s1, p.now), b"one");
+    assert_eq!(p.b.readable(s2), 0);
+    let mut buf = [0u8; 8];
+    assert!(
+        p.b.read(s2, &mut buf, &waker(), p.now).is_none(),
+        "the FIN is there but the bytes before it are not seen: not the end yet"
+    );
+    p.run_until(Duration::from_millis(106), &mut never);
+    assert_eq!(p.b.read(s2, &mut buf, &waker(), p.now).unwrap().unwrap(), 3);
+    assert_eq!(&buf[..3], b"two");
+    assert_eq!(p.b.read(s2, &mut buf, &waker(), p.now).unwrap().unwrap(), 0);
+    // Later segments cost `segment`, not `connection`.
+    p.a.write(c1, b"more", &waker(), p.now).unwrap().unwrap();
+    p.run_until(Duration::from_millis(116), &mut never);
+    assert_eq!(p.b.readable(s1), 0, "in at 116 ms; seen at 117");
+    p.run_until(Duration::from_millis(117), &mut never);
+    assert_eq!(read_all(&mut p.b, s1, p.now), b"more");
 }
 
 #[test]

@@ -90,6 +90,8 @@ pub struct Stats {
     pub retransmits: u64,
     /// Retransmission timeouts.
     pub timeouts: u64,
+    /// SYNs and SYN-ACKs sent again (of `retransmits`; Linux's `TCPSynRetrans`).
+    pub syn_retransmits: u64,
 }
 
 /// One connection.
@@ -515,6 +517,9 @@ impl Tcb {
         }
         self.rto = (self.rto * 2).min(self.cfg.rto_max);
         self.stats.retransmits += 1;
+        if matches!(self.state, State::SynSent | State::SynReceived) {
+            self.stats.syn_retransmits += 1;
+        }
         match self.state {
             State::SynSent => self.send_syn(now, false),
             State::SynReceived => self.send_syn(now, true),
@@ -576,6 +581,7 @@ impl Tcb {
                     payload: Vec::new(),
                 });
                 self.stats.retransmits += 1;
+                self.stats.syn_retransmits += 1;
             } else {
                 // A SYN inside a live connection: answer with an ACK (RFC 5961).
                 self.ack_now = true;

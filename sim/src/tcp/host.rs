@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use super::conn::Config;
 use super::segment::{Segment, ACK, RST};
-use super::stack::{ConnId, HostStats, Stack, BACKLOG};
+use super::stack::{ConnId, Cpu, HostStats, Stack, BACKLOG};
 use crate::capture::Capture;
 use crate::fault::{Firewall, Packet, Verdict};
 use crate::world::udp::UdpSocket;
@@ -101,6 +101,7 @@ pub struct HostStack {
     state: Mutex<Option<Booted>>,
     boots: Mutex<u64>,
     notify: Arc<Notify>,
+    cpu: Option<Cpu>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -123,6 +124,19 @@ impl HostStack {
             state: Mutex::new(None),
             boots: Mutex::new(0),
             notify: Arc::new(Notify::new()),
+            cpu: None,
+        })
+    }
+
+    /// The kernel of host `name` whose software's CPU is modelled ([`Cpu`]).
+    pub fn with_cpu(name: impl Into<String>, wire: Arc<Wire>, cpu: Cpu) -> Arc<HostStack> {
+        Arc::new(HostStack {
+            name: name.into(),
+            wire,
+            state: Mutex::new(None),
+            boots: Mutex::new(0),
+            notify: Arc::new(Notify::new()),
+            cpu: Some(cpu),
         })
     }
 
@@ -153,6 +167,9 @@ impl HostStack {
         let seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
         let ip = crate::world::lookup(self.name.as_str());
         let mut stack = Stack::new(self.wire.cfg.clone(), seed);
+        if let Some(cpu) = self.cpu {
+            stack = stack.with_cpu(cpu);
+        }
         let mut state = lock(&self.state);
         if let Some(old) = state.as_mut() {
             // A restart, not a power loss: what the kernel sent as the old

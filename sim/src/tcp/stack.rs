@@ -2,6 +2,14 @@
 //! ports and timers, sans-IO. Segments come in with [`Stack::handle_segment`]
 //! and timeouts with [`Stack::handle_timeout`]; what to send comes out of
 //! [`Stack::poll_transmit`] and the next deadline out of [`Stack::poll_timeout`].
+//!
+//! A stack may also model the CPU of the host's software ([`Cpu`]): the
+//! kernel answers SYNs and acknowledges data at once, as Linux does, but
+//! the application gets to the bytes of a segment, and its accept loop to
+//! the backlog, only when its one CPU has done the work queued before them
+//! (a run queue in arrival order, as a busy tokio runtime's). A server that
+//! falls behind leaves connections waiting in the backlog, which fills, and
+//! the SYNs after that are dropped.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
@@ -24,6 +32,39 @@ pub const EPHEMERAL: (u16, u16) = (32768, 60999);
 /// The backlog `proto::real` listens with (tokio's `TcpListener::bind`: 1024).
 pub const BACKLOG: usize = 1024;
 
+/// What a host's software spends of its one CPU on what the network brings
+/// it, in the order it arrives: the first data segment of a connection it
+/// accepted (the TLS handshake's first flight and what it starts), and every
+/// other data segment (its decryption and handling). Its accept loop costs
+/// nothing itself but takes its turn in the same queue, and takes at most
+/// [`ACCEPT_BATCH`] connections a turn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cpu {
+    /// Per connection accepted: its first data segment.
+    pub connection: Duration,
+    /// Per other data segment received.
+    pub segment: Duration,
+}
+
+/// The connections an accept loop takes in one turn: tokio's cooperative
+/// budget (128 operations a task runs before it must yield).
+pub const ACCEPT_BATCH: usize = 128;
+
+/// A piece of the application's work, done when the CPU gets to it.
+#[derive(Debug)]
+struct Work {
+    done: Duration,
+    what: WorkKind,
+}
+
+#[derive(Debug)]
+enum WorkKind {
+    // The accept loop of listener `port` takes what its backlog holds.
+    AcceptTurn(u16),
+    // `n` more received bytes of a connection become readable.
+    Data(ConnId, usize),
+}
+
 /// A segment for the wire.
 #[derive(Debug)]
 pub struct Transmit {
@@ -42,6 +83,12 @@ pub struct HostStats {
     pub resets_sent: u64,
     /// Retransmitted segments, summed over connections that ended.
     pub retransmits: u64,
+    /// Of those, SYNs and SYN-ACKs (`TCPSynRetrans`).
+    pub syn_retransmits: u64,
+    /// CPU time the software was charged ([`Cpu`]; zero without a model).
+    pub cpu_busy: Duration,
+    /// The longest any piece of work waited for the CPU.
+    pub cpu_lag_max: Duration,
 }
 
 #[derive(Debug)]
@@ -54,6 +101,14 @@ struct Conn {
     write_waker: Option<Waker>,
     // Armed timer entry in `Stack::timers`.
     timer: Option<Duration>,
+    // With a CPU model: received bytes the application cannot see yet, the
+    // receive queue's length when last counted, whether it waits for an
+    // accept turn, whether its first data segment has been charged.
+    hidden: usize,
+    counted: usize,
+    accept_queued: bool,
+    charged: bool,
+    inbound: bool,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +118,10 @@ struct Listen {
     pending: usize,
     ready: VecDeque<ConnId>,
     waker: Option<Waker>,
+    // With a CPU model: established connections the accept loop has not
+    // taken, and whether its turn is queued.
+    waiting: VecDeque<ConnId>,
+    turn_queued: bool,
 }
 
 /// One host's TCP.
@@ -79,6 +138,10 @@ pub struct Stack {
     next_id: ConnId,
     next_port: u16,
     stats: HostStats,
+    cpu: Option<Cpu>,
+    // When the CPU has done all the work queued so far.
+    cpu_free: Duration,
+    work: VecDeque<Work>,
 }
 
 impl Stack {
@@ -98,17 +161,37 @@ impl Stack {
             next_id: 1,
             next_port,
             stats: HostStats::default(),
+            cpu: None,
+            cpu_free: Duration::ZERO,
+            work: VecDeque::new(),
         }
+    }
+
+    /// The same stack with its software's CPU modelled.
+    pub fn with_cpu(mut self, cpu: Cpu) -> Stack {
+        self.cpu = Some(cpu);
+        self
+    }
+
+    // Queues work costing `cost` at `now`, behind what the CPU has already.
+    fn charge(&mut self, cost: Duration, what: WorkKind, now: Duration) {
+        let start = self.cpu_free.max(now);
+        self.stats.cpu_lag_max = self.stats.cpu_lag_max.max(start - now);
+        self.stats.cpu_busy += cost;
+        self.cpu_free = start + cost;
+        self.work.push_back(Work {
+            done: self.cpu_free,
+            what,
+        });
     }
 
     /// The host's counters (retransmissions of live connections included).
     pub fn stats(&self) -> HostStats {
         let mut s = self.stats;
-        s.retransmits += self
-            .conns
-            .values()
-            .map(|c| c.tcb.stats.retransmits)
-            .sum::<u64>();
+        for c in self.conns.values() {
+            s.retransmits += c.tcb.stats.retransmits;
+            s.syn_retransmits += c.tcb.stats.syn_retransmits;
+        }
         s
     }
 
@@ -227,6 +310,11 @@ impl Stack {
                 read_waker: None,
                 write_waker: None,
                 timer: None,
+                hidden: 0,
+                counted: 0,
+                accept_queued: false,
+                charged: false,
+                inbound: listener.is_some(),
             }),
         );
         id
@@ -250,7 +338,9 @@ impl Stack {
 
     /// Bytes connection `id` has ready for the application (0 when gone).
     pub fn readable(&self, id: ConnId) -> usize {
-        self.conns.get(&id).map_or(0, |c| c.tcb.readable())
+        self.conns
+            .get(&id)
+            .map_or(0, |c| c.tcb.readable().saturating_sub(c.hidden))
     }
 
     /// Reads into `buf`: `Some(Ok(0))` at end of stream, `None` (with
@@ -265,8 +355,11 @@ impl Stack {
         let Some(c) = self.conns.get_mut(&id) else {
             return Some(Ok(0));
         };
-        if c.tcb.readable() > 0 {
-            let n = c.tcb.read(buf, now);
+        let visible = c.tcb.readable().saturating_sub(c.hidden);
+        if visible > 0 {
+            let take = buf.len().min(visible);
+            let n = c.tcb.read(&mut buf[..take], now);
+            c.counted = c.counted.saturating_sub(n);
             self.settle(id, now);
             return Some(Ok(n));
         }
@@ -345,13 +438,26 @@ impl Stack {
         self.out.pop_front()
     }
 
-    /// The earliest timer.
+    /// The earliest timer (a connection's, or the CPU's next piece of work).
     pub fn poll_timeout(&self) -> Option<Duration> {
-        self.timers.first().map(|(t, _)| *t)
+        let conn = self.timers.first().map(|(t, _)| *t);
+        // Work is seen at the clock's resolution (whole milliseconds).
+        let cpu = self.work.front().map(|w| {
+            let ms = w.done.as_nanos().div_ceil(1_000_000);
+            Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+        });
+        match (conn, cpu) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Duration) {
+        while self.work.front().is_some_and(|w| w.done <= now) {
+            let w = self.work.pop_front().expect("checked");
+            self.finish(w.what, now);
+        }
         while let Some(&(t, id)) = self.timers.first() {
             if t > now {
                 break;
@@ -413,9 +519,48 @@ impl Stack {
         });
     }
 
+    // The CPU got to `what`: the application may see it now.
+    fn finish(&mut self, what: WorkKind, now: Duration) {
+        match what {
+            WorkKind::Data(id, n) => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.hidden = c.hidden.saturating_sub(n);
+                    if let Some(w) = c.read_waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            WorkKind::AcceptTurn(port) => {
+                let Some(l) = self.listeners.get_mut(&port) else {
+                    return;
+                };
+                l.turn_queued = false;
+                let mut taken = 0;
+                while taken < ACCEPT_BATCH {
+                    let Some(id) = l.waiting.pop_front() else {
+                        break;
+                    };
+                    // (A connection that closed meanwhile has left `waiting`.)
+                    l.ready.push_back(id);
+                    taken += 1;
+                }
+                if taken > 0 {
+                    if let Some(w) = l.waker.take() {
+                        w.wake();
+                    }
+                }
+                if !l.waiting.is_empty() {
+                    // Its budget spent, the loop yields to the back of the queue.
+                    l.turn_queued = true;
+                    self.charge(Duration::ZERO, WorkKind::AcceptTurn(port), now);
+                }
+            }
+        }
+    }
+
     // After anything touched connection `id`: its output to the queue, its
     // timer re-armed, its waiters woken, and its slot freed once closed.
-    fn settle(&mut self, id: ConnId, _now: Duration) {
+    fn settle(&mut self, id: ConnId, now: Duration) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
@@ -435,6 +580,46 @@ impl Stack {
             }
             c.timer = want;
         }
+        // With a CPU model, what arrived waits for the CPU before the
+        // application sees it: the bytes, and the connection itself.
+        if let Some(cpu) = self.cpu {
+            let len = c.tcb.readable();
+            // (A reset empties the receive queue.)
+            c.hidden = c.hidden.min(len);
+            let mut turn = None;
+            if let Some(port) = c.listener {
+                if !c.accept_queued && c.tcb.is_connected() && !c.tcb.is_closed() {
+                    c.accept_queued = true;
+                    if let Some(l) = self.listeners.get_mut(&port) {
+                        l.waiting.push_back(id);
+                        if !l.turn_queued {
+                            l.turn_queued = true;
+                            turn = Some(port);
+                        }
+                    }
+                }
+            }
+            let mut data = None;
+            if len > c.counted {
+                c.hidden += len - c.counted;
+                // An accepted connection's first segment carries its handshake.
+                let cost = if c.inbound && !c.charged {
+                    cpu.connection
+                } else {
+                    cpu.segment
+                };
+                c.charged = true;
+                data = Some((cost, len - c.counted));
+            }
+            c.counted = len;
+            if let Some(port) = turn {
+                self.charge(Duration::ZERO, WorkKind::AcceptTurn(port), now);
+            }
+            if let Some((cost, n)) = data {
+                self.charge(cost, WorkKind::Data(id, n), now);
+            }
+        }
+        let c = self.conns.get_mut(&id).expect("present");
         // Wake both sides: a state change may matter to either.
         if let Some(w) = c.read_waker.take() {
             w.wake();
@@ -442,7 +627,8 @@ impl Stack {
         if let Some(w) = c.write_waker.take() {
             w.wake();
         }
-        if let Some(port) = c.listener {
+        if let (Some(port), None) = (c.listener, self.cpu) {
+            // Without a CPU model the application takes it at once.
             if c.tcb.is_connected() && !c.tcb.is_closed() {
                 if let Some(l) = self.listeners.get_mut(&port) {
                     if !l.ready.contains(&id) {
@@ -467,6 +653,7 @@ impl Stack {
     fn remove(&mut self, id: ConnId) {
         if let Some(c) = self.conns.remove(&id) {
             self.stats.retransmits += c.tcb.stats.retransmits;
+            self.stats.syn_retransmits += c.tcb.stats.syn_retransmits;
             self.by_tuple.remove(&(c.tcb.local_port, c.remote));
             if let Some(t) = c.timer {
                 self.timers.remove(&(t, id));
@@ -475,6 +662,7 @@ impl Stack {
                 if let Some(l) = self.listeners.get_mut(&port) {
                     l.pending = l.pending.saturating_sub(1);
                     l.ready.retain(|r| *r != id);
+                    l.waiting.retain(|r| *r != id);
                 }
             }
         }
