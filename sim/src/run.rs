@@ -526,20 +526,13 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
     // Every host's kernel, on one wire through the firewall (and the capture).
     let wire = Arc::new(Wire::new(firewall.clone(), capture.clone(), spec.seed));
     let kernels: Mutex<Vec<Arc<HostStack>>> = Mutex::default();
-    let kernel = |name: &str| {
-        let k = HostStack::new(name, wire.clone());
+    let kernel = |name: &str, cpu: Option<Cpu>| {
+        let k = HostStack::with_cpu(name, wire.clone(), cpu);
         lock(&kernels).push(k.clone());
         k
     };
 
-    let server_kernel = match spec.server_cpu {
-        None => kernel(SERVER_HOST),
-        Some(cpu) => {
-            let k = HostStack::with_cpu(SERVER_HOST, wire.clone(), cpu);
-            lock(&kernels).push(k.clone());
-            k
-        }
-    };
+    let server_kernel = kernel(SERVER_HOST, spec.server_cpu);
     // The server host. Its disk outlives the host closure, so a restart finds its store.
     let server_slot: ServerSlot = Arc::default();
     let server_disk = SimDisk::new();
@@ -611,7 +604,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         let drops = spec.drops.clone();
         let seed = spec.seed;
         let sites = agent_sites.clone();
-        let kernel = kernel(PROXY_HOST);
+        let kernel = kernel(PROXY_HOST, None);
         sim.host(PROXY_HOST, move || {
             let env = Env {
                 net: Arc::new(TurmoilNetwork::on(PROXY_HOST, kernel.clone())),
@@ -691,7 +684,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         let clock_skew = spec.clock_skew.clone();
         let server_slot = server_slot.clone();
         let seed = spec.seed;
-        let kernel = kernel(&format!("site-{site}"));
+        let kernel = kernel(&format!("{SITE_HOST_PREFIX}{site}"), None);
         sim.host(format!("site-{site}"), move || {
             kernel.boot();
             for (a, slot, rx, port) in &agents {
@@ -732,7 +725,7 @@ pub fn run_with(spec: &RunSpec, options: RunOptions) -> Result<RunOutput, RunErr
         let clock = clock.clone();
         let seed = spec.seed;
         let probe_at = spec.duration.saturating_sub(MONITOR_LEAD);
-        let kernel = kernel(MONITOR_HOST);
+        let kernel = kernel(MONITOR_HOST, None);
         sim.host(MONITOR_HOST, move || {
             kernel.boot();
             let env = Env {

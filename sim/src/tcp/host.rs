@@ -118,25 +118,19 @@ fn gone() -> io::Error {
 impl HostStack {
     /// The kernel of host `name` (not running until [`HostStack::boot`]).
     pub fn new(name: impl Into<String>, wire: Arc<Wire>) -> Arc<HostStack> {
-        Arc::new(HostStack {
-            name: name.into(),
-            wire,
-            state: Mutex::new(None),
-            boots: Mutex::new(0),
-            notify: Arc::new(Notify::new()),
-            cpu: None,
-        })
+        HostStack::with_cpu(name, wire, None)
     }
 
-    /// The kernel of host `name` whose software's CPU is modelled ([`Cpu`]).
-    pub fn with_cpu(name: impl Into<String>, wire: Arc<Wire>, cpu: Cpu) -> Arc<HostStack> {
+    /// The kernel of host `name`, its software's CPU modelled when `cpu`
+    /// is given ([`Cpu`]).
+    pub fn with_cpu(name: impl Into<String>, wire: Arc<Wire>, cpu: Option<Cpu>) -> Arc<HostStack> {
         Arc::new(HostStack {
             name: name.into(),
             wire,
             state: Mutex::new(None),
             boots: Mutex::new(0),
             notify: Arc::new(Notify::new()),
-            cpu: Some(cpu),
+            cpu,
         })
     }
 
