@@ -420,10 +420,12 @@ impl Compared {
             .then(|| self.this.wall_s / b.wall_s)
     }
 
-    /// This build's peak memory over the baseline's.
+    /// This build's peak memory over the baseline's (none when either run
+    /// failed: a run that panicked at its start says nothing of memory).
     pub fn rss_ratio(&self) -> Option<f64> {
         let b = self.baseline.as_ref()?;
-        (b.peak_rss_mib > 0.0).then(|| self.this.peak_rss_mib / b.peak_rss_mib)
+        (b.peak_rss_mib > 0.0 && self.this.error.is_none() && b.error.is_none())
+            .then(|| self.this.peak_rss_mib / b.peak_rss_mib)
     }
 }
 
@@ -521,4 +523,49 @@ pub fn compared_table(rows: &[Compared]) -> String {
         t.add_row(row);
     }
     t.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{compared_table, Compared, Measured};
+
+    fn ran(wall_s: f64, peak_rss_mib: f64) -> Measured {
+        Measured {
+            wall_s,
+            peak_rss_mib,
+            sim_s: 600.0,
+            frames: 10,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn ratios_compare_two_runs_that_finished_and_none_against_a_failed_one() {
+        let both = Compared {
+            scenario: "scale-100-10m".into(),
+            this: ran(1.0, 50.0),
+            baseline: Some(ran(2.0, 100.0)),
+        };
+        assert_eq!(both.wall_ratio(), Some(0.5));
+        assert_eq!(both.rss_ratio(), Some(0.5));
+        // The baseline panicked at t=0: its few MiB say nothing of memory.
+        let failed = Compared {
+            scenario: "scale-10000-10m".into(),
+            this: ran(100.0, 4_000.0),
+            baseline: Some(Measured {
+                error: Some("no report (exit status 101)".into()),
+                ..ran(0.5, 271.0)
+            }),
+        };
+        assert_eq!(failed.wall_ratio(), None);
+        assert_eq!(failed.rss_ratio(), None);
+        let table = compared_table(&[both, failed]);
+        let row = table
+            .lines()
+            .find(|l| l.contains("scale-10000-10m"))
+            .expect("the failed row is in the table");
+        assert!(row.contains("error: no report"), "{row}");
+        assert!(!row.contains("14.760"), "no memory ratio: {row}");
+        assert!(table.contains("0.500"), "{table}");
+    }
 }
