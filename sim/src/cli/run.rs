@@ -1,7 +1,8 @@
 //! `simbench run`: one scenario, its files, its report.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use format::scenario::Scenario;
@@ -12,7 +13,7 @@ use reports::timeline::TimelineOptions;
 use super::args::OutputFormat;
 use super::settings::{Artifact, Artifacts, RunSettings};
 use super::{replay_command, source, CliError, Exit};
-use crate::run::{Pcap, RunError, RunOptions, RunOutput};
+use crate::run::{Pcap, ProgressFn, RunError, RunOptions, RunOutput};
 use crate::scenario::{evaluate, resolve, Unsupported};
 
 /// A run that went to its end, judged.
@@ -291,6 +292,7 @@ pub(super) fn run(
         options.capture_file = Some(dir.join(Artifact::Capture.file()));
     }
     let capture_file = options.capture_file.clone();
+    options.progress = Some(progress_line(&sc.name));
     let finished = match run_once(sc, Some(seed), options)? {
         Ok(f) => f,
         Err(e) => {
@@ -346,9 +348,75 @@ pub(super) fn run(
     Ok(if failed { Exit::Failed } else { Exit::Success })
 }
 
+/// A run shows nothing of its progress for this long (most runs end sooner).
+const PROGRESS_QUIET: Duration = Duration::from_secs(3);
+
+/// A long run's progress on stderr, as the simulated clock moves: on a
+/// terminal one line redrawn in place (twice a second at most, cleared at
+/// the end), elsewhere (a CI log, a pipe) one line every 30 s:
+/// `run connect-storm: 2:10 of 10:00 simulated, 41 s`.
+fn progress_line(name: &str) -> ProgressFn {
+    let name = name.to_string();
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let every = if tty {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(30)
+    };
+    // When the line was last drawn (none yet: nothing to clear).
+    let last: Mutex<Option<Instant>> = Mutex::new(None);
+    ProgressFn(Arc::new(move |reached, end| {
+        let wall = started.elapsed();
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        let done = reached >= end;
+        if done {
+            if tty && last.is_some() {
+                // The summary follows on a clean line.
+                eprint!("\r\x1b[K");
+            }
+            return;
+        }
+        if wall < PROGRESS_QUIET || last.is_some_and(|l| l.elapsed() < every) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let line = format!(
+            "run {name}: {} of {} simulated, {:.0} s",
+            clock(reached),
+            clock(end),
+            wall.as_secs_f64()
+        );
+        if tty {
+            eprint!("\r{line}\x1b[K");
+        } else {
+            eprintln!("{line}");
+        }
+    }))
+}
+
+// `h:mm:ss` from an hour, `m:ss` below.
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::dir_name;
+    use super::{clock, dir_name};
+    use std::time::Duration;
+
+    #[test]
+    fn the_progress_clock_reads_minutes_below_an_hour_and_hours_above() {
+        assert_eq!(clock(Duration::ZERO), "0:00");
+        assert_eq!(clock(Duration::from_millis(61_999)), "1:01");
+        assert_eq!(clock(Duration::from_secs(3_599)), "59:59");
+        assert_eq!(clock(Duration::from_secs(6 * 3_600 + 62)), "6:01:02");
+    }
 
     #[test]
     fn scenario_names_cannot_leave_the_out_dir() {

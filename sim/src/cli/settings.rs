@@ -345,6 +345,7 @@ impl Artifacts {
             capture: self.contains(Artifact::Capture),
             capture_file: None,
             key_log: self.contains(Artifact::Keylog),
+            progress: None,
         }
     }
 }
