@@ -110,8 +110,12 @@ fn progress_sorted(text: &str) -> String {
     let mut first = None;
     let mut rest = Vec::new();
     for line in text.lines() {
-        // How many cores the machine has is not the output's business.
-        if line.starts_with("note: --jobs ") {
+        // How many cores the machine has is not the output's business, nor
+        // whether a run took long enough to show its progress
+        // (`run NAME: 0:04 of 1:00 simulated, 21 s`, after 3 s of wall time).
+        if line.starts_with("note: --jobs ")
+            || (line.starts_with("run ") && line.contains(" simulated, "))
+        {
             continue;
         }
         if is_progress_line(line) {
