@@ -292,8 +292,12 @@ pub(super) fn run(
         options.capture_file = Some(dir.join(Artifact::Capture.file()));
     }
     let capture_file = options.capture_file.clone();
-    options.progress = Some(progress_line(&sc.name));
-    let finished = match run_once(sc, Some(seed), options)? {
+    let progress = progress_line(&sc.name);
+    options.progress = Some(progress.clone());
+    let ran = run_once(sc, Some(seed), options);
+    // Whatever the run did (an error too), what follows starts on a clean line.
+    (progress.0)(Duration::ZERO, Duration::ZERO);
+    let finished = match ran? {
         Ok(f) => f,
         Err(e) => {
             writeln!(
@@ -352,9 +356,9 @@ pub(super) fn run(
 const PROGRESS_QUIET: Duration = Duration::from_secs(3);
 
 /// A long run's progress on stderr, as the simulated clock moves: on a
-/// terminal one line redrawn in place (twice a second at most, cleared at
-/// the end), elsewhere (a CI log, a pipe) one line every 30 s:
-/// `run connect-storm: 2:10 of 10:00 simulated, 41 s`.
+/// terminal one line redrawn in place (twice a second at most, cleared when
+/// told the end: `reached >= end`), elsewhere (a CI log, a pipe) one line
+/// every 30 s: `run connect-storm: 2:10 of 10:00 simulated, 41 s`.
 fn progress_line(name: &str) -> ProgressFn {
     let name = name.to_string();
     let started = Instant::now();
@@ -371,7 +375,7 @@ fn progress_line(name: &str) -> ProgressFn {
         let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
         let done = reached >= end;
         if done {
-            if tty && last.is_some() {
+            if tty && last.take().is_some() {
                 // The summary follows on a clean line.
                 eprint!("\r\x1b[K");
             }
