@@ -112,7 +112,7 @@ fn progress_sorted(text: &str) -> String {
     for line in text.lines() {
         // How many cores the machine has is not the output's business, nor
         // whether a run took long enough to show its progress
-        // (`run NAME: 0:04 of 1:00 simulated, 21 s`, after 3 s of wall time).
+        // (`run NAME: 0:04.000 of 1:00.000 simulated, 21.4 s`, after 3 s of wall time).
         if line.starts_with("note: --jobs ")
             || (line.starts_with("run ") && line.contains(" simulated, "))
         {

@@ -358,7 +358,8 @@ const PROGRESS_QUIET: Duration = Duration::from_secs(3);
 /// A long run's progress on stderr, as the simulated clock moves: on a
 /// terminal one line redrawn in place (twice a second at most, cleared when
 /// told the end: `reached >= end`), elsewhere (a CI log, a pipe) one line
-/// every 30 s: `run connect-storm: 2:10 of 10:00 simulated, 41 s`.
+/// every 30 s: `run connect-storm: 0:04.000 of 1:00.000 simulated, 21.4 s`
+/// (the simulated clock as the logs print it, the wall time as the tables do).
 fn progress_line(name: &str) -> ProgressFn {
     let name = name.to_string();
     let started = Instant::now();
@@ -385,11 +386,12 @@ fn progress_line(name: &str) -> ProgressFn {
             return;
         }
         *last = Some(Instant::now());
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let line = format!(
-            "run {name}: {} of {} simulated, {:.0} s",
-            clock(reached),
-            clock(end),
-            wall.as_secs_f64()
+            "run {name}: {} of {} simulated, {}",
+            reports::style::sim_time(us(reached)),
+            reports::style::sim_time(us(end)),
+            reports::style::wall_time(wall)
         );
         if tty {
             eprint!("\r{line}\x1b[K");
@@ -399,28 +401,9 @@ fn progress_line(name: &str) -> ProgressFn {
     }))
 }
 
-// `h:mm:ss` from an hour, `m:ss` below.
-fn clock(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{clock, dir_name};
-    use std::time::Duration;
-
-    #[test]
-    fn the_progress_clock_reads_minutes_below_an_hour_and_hours_above() {
-        assert_eq!(clock(Duration::ZERO), "0:00");
-        assert_eq!(clock(Duration::from_millis(61_999)), "1:01");
-        assert_eq!(clock(Duration::from_secs(3_599)), "59:59");
-        assert_eq!(clock(Duration::from_secs(6 * 3_600 + 62)), "6:01:02");
-    }
+    use super::dir_name;
 
     #[test]
     fn scenario_names_cannot_leave_the_out_dir() {
