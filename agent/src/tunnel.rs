@@ -117,6 +117,9 @@ impl TunnelClient {
         // connection alive in between.
         let mut transport = quinn::TransportConfig::default();
         transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        // The server never opens a stream: give it credit for none.
+        transport.max_concurrent_bidi_streams(0u32.into());
+        transport.max_concurrent_uni_streams(0u32.into());
         client_cfg.transport_config(Arc::new(transport));
         let conn_id = env.observer.next_conn_id();
         let peer = "server".to_string();
@@ -175,7 +178,7 @@ impl TunnelClient {
         let mut r = quic_event(env, &conn_id, &peer, Dir::Tx, Stage::Written, "hello");
         r.msg = Some(role.into());
         env.observer.frame(r);
-        let mut lines = BufReader::new(recv).lines();
+        let mut lines = BufReader::with_capacity(proto::line::READ_BUFFER_BYTES, recv).lines();
         match lines.next_line().await {
             Ok(Some(line))
                 if matches!(serde_json::from_str(&line), Ok(TunnelMsg::Welcome { .. })) =>

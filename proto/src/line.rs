@@ -6,6 +6,12 @@ use std::io;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
+/// The read buffer for line-at-a-time streams (the QUIC tunnel's). Each
+/// message is one short JSON line (a longer one takes several reads);
+/// tokio's default buffer, 8 KiB filled with zeros up front, would be held
+/// by every tunnel stream of both ends.
+pub const READ_BUFFER_BYTES: usize = 1 << 10;
+
 /// Why a line could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum LineError {

@@ -43,9 +43,10 @@ pub(crate) async fn spawn(shared: Arc<Shared>, identity: &Issued) -> Result<(), 
         port,
         source,
     };
-    let server_config =
+    let mut server_config =
         proto::quic::server_config(Arc::new(tls), env.random_seed(), env.clock.clone())
             .map_err(|e| bind_err(std::io::Error::other(e.to_string())))?;
+    server_config.transport_config(Arc::new(transport_config()));
     let socket = env.net.bind_udp(port).await.map_err(bind_err)?;
     let local = socket.local_addr().map_err(bind_err)?;
     lock(&shared.ports).tunnel = local.port();
@@ -77,6 +78,18 @@ fn quic_record(shared: &Shared, conn: &str, peer: &str, dir: Dir, kind: &str) ->
             FrameKind::Quic,
         )
     }
+}
+
+/// The tunnel is one bidirectional stream that the agent opens. The server
+/// gives a peer credit for that one and for no unidirectional stream: quinn's
+/// default (100 of each, every one able to buffer a full stream window the
+/// server would never read) would let a peer make the server hold far more
+/// than the protocol needs, and costs ~8 KiB of stream table per connection.
+fn transport_config() -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(1u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport
 }
 
 async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
@@ -133,7 +146,10 @@ async fn serve(shared: &Shared, conn_id: &str, conn: quinn::Connection) {
     let Ok((mut send, recv)) = conn.accept_bi().await else {
         return;
     };
-    let mut lines = proto::line::BoundedLines::new(BufReader::new(recv), MAX_LINE_BYTES);
+    let mut lines = proto::line::BoundedLines::new(
+        BufReader::with_capacity(proto::line::READ_BUFFER_BYTES, recv),
+        MAX_LINE_BYTES,
+    );
     let mut generation = None;
     loop {
         let line = match lines.next_line().await {

@@ -266,6 +266,42 @@ async fn a_tunnel_hello_naming_another_agent_is_closed() {
     assert!(b.handle.tunnels().is_empty(), "nothing was registered");
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_tunnel_peer_gets_credit_for_one_bidirectional_stream_and_no_other() {
+    use futures_util::FutureExt;
+    let b = bench("streams").await;
+    let tls = proto::tls::client_config(
+        &b.env,
+        &b.creds.ca_pem,
+        Some((&b.creds.cert_pem, &b.creds.key_pem)),
+        &[TUNNEL_ALPN],
+    )
+    .unwrap();
+    let cfg = proto::quic::client_config(Arc::new(tls), [8; 32]).unwrap();
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], b.handle.ports().tunnel));
+    let conn = endpoint
+        .connect_with(cfg, addr, "localhost")
+        .unwrap()
+        .await
+        .expect("the handshake succeeds with the agent's certificate");
+    // After the handshake the peer's limits are known: opening a stream
+    // either has credit now or waits for a MAX_STREAMS that never comes.
+    assert!(
+        conn.open_uni().now_or_never().is_none(),
+        "no credit for a unidirectional stream"
+    );
+    let first = conn.open_bi().now_or_never();
+    assert!(
+        matches!(first, Some(Ok(_))),
+        "credit for the tunnel's one stream"
+    );
+    assert!(
+        conn.open_bi().now_or_never().is_none(),
+        "no credit for a second bidirectional stream while the first is open"
+    );
+}
+
 fn pings_enqueued_after(log: &Memory, conn: &str, t_us: u64) -> usize {
     log.frames
         .lock()
