@@ -46,7 +46,7 @@ pub enum ChannelError {
 fn tls_event(env: &Env, conn: &str, kind: &str, error: Option<String>) {
     env.observer.frame(FrameRecord {
         kind: Some(kind.into()),
-        error,
+        error: error.map(Into::into),
         ..FrameRecord::new(
             env.log_us(),
             &env.point,

@@ -150,7 +150,7 @@ impl TunnelClient {
                     Stage::Event,
                     "handshake_failed",
                 );
-                r.error = Some(err.clone());
+                r.error = Some(err.clone().into());
                 env.observer.frame(r);
                 return Err(TunnelError::Handshake(err));
             }

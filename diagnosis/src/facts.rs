@@ -288,8 +288,8 @@ pub(crate) fn agents(log: &Log<'_>) -> BTreeMap<String, Agent> {
                     }
                     Some("CommandAck") => {
                         if let Some(id) = &r.command_id {
-                            c.acks.push((n, r.t_us, id.clone()));
-                            a.acked.entry(id.clone()).or_default().push((n, r.t_us));
+                            c.acks.push((n, r.t_us, id.to_string()));
+                            a.acked.entry(id.to_string()).or_default().push((n, r.t_us));
                         }
                     }
                     _ => {}
@@ -304,10 +304,12 @@ pub(crate) fn agents(log: &Log<'_>) -> BTreeMap<String, Agent> {
                             n,
                             t: r.t_us,
                             stage,
-                            id: id.clone(),
+                            id: id.to_string(),
                         });
-                        a.commands.entry(id.clone()).or_insert((n, r.t_us));
-                        owner.entry(id.clone()).or_insert_with(|| name.to_string());
+                        a.commands.entry(id.to_string()).or_insert((n, r.t_us));
+                        owner
+                            .entry(id.to_string())
+                            .or_insert_with(|| name.to_string());
                     }
                 }
                 _ => {}
@@ -317,9 +319,12 @@ pub(crate) fn agents(log: &Log<'_>) -> BTreeMap<String, Agent> {
             a.has_point = true;
             if r.frame == FrameKind::Text && r.dir == Dir::Rx && r.stage == Stage::Read {
                 match text_reads.get_mut(name) {
-                    Some(v) => v.push((n, r.t_us, r.msg.clone())),
+                    Some(v) => v.push((n, r.t_us, r.msg.as_deref().map(String::from))),
                     None => {
-                        text_reads.insert(name.to_string(), vec![(n, r.t_us, r.msg.clone())]);
+                        text_reads.insert(
+                            name.to_string(),
+                            vec![(n, r.t_us, r.msg.as_deref().map(String::from))],
+                        );
                     }
                 }
                 match (&r.msg, &r.command_id) {
@@ -328,14 +333,16 @@ pub(crate) fn agents(log: &Log<'_>) -> BTreeMap<String, Agent> {
                         a.untyped_reads.push((n, r.t_us));
                     }
                     (Some(m), Some(id)) if m == "Command" => {
-                        a.reads.entry(id.clone()).or_default().push(n);
-                        owner.entry(id.clone()).or_insert_with(|| name.to_string());
+                        a.reads.entry(id.to_string()).or_default().push(n);
+                        owner
+                            .entry(id.to_string())
+                            .or_insert_with(|| name.to_string());
                     }
                     _ => {}
                 }
             } else if is_text(r, Dir::Tx, Stage::Written, "CommandAck") {
                 if let Some(id) = &r.command_id {
-                    a.ack_writes.entry(id.clone()).or_default().push(n);
+                    a.ack_writes.entry(id.to_string()).or_default().push(n);
                 }
             }
         }
@@ -348,17 +355,17 @@ pub(crate) fn agents(log: &Log<'_>) -> BTreeMap<String, Agent> {
             continue;
         }
         let by_peer = agent_name(&r.peer).filter(|p| agents.contains_key(*p));
-        let by_cmd = r.command_id.as_ref().and_then(|id| owner.get(id));
+        let by_cmd = r.command_id.as_ref().and_then(|id| owner.get(id.as_str()));
         let Some(name) = by_peer.or(by_cmd.map(String::as_str)) else {
             continue;
         };
         let a = agents.get_mut(name).expect("owner is a known agent");
-        a.paths.entry(r.point.clone()).or_insert(n);
+        a.paths.entry(r.point.to_string()).or_insert(n);
         if r.frame == FrameKind::Text && r.msg.as_deref() == Some("Command") {
             if let Some(id) = &r.command_id {
                 match r.stage {
-                    Stage::Dropped => a.dropped.entry(id.clone()).or_default().push(n),
-                    Stage::Passed => a.passed.entry(id.clone()).or_default().push(n),
+                    Stage::Dropped => a.dropped.entry(id.to_string()).or_default().push(n),
+                    Stage::Passed => a.passed.entry(id.to_string()).or_default().push(n),
                     _ => {}
                 }
             }

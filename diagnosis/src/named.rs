@@ -162,7 +162,7 @@ fn facts<'a>(log: &Log<'a>) -> BTreeMap<String, Facts<'a>> {
     }
     for &(n, r) in &log.frames {
         if r.point == "server" {
-            let f = m.entry(r.peer.clone()).or_default();
+            let f = m.entry(r.peer.to_string()).or_default();
             if r.frame == FrameKind::Quic {
                 f.srv_quic.push((n, r.t_us, r));
             } else {

@@ -40,7 +40,7 @@ impl L {
     ) -> usize {
         let mut r = self.srv(t, conn, dir, stage, FrameKind::Text);
         r.msg = Some(msg.into());
-        r.command_id = id.map(str::to_string);
+        r.command_id = id.map(Into::into);
         self.push(r)
     }
     fn cmd(&mut self, t: u64, conn: &str, id: &str) -> (usize, usize) {

@@ -264,7 +264,7 @@ fn last_connection(recs: &[&(usize, &records::frame::FrameRecord)]) -> (Vec<usiz
     };
     let conn = &last.1.conn;
     let on: Vec<&&(usize, &records::frame::FrameRecord)> =
-        recs.iter().filter(|(_, r)| &r.conn == conn).collect();
+        recs.iter().filter(|(_, r)| r.conn == conn).collect();
     let pong = on
         .iter()
         .rev()

@@ -445,7 +445,7 @@ mod tests {
                 Stage::Read,
                 FrameKind::Text,
             );
-            r.msg = Some(huge.clone());
+            r.msg = Some(huge.clone().into());
             obs.frame(r);
         }
         let cur = std::fs::read_to_string(&path).unwrap();

@@ -49,8 +49,8 @@ impl FrameInfo {
     pub fn record(&self, env: &Env, conn: &str, peer: &str, dir: Dir, stage: Stage) -> FrameRecord {
         FrameRecord {
             len: Some(self.len),
-            msg: self.msg.clone(),
-            command_id: self.command_id.clone(),
+            msg: self.msg.as_deref().map(Into::into),
+            command_id: self.command_id.as_deref().map(Into::into),
             ping_seq: self.ping_seq,
             ..FrameRecord::new(env.log_us(), &env.point, conn, peer, dir, stage, self.frame)
         }
@@ -68,7 +68,7 @@ pub fn log(env: &Env, conn: &str, peer: &str, dir: Dir, stage: Stage, m: &Messag
 pub fn log_error(env: &Env, conn: &str, peer: &str, m: &Message, error: &str) {
     if let Some(info) = FrameInfo::of(m) {
         let mut r = info.record(env, conn, peer, Dir::Tx, Stage::WriteError);
-        r.error = Some(error.to_string());
+        r.error = Some(error.into());
         env.observer.frame(r);
     }
 }

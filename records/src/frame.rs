@@ -4,6 +4,7 @@
 //! fields are left out when absent, so the same run always prints the same
 //! bytes.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// Direction of a frame relative to the observation point.
@@ -63,12 +64,12 @@ pub struct FrameRecord {
     /// epoch on a real network.
     pub t_us: u64,
     /// Observation point: `server`, `agent:<name>`, `path:<name>`.
-    pub point: String,
+    pub point: CompactString,
     /// Connection id, unique for the whole run (on a real network, across
     /// the deployment's processes and restarts: `<prefix>-c<n>`).
-    pub conn: String,
+    pub conn: CompactString,
     /// The other end, by agent name or `server`.
-    pub peer: String,
+    pub peer: CompactString,
     /// Direction relative to `point`.
     pub dir: Dir,
     /// How far the frame got.
@@ -80,19 +81,19 @@ pub struct FrameRecord {
     pub len: Option<u64>,
     /// Application message type carried by a Text frame (`Command`, `Heartbeat`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub msg: Option<String>,
+    pub msg: Option<CompactString>,
     /// Command id carried by the message, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command_id: Option<String>,
+    pub command_id: Option<CompactString>,
     /// Sequence number of a Ping, or of the Ping a Pong answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ping_seq: Option<u64>,
     /// Kind of a QUIC/TLS event (`handshake_started`, `handshake_ok`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<CompactString>,
     /// Error text for `write_error` and failed handshakes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<CompactString>,
 }
 
 impl FrameRecord {
@@ -108,9 +109,9 @@ impl FrameRecord {
     ) -> Self {
         FrameRecord {
             t_us,
-            point: point.to_string(),
-            conn: conn.to_string(),
-            peer: peer.to_string(),
+            point: point.into(),
+            conn: conn.into(),
+            peer: peer.into(),
             dir,
             stage,
             frame,
@@ -145,24 +146,37 @@ pub struct EventRecord {
 /// value keeps its first bytes and says how many it left out.
 pub const MAX_FIELD_BYTES: usize = 256;
 
-/// Cuts `s` to at most `max` bytes (on a character boundary), marking the
-/// cut with `...(+N bytes)`.
-pub fn cap_str(s: &mut String, max: usize) {
+/// `s` cut to at most `max` bytes (on a character boundary) and marked
+/// with `...(+N bytes)`, or `None` when it fits.
+fn cut(s: &str, max: usize) -> Option<String> {
     if s.len() <= max {
-        return;
+        return None;
     }
     let mut cut = max;
     while !s.is_char_boundary(cut) {
         cut -= 1;
     }
     let dropped = s.len() - cut;
-    s.truncate(cut);
-    s.push_str(&format!("...(+{dropped} bytes)"));
+    Some(format!("{}...(+{dropped} bytes)", &s[..cut]))
 }
 
-fn cap_opt(s: &mut Option<String>) {
+/// Cuts `s` to at most `max` bytes (on a character boundary), marking the
+/// cut with `...(+N bytes)`.
+pub fn cap_str(s: &mut String, max: usize) {
+    if let Some(c) = cut(s, max) {
+        *s = c;
+    }
+}
+
+fn cap_compact(s: &mut CompactString) {
+    if let Some(c) = cut(s, MAX_FIELD_BYTES) {
+        *s = c.into();
+    }
+}
+
+fn cap_opt(s: &mut Option<CompactString>) {
     if let Some(s) = s {
-        cap_str(s, MAX_FIELD_BYTES);
+        cap_compact(s);
     }
 }
 
@@ -198,7 +212,7 @@ impl FrameRecord {
     /// The record with every string field capped at [`MAX_FIELD_BYTES`].
     pub fn capped(mut self) -> Self {
         for s in [&mut self.point, &mut self.conn, &mut self.peer] {
-            cap_str(s, MAX_FIELD_BYTES);
+            cap_compact(s);
         }
         for s in [
             &mut self.msg,
@@ -240,7 +254,7 @@ mod tests {
             FrameKind::Text,
         );
         f.msg = Some("Heartbeat".into());
-        f.error = Some(long.clone());
+        f.error = Some(long.clone().into());
         let f = f.capped();
         assert_eq!(f.conn, "c1");
         assert_eq!(f.msg.as_deref(), Some("Heartbeat"));

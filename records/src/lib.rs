@@ -16,3 +16,8 @@
 pub mod frame;
 pub mod outcome;
 pub mod read;
+
+/// The string type of a frame record's fields: up to 24 bytes inline (every
+/// point, connection id, peer and message type the product writes), so a
+/// record costs no allocation of its own for them.
+pub use compact_str::CompactString;

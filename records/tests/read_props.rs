@@ -32,7 +32,7 @@ fn frame() -> impl Strategy<Value = FrameRecord> {
         .prop_map(|(t, point, conn, peer, dir, stage, kind, seq, msg)| {
             let mut r = FrameRecord::new(t, &point, &conn, &peer, dir, stage, kind);
             r.ping_seq = seq;
-            r.msg = msg;
+            r.msg = msg.map(Into::into);
             r
         })
 }

@@ -82,7 +82,7 @@ fn agent_of(r: &FrameRecord) -> &str {
 
 /// `(conn, ping_seq)` of every Ping written at the server that no Pong read
 /// on the same connection answered.
-fn unanswered_pings(records: &[&FrameRecord]) -> BTreeSet<(String, u64)> {
+fn unanswered_pings(records: &[&FrameRecord]) -> BTreeSet<(records::CompactString, u64)> {
     let mut pings = BTreeSet::new();
     let mut pongs = BTreeSet::new();
     for r in records.iter().filter(|r| r.point == "server") {
@@ -302,7 +302,7 @@ fn lanes(agent: &str, records: &[&FrameRecord]) -> Vec<String> {
 fn label(r: &FrameRecord) -> String {
     let mut parts: Vec<String> = Vec::new();
     match (r.frame, &r.msg, &r.kind) {
-        (FrameKind::Text, Some(m), _) => parts.push(m.clone()),
+        (FrameKind::Text, Some(m), _) => parts.push(m.to_string()),
         (FrameKind::Quic | FrameKind::Tls, m, Some(k)) => {
             let f = if r.frame == FrameKind::Quic {
                 "quic"
@@ -317,7 +317,7 @@ fn label(r: &FrameRecord) -> String {
         (f, _, _) => parts.push(format!("{f:?}").to_lowercase()),
     }
     if let Some(c) = &r.command_id {
-        parts.push(c.clone());
+        parts.push(c.to_string());
     }
     if let Some(s) = r.ping_seq {
         parts.push(format!("seq {s}"));

@@ -111,7 +111,7 @@ pub fn render(frames: &[FrameRecord], opts: &TimelineOptions) -> String {
         let rows = cap(fold(select(records), opts.fold_min), opts.max_rows_per_conn);
         for (n, row) in rows.iter().enumerate() {
             let (conn, peer) = if n == 0 {
-                (records[0].conn.clone(), records[0].peer.clone())
+                (records[0].conn.to_string(), records[0].peer.to_string())
             } else {
                 (String::new(), String::new())
             };
@@ -318,12 +318,12 @@ fn tally(rs: &[&FrameRecord]) -> String {
     for r in rs {
         let label = match r.frame {
             FrameKind::Text => r.msg.clone().unwrap_or_else(|| "text".into()),
-            FrameKind::Quic => format!("quic {}", r.kind.as_deref().unwrap_or("frame")),
-            other => frame(other).to_string(),
+            FrameKind::Quic => format!("quic {}", r.kind.as_deref().unwrap_or("frame")).into(),
+            other => frame(other).to_string().into(),
         };
         match labels.iter_mut().find(|(l, _)| *l == label) {
             Some((_, n)) => *n += 1,
-            None => labels.push((label, 1)),
+            None => labels.push((label.to_string(), 1)),
         }
         if let Some(s) = r.ping_seq {
             seqs = Some(seqs.map_or((s, s), |(lo, hi)| (lo.min(s), hi.max(s))));
@@ -366,17 +366,17 @@ fn frame(f: FrameKind) -> &'static str {
 fn what(r: &FrameRecord) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(k) = &r.kind {
-        parts.push(k.clone());
+        parts.push(k.to_string());
     }
     if let Some(m) = &r.msg {
         parts.push(if r.kind.is_some() {
             format!("({m})")
         } else {
-            m.clone()
+            m.to_string()
         });
     }
     if let Some(c) = &r.command_id {
-        parts.push(c.clone());
+        parts.push(c.to_string());
     }
     if let Some(s) = r.ping_seq {
         parts.push(format!("seq {s}"));
@@ -402,7 +402,7 @@ mod tests {
     fn text(t_s: u64, dir: Dir, stage: Stage, msg: &str, cmd: Option<&str>) -> FrameRecord {
         FrameRecord {
             msg: Some(msg.into()),
-            command_id: cmd.map(String::from),
+            command_id: cmd.map(Into::into),
             ..rec(t_s, "c1", dir, stage, FrameKind::Text)
         }
     }

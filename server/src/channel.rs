@@ -109,7 +109,7 @@ async fn accept_loop<F, Fut>(
 fn tls_event(shared: &Shared, conn: &str, peer: &str, kind: &str, error: Option<String>) {
     shared.env.observer.frame(FrameRecord {
         kind: Some(kind.into()),
-        error,
+        error: error.map(Into::into),
         ..FrameRecord::new(
             shared.env.log_us(),
             &shared.env.point,

@@ -63,7 +63,7 @@ pub(crate) async fn spawn(shared: Arc<Shared>, identity: &Issued) -> Result<(), 
 
 fn quic_record(shared: &Shared, conn: &str, peer: &str, dir: Dir, kind: &str) -> FrameRecord {
     FrameRecord {
-        kind: Some(kind.to_string()),
+        kind: Some(kind.to_string().into()),
         ..FrameRecord::new(
             shared.env.log_us(),
             &shared.env.point,
@@ -109,7 +109,7 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
                 Err(e) => {
                     let mut r = quic_record(&shared, &conn_id, "?", Dir::Rx, "handshake_failed");
                     r.stage = Stage::Event;
-                    r.error = Some(e.to_string());
+                    r.error = Some(e.to_string().into());
                     shared.env.observer.frame(r);
                 }
             }
@@ -180,7 +180,7 @@ async fn serve(shared: &Shared, conn_id: &str, conn: quinn::Connection) {
         match msg {
             TunnelMsg::Hello { agent_id, role } => {
                 let mut r = quic_record(shared, conn_id, &peer, Dir::Rx, "hello");
-                r.msg = Some(role.clone());
+                r.msg = Some(role.clone().into());
                 shared.env.observer.frame(r);
                 if agent_id != agent.agent_id {
                     shared.env.event(
@@ -234,7 +234,7 @@ async fn serve(shared: &Shared, conn_id: &str, conn: quinn::Connection) {
     let reason = conn.closed().await;
     let mut r = quic_record(shared, conn_id, &peer, Dir::Rx, "closed");
     r.stage = Stage::Event;
-    r.error = Some(reason.to_string());
+    r.error = Some(reason.to_string().into());
     shared.env.observer.frame(r);
     if let Some(g) = generation {
         let outcome = lock(&shared.tunnels).handle_close(&agent.agent_id, g);

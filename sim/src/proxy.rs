@@ -168,7 +168,7 @@ impl Proxy {
     fn tls_event(&self, conn: &str, peer: &str, kind: &str, error: Option<String>) {
         self.env.observer.frame(FrameRecord {
             kind: Some(kind.into()),
-            error,
+            error: error.map(Into::into),
             ..FrameRecord::new(
                 self.env.now_us(),
                 &self.env.point,

@@ -65,8 +65,8 @@ impl B {
         id: Option<&str>,
     ) -> H {
         let h = self.push(t, at, dir, stage, FrameKind::Text);
-        self.last().msg = msg.map(str::to_string);
-        self.last().command_id = id.map(str::to_string);
+        self.last().msg = msg.map(Into::into);
+        self.last().command_id = id.map(Into::into);
         h
     }
 
