@@ -220,9 +220,9 @@ async fn an_auth_naming_another_agent_is_closed_with_1008_and_a_reason() {
     assert!(frame.reason.contains("another agent"), "{}", frame.reason);
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_tunnel_hello_naming_another_agent_is_closed() {
-    let b = bench("hello").await;
+/// A QUIC tunnel connection to the bench's gateway with the agent's
+/// certificate, handshake done (keep the endpoint alive with it).
+async fn tunnel(b: &Bench, seed: u8) -> (quinn::Endpoint, quinn::Connection) {
     let tls = proto::tls::client_config(
         &b.env,
         &b.creds.ca_pem,
@@ -230,7 +230,7 @@ async fn a_tunnel_hello_naming_another_agent_is_closed() {
         &[TUNNEL_ALPN],
     )
     .unwrap();
-    let cfg = proto::quic::client_config(Arc::new(tls), [7; 32]).unwrap();
+    let cfg = proto::quic::client_config(Arc::new(tls), [seed; 32]).unwrap();
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], b.handle.ports().tunnel));
     let conn = endpoint
@@ -238,6 +238,13 @@ async fn a_tunnel_hello_naming_another_agent_is_closed() {
         .unwrap()
         .await
         .expect("the handshake succeeds with the agent's certificate");
+    (endpoint, conn)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_tunnel_hello_naming_another_agent_is_closed() {
+    let b = bench("hello").await;
+    let (_endpoint, conn) = tunnel(&b, 7).await;
     let (mut send, _recv) = conn.open_bi().await.unwrap();
     let hello = serde_json::to_string(&TunnelMsg::Hello {
         agent_id: "00000000-0000-4000-8000-000000000000".into(),
@@ -270,21 +277,7 @@ async fn a_tunnel_hello_naming_another_agent_is_closed() {
 async fn a_tunnel_peer_gets_credit_for_one_bidirectional_stream_and_no_other() {
     use futures_util::FutureExt;
     let b = bench("streams").await;
-    let tls = proto::tls::client_config(
-        &b.env,
-        &b.creds.ca_pem,
-        Some((&b.creds.cert_pem, &b.creds.key_pem)),
-        &[TUNNEL_ALPN],
-    )
-    .unwrap();
-    let cfg = proto::quic::client_config(Arc::new(tls), [8; 32]).unwrap();
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], b.handle.ports().tunnel));
-    let conn = endpoint
-        .connect_with(cfg, addr, "localhost")
-        .unwrap()
-        .await
-        .expect("the handshake succeeds with the agent's certificate");
+    let (_endpoint, conn) = tunnel(&b, 8).await;
     // After the handshake the peer's limits are known: opening a stream
     // either has credit now or waits for a MAX_STREAMS that never comes.
     assert!(
