@@ -13,7 +13,7 @@
 //! - [`score`]: the engine scored against the injected truth (confusion tables).
 //! - [`upgrade`]: agent processes and the supervisor an agent's self-upgrade drives.
 //! - [`conform`]: `simbench conform`, the simulator held to Linux (network namespaces, nftables).
-//! - [`cli`]: `simbench list`, `run`, `check`, `sweep`.
+//! - [`cli`]: `simbench list`, `run`, `check`, `sweep`; [`malloc`]: glibc malloc's parameters for each.
 pub mod capture;
 pub mod cli;
 pub mod clock;
@@ -23,6 +23,7 @@ pub mod diagnose;
 pub mod disk;
 pub mod fault;
 pub mod kill;
+pub mod malloc;
 pub mod net;
 pub mod observe;
 pub mod proxy;

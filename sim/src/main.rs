@@ -8,6 +8,7 @@ use sim::cli;
 
 fn main() -> ExitCode {
     let args = cli::args::Args::parse();
+    sim::malloc::tune(args.command.malloc_profile());
     cli::init_tracing();
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
     match cli::execute(args, &mut out, &mut err) {

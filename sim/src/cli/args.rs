@@ -113,6 +113,21 @@ pub enum Command {
     Next(NextArgs),
 }
 
+impl Command {
+    /// How the command's work uses memory (see [`crate::malloc`]): `run` is
+    /// one world that may be a large fleet; `sweep` runs many copies of one
+    /// small world on worker threads, one after another. (`check` runs many
+    /// worlds too, but of every size: measured, it gained nothing.)
+    pub fn malloc_profile(&self) -> crate::malloc::Profile {
+        use crate::malloc::Profile;
+        match self {
+            Command::Run(_) => Profile::OneLargeWorld,
+            Command::Sweep(_) => Profile::ManyWorlds,
+            _ => Profile::Default,
+        }
+    }
+}
+
 const JUNIT_MERGE_EXAMPLES: &str = "\
 Examples:
   simbench junit-merge target/simbench.xml part-1.xml part-2.xml part-3.xml
